@@ -1,0 +1,22 @@
+# The two commands: `make demo` runs the bench cascade, `make test` runs every check.
+# Both install missing Debian packages first (scripts/install-deps.sh).
+
+CARGO ?= cargo
+
+.PHONY: deps demo test bench fuzz clean
+
+deps:
+	@scripts/install-deps.sh
+
+demo: deps
+	$(CARGO) build --release --bins
+	./target/release/emcomm-bench demo
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+clean:
+	$(CARGO) clean
+	rm -rf demo-out bench-out

@@ -1,0 +1,278 @@
+//! Reading and writing audio files: the only module of the crate that touches the file system.
+//!
+//! # Reading
+//!
+//! [`read_audio`] reads WAV (RIFF WAVE, including `WAVE_FORMAT_EXTENSIBLE`) and FLAC with
+//! symphonia, at any sample rate, with 8-, 16-, 24- or 32-bit integer or 32-bit float samples
+//! and any number of channels. The result is always mono [`Audio`] in floats at full scale
+//! ±1.0 (see [`crate::pcm`]); several channels are mixed down by averaging. The sample rate is
+//! kept as the file states it: convert with [`Audio::to_rate`].
+//!
+//! A file that is cut short is read up to where it ends. Anything else that goes wrong is an
+//! [`AudioFileError`] naming the file and, for a bad packet, its index in the track. That
+//! includes frames the demuxer skips on its own (symphonia drops a FLAC frame whose CRC fails
+//! and carries on with the next): they show up as a gap in the packet timestamps and are
+//! reported as [`AudioFileError::MissingAudio`], so audio is never silently shortened in the
+//! middle.
+//!
+//! # Writing
+//!
+//! Recordings are written as 16-bit mono WAV with hound: whole, with [`write_wav_i16`], or
+//! frame by frame as they arrive, with [`WavSink`]. A WAV header states the length of the
+//! data, so a file is only complete once [`WavSink::finish`] has returned.
+
+use std::fs::File;
+use std::io::{BufWriter, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use crate::error::{AudioFileError, CodecError};
+use crate::pcm;
+use crate::resample;
+
+/// Mono audio in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    /// Samples per second, in Hz.
+    pub sample_rate: u32,
+    /// Mono samples at full scale ±1.0.
+    pub samples: Vec<f32>,
+}
+
+impl Audio {
+    /// How long the audio lasts. Zero for a sample rate of zero.
+    pub fn duration(&self) -> Duration {
+        if self.sample_rate == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(self.samples.len() as f64 / f64::from(self.sample_rate))
+    }
+
+    /// Converts to `hz`, keeping the audio time-aligned (see [`resample::resample`]).
+    pub fn to_rate(self, hz: u32) -> Result<Audio, CodecError> {
+        if hz == self.sample_rate {
+            return Ok(self);
+        }
+        let samples = resample::resample(&self.samples, self.sample_rate, hz)?;
+        Ok(Audio {
+            sample_rate: hz,
+            samples,
+        })
+    }
+
+    /// The samples as `i16`, rounded and clipped.
+    pub fn to_i16(&self) -> Vec<i16> {
+        pcm::f32_to_i16_vec(&self.samples)
+    }
+}
+
+/// Reads a WAV or FLAC file into mono [`Audio`] at the file's own sample rate.
+pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio, AudioFileError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|source| io_error(path, source))?;
+
+    let mut hint = Hint::new();
+    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(extension);
+    }
+    let source = MediaSourceStream::new(Box::new(file), Default::default());
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            source,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|source| match source {
+            SymphoniaError::IoError(source) => io_error(path, source),
+            source => AudioFileError::UnsupportedFormat {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    let mut format = probed.format;
+
+    let track = format
+        .tracks()
+        .iter()
+        .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| AudioFileError::NoAudioTrack {
+            path: path.to_owned(),
+        })?;
+    let track_id = track.id;
+    let sample_rate =
+        track
+            .codec_params
+            .sample_rate
+            .ok_or_else(|| AudioFileError::NoSampleRate {
+                path: path.to_owned(),
+            })?;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|source| AudioFileError::UnsupportedCodec {
+            path: path.to_owned(),
+            source,
+        })?;
+
+    let mut samples = Vec::new();
+    let mut packet_index = 0u64;
+    // Timestamp (in samples per channel) at which the next packet should start.
+    let mut next_ts = None;
+    loop {
+        let decode_error = |source| AudioFileError::Decode {
+            path: path.to_owned(),
+            packet: packet_index,
+            source,
+        };
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            // The end of the file, or a file cut short.
+            Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(source) => return Err(decode_error(source)),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let missing = next_ts.map_or(0, |expected| packet.ts().saturating_sub(expected));
+        if missing > 0 {
+            return Err(AudioFileError::MissingAudio {
+                path: path.to_owned(),
+                packet: packet_index,
+                missing,
+            });
+        }
+
+        let decoded = decoder.decode(&packet).map_err(decode_error)?;
+        let spec = *decoded.spec();
+        if spec.rate != sample_rate {
+            return Err(AudioFileError::RateChange {
+                path: path.to_owned(),
+                first: sample_rate,
+                later: spec.rate,
+                packet: packet_index,
+            });
+        }
+
+        next_ts = Some(packet.ts() + decoded.frames() as u64);
+
+        let mut interleaved = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        interleaved.copy_interleaved_ref(decoded);
+        let mono = pcm::mix_to_mono_f32(interleaved.samples(), spec.channels.count())?;
+        samples.extend_from_slice(&mono);
+        packet_index += 1;
+    }
+
+    Ok(Audio {
+        sample_rate,
+        samples,
+    })
+}
+
+/// Writes `samples` as a 16-bit mono WAV file at `sample_rate`, replacing any existing file.
+pub fn write_wav_i16(
+    path: impl AsRef<Path>,
+    sample_rate: u32,
+    samples: &[i16],
+) -> Result<(), AudioFileError> {
+    let mut sink = WavSink::create(path, sample_rate)?;
+    sink.write(samples)?;
+    sink.finish()
+}
+
+/// A 16-bit mono WAV file written frame by frame.
+///
+/// Dropping a sink without [`finish`](Self::finish) still finalises the header, but any error
+/// in doing so is lost.
+pub struct WavSink {
+    writer: hound::WavWriter<BufWriter<File>>,
+    path: PathBuf,
+    samples_written: u64,
+}
+
+impl std::fmt::Debug for WavSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WavSink")
+            .field("path", &self.path)
+            .field("samples_written", &self.samples_written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WavSink {
+    /// Creates (or truncates) the file at `path` for mono 16-bit audio at `sample_rate`.
+    pub fn create(path: impl AsRef<Path>, sample_rate: u32) -> Result<Self, AudioFileError> {
+        let path = path.as_ref().to_owned();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(&path, spec).map_err(|source| match source {
+            hound::Error::IoError(source) => io_error(&path, source),
+            source => AudioFileError::WavWrite {
+                path: path.clone(),
+                source,
+            },
+        })?;
+
+        Ok(Self {
+            writer,
+            path,
+            samples_written: 0,
+        })
+    }
+
+    /// Appends a frame of samples.
+    pub fn write(&mut self, frame: &[i16]) -> Result<(), AudioFileError> {
+        for &sample in frame {
+            self.writer
+                .write_sample(sample)
+                .map_err(|source| AudioFileError::WavWrite {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        self.samples_written += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Samples appended so far.
+    pub fn samples_written(&self) -> u64 {
+        self.samples_written
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the final header and closes the file.
+    pub fn finish(self) -> Result<(), AudioFileError> {
+        let path = self.path;
+        self.writer
+            .finalize()
+            .map_err(|source| AudioFileError::WavWrite { path, source })
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> AudioFileError {
+    if source.kind() == ErrorKind::NotFound {
+        AudioFileError::NotFound {
+            path: path.to_owned(),
+        }
+    } else {
+        AudioFileError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The socket side of RTP that is worth its own code.
+
+pub mod fanout;

@@ -1,0 +1,505 @@
+//! The node's configuration: one TOML file per node, validated before anything starts.
+//!
+//! Every fault names the file, the line and the key, in the form
+//! `district.toml:12: downstream[1].codec: unknown codec "g729"`. Syntax and type
+//! errors come from the TOML parser with their position; the rules that span several
+//! keys (a district needs a source, a street needs an address to listen on, names and
+//! addresses are unique) are checked here against the same positions.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drivers::rtp::payload::PayloadFormat;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration fault, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, 0 when the fault is not tied to a line (file unreadable).
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                self.key,
+                self.message
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The tier a node serves in the cascade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The command centre: originates voice.
+    District,
+    /// A street or town gateway: forwards to its loudspeakers and village gateways.
+    Street,
+    /// A village broadcast room: forwards to its own loudspeakers.
+    Village,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::District => "district",
+            Tier::Street => "street",
+            Tier::Village => "village",
+        })
+    }
+}
+
+/// What a downstream address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DownstreamKind {
+    /// Another emcomm node of the next tier.
+    Gateway,
+    /// An IP loudspeaker or amplifier endpoint.
+    #[default]
+    Loudspeaker,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    #[serde(default)]
+    rtp: RawRtp,
+    source: Option<Spanned<RawSource>>,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    downstream: Vec<RawDownstream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Spanned<String>,
+    tier: Spanned<Tier>,
+    area: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRtp {
+    listen: Option<Spanned<SocketAddr>>,
+    opus_payload_type: Option<Spanned<u8>>,
+    opus_bitrate: Option<Spanned<u32>>,
+    rtcp_interval_ms: Option<Spanned<u64>>,
+    input_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    files: Option<Vec<Spanned<PathBuf>>>,
+    device: Option<String>,
+    #[serde(default)]
+    gap_ms: u64,
+    #[serde(default = "one")]
+    repeat: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    #[serde(default)]
+    allow: Vec<IpAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownstream {
+    name: Spanned<String>,
+    address: Spanned<SocketAddr>,
+    #[serde(default)]
+    codec: Option<Spanned<String>>,
+    #[serde(default)]
+    kind: DownstreamKind,
+}
+
+/// Where a district's voice comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoiceSource {
+    /// Audio files played in order, `gap` of silence after each, the whole `repeat`
+    /// times; then the stream ends.
+    Files {
+        files: Vec<PathBuf>,
+        gap: Duration,
+        repeat: u32,
+    },
+    /// A capture device (`default` for the system's default).
+    Device(String),
+}
+
+/// One destination of this node's voice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Downstream {
+    pub name: String,
+    /// RTP goes here; RTCP to the next port up (RFC 3550 §11).
+    pub address: SocketAddr,
+    pub format: PayloadFormat,
+    pub kind: DownstreamKind,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub name: String,
+    pub tier: Tier,
+    /// The node's administrative division code (GB/T 2260, 6, 9 or 12 digits).
+    pub area: String,
+    /// RTP is received here (RTCP on the next port up); `None` for a district that
+    /// sends from an ephemeral port.
+    pub listen: Option<SocketAddr>,
+    pub opus_payload_type: u8,
+    pub opus_bitrate: u32,
+    pub rtcp_interval: Duration,
+    /// Silence on the input after which the stream is taken to have ended.
+    pub input_timeout: Duration,
+    pub source: Option<VoiceSource>,
+    /// Hosts whose RTP is accepted; empty accepts any (see docs/limitations.md).
+    pub upstream_allow: Vec<IpAddr>,
+    pub downstream: Vec<Downstream>,
+}
+
+/// Locates byte offsets of one file.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.line_of(span.start),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration in `path`. Relative source files are
+    /// taken from the configuration file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates configuration `text` that was read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = Locator { file: path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = text.get(span.clone()).unwrap_or("").trim().to_string();
+            at.error(span, &key, e.message().trim_end().to_string())
+        })?;
+
+        let area = raw.node.area.get_ref();
+        if !matches!(area.len(), 6 | 9 | 12) || !area.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(at.error(
+                raw.node.area.span(),
+                "node.area",
+                format!("{area:?} is not a GB/T 2260 division code of 6, 9 or 12 digits"),
+            ));
+        }
+        if raw.node.name.get_ref().trim().is_empty() {
+            return Err(at.error(raw.node.name.span(), "node.name", "must not be empty"));
+        }
+
+        let opus_payload_type = match raw.rtp.opus_payload_type {
+            Some(pt) if !(96..=127).contains(pt.get_ref()) => {
+                return Err(at.error(
+                    pt.span(),
+                    "rtp.opus_payload_type",
+                    "Opus needs a dynamic payload type, 96 to 127 (RFC 3551 §6)",
+                ));
+            }
+            Some(pt) => *pt.get_ref(),
+            None => drivers::rtp::payload::DEFAULT_OPUS_PAYLOAD_TYPE,
+        };
+        let opus_bitrate = match raw.rtp.opus_bitrate {
+            Some(rate) if !(6_000..=510_000).contains(rate.get_ref()) => {
+                return Err(at.error(
+                    rate.span(),
+                    "rtp.opus_bitrate",
+                    "Opus takes 6000 to 510000 bit/s",
+                ));
+            }
+            Some(rate) => *rate.get_ref(),
+            None => 32_000,
+        };
+        let millis = |value: &Option<Spanned<u64>>, key: &str, default: u64, min: u64| match value {
+            Some(v) if *v.get_ref() < min => {
+                Err(at.error(v.span(), key, format!("must be at least {min} ms")))
+            }
+            Some(v) => Ok(Duration::from_millis(*v.get_ref())),
+            None => Ok(Duration::from_millis(default)),
+        };
+        let rtcp_interval = millis(
+            &raw.rtp.rtcp_interval_ms,
+            "rtp.rtcp_interval_ms",
+            5_000,
+            100,
+        )?;
+        let input_timeout = millis(
+            &raw.rtp.input_timeout_ms,
+            "rtp.input_timeout_ms",
+            2_000,
+            100,
+        )?;
+
+        let tier = *raw.node.tier.get_ref();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let source = match (&raw.source, tier) {
+            (None, Tier::District) => {
+                return Err(at.error(
+                    raw.node.tier.span(),
+                    "source",
+                    "a district node needs a [source] of voice",
+                ));
+            }
+            (Some(source), Tier::Street | Tier::Village) => {
+                return Err(at.error(
+                    source.span(),
+                    "source",
+                    format!("a {tier} node relays voice and takes no [source]"),
+                ));
+            }
+            (None, _) => None,
+            (Some(spanned), Tier::District) => {
+                let source = spanned.get_ref();
+                match (&source.files, &source.device) {
+                    (Some(files), None) if !files.is_empty() => Some(VoiceSource::Files {
+                        files: files.iter().map(|f| base.join(f.get_ref())).collect(),
+                        gap: Duration::from_millis(source.gap_ms),
+                        repeat: source.repeat.max(1),
+                    }),
+                    (None, Some(device)) => Some(VoiceSource::Device(device.clone())),
+                    _ => {
+                        return Err(at.error(
+                            spanned.span(),
+                            "source",
+                            "give either `files` (a non-empty list) or `device`",
+                        ));
+                    }
+                }
+            }
+        };
+
+        let listen = raw.rtp.listen.as_ref().map(|l| *l.get_ref());
+        if tier != Tier::District && listen.is_none() {
+            return Err(at.error(
+                raw.node.tier.span(),
+                "rtp.listen",
+                format!("a {tier} node needs rtp.listen, the address its upstream sends to"),
+            ));
+        }
+        if let Some(l) = &raw.rtp.listen {
+            if l.get_ref().port() == 0 && tier != Tier::District || l.get_ref().port() == u16::MAX {
+                return Err(at.error(
+                    l.span(),
+                    "rtp.listen",
+                    "needs a fixed port below 65535 (RTCP uses the next one)",
+                ));
+            }
+        }
+
+        if raw.downstream.is_empty() {
+            return Err(at.error(
+                raw.node.tier.span(),
+                "downstream",
+                "no [[downstream]] destination: the node would relay to nobody",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut addresses = HashSet::new();
+        let mut downstream = Vec::with_capacity(raw.downstream.len());
+        for (i, d) in raw.downstream.iter().enumerate() {
+            let key = |field: &str| format!("downstream[{i}].{field}");
+            if !names.insert(d.name.get_ref().clone()) {
+                return Err(at.error(
+                    d.name.span(),
+                    &key("name"),
+                    format!("{:?} is used twice", d.name.get_ref()),
+                ));
+            }
+            let address = *d.address.get_ref();
+            if address.port() == 0 || address.port() == u16::MAX {
+                return Err(at.error(
+                    d.address.span(),
+                    &key("address"),
+                    "needs a port from 1 to 65534 (RTCP uses the next one)",
+                ));
+            }
+            if !addresses.insert(address) {
+                return Err(at.error(
+                    d.address.span(),
+                    &key("address"),
+                    format!("{address} is used twice"),
+                ));
+            }
+            let format = match &d.codec {
+                None => PayloadFormat::Opus {
+                    payload_type: opus_payload_type,
+                },
+                Some(codec) => match codec.get_ref().parse::<PayloadFormat>() {
+                    Ok(PayloadFormat::Opus { .. }) => PayloadFormat::Opus {
+                        payload_type: opus_payload_type,
+                    },
+                    Ok(format) => format,
+                    Err(e) => return Err(at.error(codec.span(), &key("codec"), e.to_string())),
+                },
+            };
+            downstream.push(Downstream {
+                name: d.name.get_ref().clone(),
+                address,
+                format,
+                kind: d.kind,
+            });
+        }
+
+        Ok(Config {
+            name: raw.node.name.into_inner(),
+            tier,
+            area: raw.node.area.into_inner(),
+            listen,
+            opus_payload_type,
+            opus_bitrate,
+            rtcp_interval,
+            input_timeout,
+            source,
+            upstream_allow: raw.upstream.allow,
+            downstream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREET: &str = r#"
+[node]
+name = "street-001"
+tier = "street"
+area = "410503001"
+
+[rtp]
+listen = "127.0.0.1:5010"
+
+[[downstream]]
+name = "pole-1"
+address = "127.0.0.1:6000"
+
+[[downstream]]
+name = "pole-2"
+address = "127.0.0.1:6002"
+codec = "pcmu"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("street.toml"), text)
+    }
+
+    #[test]
+    fn a_street_config_parses_with_defaults() {
+        let config = parse(STREET).expect("valid");
+        assert_eq!(config.tier, Tier::Street);
+        assert_eq!(config.downstream[0].format, PayloadFormat::OPUS);
+        assert_eq!(config.downstream[1].format, PayloadFormat::Pcmu);
+        assert_eq!(config.rtcp_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unknown_codec_names_file_line_and_key() {
+        let text = STREET.replace("\"pcmu\"", "\"g729\"");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "street.toml:17: downstream[1].codec: unknown codec \"g729\": expected opus, pcmu or pcma"
+        );
+    }
+
+    #[test]
+    fn a_bad_address_is_reported_where_it_is() {
+        let text = STREET.replace("127.0.0.1:6002", "127.0.0.1");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(e.line, 16);
+        assert!(e.message.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = STREET.replace("tier = \"street\"", "tier = \"street\"\ncolour = \"red\"");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(e.line, 5);
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn a_district_without_source_is_refused() {
+        let text = STREET.replace("\"street\"", "\"district\"");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(e.key, "source");
+    }
+
+    #[test]
+    fn an_area_code_must_have_6_9_or_12_digits() {
+        let text = STREET.replace("410503001", "41050");
+        assert_eq!(parse(&text).expect_err("invalid").key, "node.area");
+    }
+
+    #[test]
+    fn duplicate_addresses_are_refused() {
+        let text = STREET.replace("6002", "6000");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!((e.line, e.key.as_str()), (16, "downstream[1].address"));
+    }
+
+    #[test]
+    fn a_street_needs_an_address_to_listen_on() {
+        let text = STREET.replace("listen = \"127.0.0.1:5010\"", "");
+        assert_eq!(parse(&text).expect_err("invalid").key, "rtp.listen");
+    }
+}

@@ -1,0 +1,77 @@
+//! The node's tasks: sockets and timers around the sans-IO cores.
+//!
+//! A district node originates voice ([`origin`]); street and village nodes relay it
+//! ([`relay`]). Both stop on SIGINT or SIGTERM after sending RTCP BYE on every stream
+//! they were sending, so downstream receivers know the stream ended.
+
+pub mod origin;
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{Config, Tier};
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot bind {what} socket on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("voice source: {0}")]
+    Programme(#[from] codecs::AudioFileError),
+    #[error("codec: {0}")]
+    Codec(#[from] codecs::CodecError),
+    #[error("audio device: {0}")]
+    Audio(#[from] drivers::audio::AudioError),
+    #[error("cannot write statistics to {path}: {reason}")]
+    Stats { path: PathBuf, reason: String },
+}
+
+/// Options that are not part of the node's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Where a relay writes its forwarding statistics as JSON when it stops.
+    pub stats_out: Option<PathBuf>,
+}
+
+/// Runs the node described by `config` until its work is done or a stop signal.
+pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
+    match config.tier {
+        Tier::District => origin::run(config).await,
+        Tier::Street | Tier::Village => relay::run(config, options).await,
+    }
+}
+
+/// The RTCP address paired with an RTP address (RFC 3550 §11: the next port up).
+pub fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
+    SocketAddr::new(rtp.ip(), rtp.port().saturating_add(1))
+}
+
+/// Binds a UDP socket for tokio.
+fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::UdpSocket, NodeError> {
+    let socket =
+        std::net::UdpSocket::bind(addr).map_err(|source| NodeError::Bind { what, addr, source })?;
+    socket.set_nonblocking(true)?;
+    Ok(tokio::net::UdpSocket::from_std(socket)?)
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+async fn stop_requested() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

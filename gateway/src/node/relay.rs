@@ -1,0 +1,312 @@
+//! The street and village node: receives one voice stream and relays it to every
+//! downstream destination through the [`Forwarder`] core.
+//!
+//! The task only moves bytes: it drains each socket when it is readable, hands every
+//! datagram to the core with its arrival instant, sends what the core asks through one
+//! `sendmmsg(2)` fan-out per output group, and wakes the core at its deadline.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use drivers::net::fanout::Fanout;
+use drivers::rtp::payload::PayloadFormat;
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use super::{NodeError, RunOptions, bind, rtcp_address, stop_requested};
+use crate::config::Config;
+use crate::voice::forward::{
+    EndReason, ForwardCounters, ForwardEvent, Forwarder, ForwarderConfig, GroupSpec, Transmit,
+};
+
+/// Sockets and fan-outs the core's output goes through.
+struct Outputs {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    rtp_groups: Vec<Fanout>,
+    rtcp_groups: Vec<Fanout>,
+    datagrams_sent: u64,
+    send_failures: u64,
+}
+
+impl Outputs {
+    fn transmit(&mut self, transmit: Transmit<'_>) {
+        let report = match transmit {
+            Transmit::Rtp { group, datagram } => match self.rtp_groups.get_mut(group) {
+                Some(fanout) => fanout.send(&self.rtp, datagram),
+                None => return,
+            },
+            Transmit::GroupRtcp { group, datagram } => match self.rtcp_groups.get_mut(group) {
+                Some(fanout) => fanout.send(&self.rtcp, &datagram),
+                None => return,
+            },
+            Transmit::UpstreamRtcp { to, datagram } => {
+                if let Err(e) = self.rtcp.try_send_to(&datagram, to) {
+                    debug!(%to, error = %e, "RTCP to upstream not sent");
+                }
+                return;
+            }
+        };
+        self.datagrams_sent += report.sent as u64;
+        self.send_failures += report.failed as u64;
+    }
+}
+
+/// Forwarding statistics written at exit for benchmarks.
+#[derive(Debug, Serialize)]
+struct RelayStats {
+    counters: CountersJson,
+    datagrams_sent: u64,
+    send_failures: u64,
+    /// Time from a datagram's receipt by the task to the return of its last send.
+    forwarding_latency_us_p50: f64,
+    forwarding_latency_us_p99: f64,
+    forwarding_latency_samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct CountersJson {
+    received: u64,
+    forwarded: u64,
+    malformed: u64,
+    unknown_payload_type: u64,
+    foreign_source: u64,
+    competing_source: u64,
+    transcode_errors: u64,
+    rtcp_malformed: u64,
+}
+
+impl From<ForwardCounters> for CountersJson {
+    fn from(c: ForwardCounters) -> Self {
+        CountersJson {
+            received: c.received,
+            forwarded: c.forwarded,
+            malformed: c.malformed,
+            unknown_payload_type: c.unknown_payload_type,
+            foreign_source: c.foreign_source,
+            competing_source: c.competing_source,
+            transcode_errors: c.transcode_errors,
+            rtcp_malformed: c.rtcp_malformed,
+        }
+    }
+}
+
+/// Runs a street or village node until it is stopped.
+pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
+    let Some(listen) = config.listen else {
+        unreachable!("configuration validation requires rtp.listen on a relay node")
+    };
+    let rtp = bind("RTP", listen)?;
+    let rtcp = bind("RTCP", rtcp_address(listen))?;
+
+    let mut formats: Vec<PayloadFormat> = Vec::new();
+    for d in &config.downstream {
+        if !formats.contains(&d.format) {
+            formats.push(d.format);
+        }
+    }
+    let mut rtp_groups = Vec::new();
+    let mut rtcp_groups = Vec::new();
+    for format in &formats {
+        let members: Vec<SocketAddr> = config
+            .downstream
+            .iter()
+            .filter(|d| d.format == *format)
+            .map(|d| d.address)
+            .collect();
+        let rtcp_members: Vec<SocketAddr> = members.iter().map(|a| rtcp_address(*a)).collect();
+        rtp_groups.push(Fanout::new(&members));
+        rtcp_groups.push(Fanout::new(&rtcp_members));
+    }
+    let names: HashMap<SocketAddr, &str> = config
+        .downstream
+        .iter()
+        .map(|d| (rtcp_address(d.address), d.name.as_str()))
+        .collect();
+    let specs: Vec<GroupSpec> = formats.iter().map(|f| GroupSpec { format: *f }).collect();
+    let mut forwarder = Forwarder::new(
+        ForwarderConfig {
+            cname: format!("{}@{}", config.name, config.area),
+            opus_payload_type: config.opus_payload_type,
+            opus_bitrate: config.opus_bitrate,
+            allow: config.upstream_allow.clone(),
+            input_timeout: config.input_timeout,
+            rtcp_interval: config.rtcp_interval,
+        },
+        &specs,
+    );
+    let mut outputs = Outputs {
+        rtp,
+        rtcp,
+        rtp_groups,
+        rtcp_groups,
+        datagrams_sent: 0,
+        send_failures: 0,
+    };
+    info!(
+        node = %config.name,
+        tier = %config.tier,
+        area = %config.area,
+        listen = %listen,
+        downstream = config.downstream.len(),
+        codecs = formats.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","),
+        "relay node started"
+    );
+
+    let mut latencies: Vec<u32> = Vec::new();
+    let measure = options.stats_out.is_some();
+    let mut buf = vec![0u8; 2048];
+    let stop = stop_requested();
+    tokio::pin!(stop);
+
+    loop {
+        let deadline = forwarder.next_deadline();
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            ready = outputs.rtp.readable() => {
+                ready?;
+                loop {
+                    match outputs.rtp.try_recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            let received = Instant::now();
+                            forwarder.on_rtp(&buf[..len], from, received, &mut |t| outputs.transmit(t));
+                            if measure && latencies.len() < 10_000_000 {
+                                latencies.push(received.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!(error = %e, "RTP receive error");
+                            break;
+                        }
+                    }
+                }
+            }
+            ready = outputs.rtcp.readable() => {
+                ready?;
+                loop {
+                    match outputs.rtcp.try_recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            forwarder.on_rtcp(&buf[..len], from, Instant::now(), &mut |t| outputs.transmit(t));
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!(error = %e, "RTCP receive error");
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                forwarder.poll(Instant::now(), &mut |t| outputs.transmit(t));
+            }
+        }
+        for event in forwarder.drain_events() {
+            log_event(&event, &names);
+        }
+    }
+
+    forwarder.shutdown(&mut |t| outputs.transmit(t));
+    for event in forwarder.drain_events() {
+        log_event(&event, &names);
+    }
+    let counters = forwarder.counters();
+    info!(
+        received = counters.received,
+        forwarded = counters.forwarded,
+        malformed = counters.malformed,
+        unknown_payload_type = counters.unknown_payload_type,
+        foreign_source = counters.foreign_source,
+        datagrams_sent = outputs.datagrams_sent,
+        send_failures = outputs.send_failures,
+        "relay node stopped"
+    );
+    if let Some(path) = options.stats_out {
+        latencies.sort_unstable();
+        let percentile = |p: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let index = ((latencies.len() - 1) as f64 * p).round() as usize;
+            f64::from(latencies[index]) / 1000.0
+        };
+        let stats = RelayStats {
+            counters: counters.into(),
+            datagrams_sent: outputs.datagrams_sent,
+            send_failures: outputs.send_failures,
+            forwarding_latency_us_p50: percentile(0.50),
+            forwarding_latency_us_p99: percentile(0.99),
+            forwarding_latency_samples: latencies.len(),
+        };
+        let json = serde_json::to_string_pretty(&stats).map_err(|e| NodeError::Stats {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&path, json).map_err(|e| NodeError::Stats {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+    }
+}
+
+fn log_event(event: &ForwardEvent, names: &HashMap<SocketAddr, &str>) {
+    match event {
+        ForwardEvent::StreamStarted { ssrc, from, format } => {
+            info!(ssrc, %from, codec = %format, "voice stream from upstream started")
+        }
+        ForwardEvent::StreamEnded {
+            ssrc,
+            reason,
+            received,
+            lost,
+        } => {
+            let reason = match reason {
+                EndReason::Bye => "BYE",
+                EndReason::Timeout => "input time-out",
+                EndReason::Shutdown => "node stopping",
+            };
+            info!(
+                ssrc,
+                reason, received, lost, "voice stream ended, BYE sent downstream"
+            )
+        }
+        ForwardEvent::ReceiverReport {
+            from,
+            reporter,
+            group,
+            block,
+        } => {
+            let receiver = names.get(from).copied().unwrap_or("unknown");
+            if block.fraction_lost > 0 {
+                warn!(
+                    receiver,
+                    reporter,
+                    group,
+                    loss_percent = format!("{:.1}", f64::from(block.fraction_lost) * 100.0 / 256.0),
+                    lost = block.cumulative_lost,
+                    "loudspeaker reports loss"
+                );
+            } else {
+                debug!(
+                    receiver,
+                    reporter,
+                    group,
+                    jitter = block.jitter,
+                    "receiver report"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The forwarding core of a street or village node, sans-IO.
+//!
+//! A [`Forwarder`] takes the datagrams that reach the node's RTP and RTCP ports, with
+//! their source address and arrival instant, and hands back what to send through a
+//! callback: one datagram per output group (all destinations of one codec get the same
+//! bytes), RTCP for the groups' destinations, and reports for the upstream sender.
+//!
+//! * An input packet whose codec a group takes is switched without decoding: only the
+//!   header is rewritten ([`StreamRewriter`]), so the group sees one continuous stream
+//!   under the node's own SSRC.
+//! * For groups that need another codec the packet is decoded once and re-encoded once
+//!   per codec.
+//! * The upstream's sender reports are translated onto each output (same NTP time,
+//!   timestamp mapped through the rewriter), so loudspeakers can measure end-to-end
+//!   latency against the originating clock.
+//! * The input ends with the upstream's RTCP BYE, or after `input_timeout` without a
+//!   packet; every output then sends its own BYE.
+//! * Malformed datagrams, unknown payload types and packets from hosts not allowed are
+//!   dropped and counted, never forwarded.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use codecs::g711::{self, G711Law};
+use codecs::opus::{FRAME_SAMPLES, OpusDecoder};
+use codecs::resample::StreamResampler;
+use drivers::rtp::packet::{FIXED_HEADER_LEN, OutgoingHeader, RtpHeader, write_header};
+use drivers::rtp::payload::PayloadFormat;
+use drivers::rtp::rewrite::StreamRewriter;
+use drivers::rtp::rtcp::{CompoundSpec, RtcpEvent, SenderInfo, build_compound, parse_compound};
+use drivers::rtp::session::RtcpSchedule;
+use drivers::rtp::stats::{ReceiverStats, ReportBlockData};
+
+use super::encoder::FrameEncoder;
+
+/// What the forwarder wants sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Transmit<'a> {
+    /// An RTP datagram for every destination of output group `group`.
+    Rtp { group: usize, datagram: &'a [u8] },
+    /// An RTCP datagram for the RTCP port of every destination of `group`.
+    GroupRtcp { group: usize, datagram: Vec<u8> },
+    /// An RTCP datagram for the upstream sender.
+    UpstreamRtcp { to: SocketAddr, datagram: Vec<u8> },
+}
+
+/// Something an operator wants to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForwardEvent {
+    StreamStarted {
+        ssrc: u32,
+        from: SocketAddr,
+        format: PayloadFormat,
+    },
+    StreamEnded {
+        ssrc: u32,
+        reason: EndReason,
+        received: u64,
+        lost: i64,
+    },
+    /// A downstream receiver's report on one of our outputs.
+    ReceiverReport {
+        from: SocketAddr,
+        reporter: u32,
+        group: usize,
+        block: ReportBlockData,
+    },
+}
+
+/// Why an input stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Bye,
+    Timeout,
+    Shutdown,
+}
+
+/// Counts of what was dropped and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardCounters {
+    pub received: u64,
+    pub forwarded: u64,
+    pub malformed: u64,
+    pub unknown_payload_type: u64,
+    pub foreign_source: u64,
+    pub competing_source: u64,
+    pub transcode_errors: u64,
+    pub rtcp_malformed: u64,
+}
+
+/// One output group: every destination that takes one payload format.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    pub format: PayloadFormat,
+}
+
+struct Group {
+    format: PayloadFormat,
+    rewriter: StreamRewriter,
+    encoder: Option<FrameEncoder>,
+    packets: u32,
+    octets: u32,
+    active: bool,
+    datagram: Vec<u8>,
+}
+
+impl Group {
+    fn new(format: PayloadFormat, in_clock: u32) -> Self {
+        Group {
+            format,
+            rewriter: StreamRewriter::new(
+                rand::random(),
+                in_clock,
+                format.clock_rate(),
+                format.timestamp_step(),
+                rand::random(),
+                rand::random(),
+            ),
+            encoder: None,
+            packets: 0,
+            octets: 0,
+            active: false,
+            datagram: Vec::with_capacity(1500),
+        }
+    }
+}
+
+/// Decodes the input to 48 kHz for groups that need another codec.
+enum InputDecoder {
+    Opus(OpusDecoder),
+    G711 {
+        law: G711Law,
+        upsampler: Box<StreamResampler>,
+    },
+}
+
+struct Input {
+    ssrc: u32,
+    from: SocketAddr,
+    format: PayloadFormat,
+    stats: ReceiverStats,
+    last_packet: Instant,
+    rtcp_to: SocketAddr,
+    decoder: Option<InputDecoder>,
+}
+
+/// Settings of a forwarder.
+#[derive(Debug, Clone)]
+pub struct ForwarderConfig {
+    pub cname: String,
+    pub opus_payload_type: u8,
+    pub opus_bitrate: u32,
+    pub allow: Vec<IpAddr>,
+    pub input_timeout: Duration,
+    pub rtcp_interval: Duration,
+}
+
+/// The forwarding core. See the module documentation.
+pub struct Forwarder {
+    config: ForwarderConfig,
+    own_ssrc: u32,
+    groups: Vec<Group>,
+    input: Option<Input>,
+    schedule: RtcpSchedule,
+    counters: ForwardCounters,
+    ssrc_to_group: HashMap<u32, usize>,
+    events: Vec<ForwardEvent>,
+    pcm: Vec<i16>,
+}
+
+impl Forwarder {
+    pub fn new(config: ForwarderConfig, groups: &[GroupSpec]) -> Self {
+        let schedule = RtcpSchedule::new(config.rtcp_interval);
+        let groups: Vec<Group> = groups
+            .iter()
+            .map(|g| Group::new(g.format, 48_000))
+            .collect();
+        let ssrc_to_group = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.rewriter.out_ssrc(), i))
+            .collect();
+        Forwarder {
+            config,
+            own_ssrc: rand::random(),
+            groups,
+            input: None,
+            schedule,
+            counters: ForwardCounters::default(),
+            ssrc_to_group,
+            events: Vec::new(),
+            pcm: Vec::with_capacity(FRAME_SAMPLES),
+        }
+    }
+
+    pub fn counters(&self) -> ForwardCounters {
+        self.counters
+    }
+
+    /// Events since the last call.
+    pub fn drain_events(&mut self) -> Vec<ForwardEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The SSRC of the current input stream.
+    pub fn input_ssrc(&self) -> Option<u32> {
+        self.input.as_ref().map(|i| i.ssrc)
+    }
+
+    /// Takes one datagram from the RTP port.
+    pub fn on_rtp(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
+        self.counters.received += 1;
+        if !self.config.allow.is_empty() && !self.config.allow.contains(&from.ip()) {
+            self.counters.foreign_source += 1;
+            return;
+        }
+        let Ok(header) = RtpHeader::parse(datagram) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        let Some(format) =
+            PayloadFormat::from_payload_type(header.payload_type, self.config.opus_payload_type)
+        else {
+            self.counters.unknown_payload_type += 1;
+            return;
+        };
+        let payload = header.payload(datagram);
+        let duration = match format {
+            PayloadFormat::Opus { .. } => drivers::rtp::opus::packet_samples(payload).ok(),
+            PayloadFormat::Pcmu | PayloadFormat::Pcma => {
+                Some(drivers::rtp::g711::packet_samples(payload))
+            }
+        };
+        if duration.is_none_or(|d| d == 0) {
+            self.counters.malformed += 1;
+            return;
+        }
+
+        match &self.input {
+            Some(input) if input.ssrc != header.ssrc => {
+                self.counters.competing_source += 1;
+                return;
+            }
+            Some(_) => {}
+            None => self.start_input(&header, format, from, now),
+        }
+        let Some(input) = self.input.as_mut() else {
+            return;
+        };
+        if input.format != format {
+            self.counters.unknown_payload_type += 1;
+            return;
+        }
+        input
+            .stats
+            .on_packet(header.sequence, header.timestamp, now);
+        input.last_packet = now;
+
+        let mut decoded = false;
+        for index in 0..self.groups.len() {
+            let group = &mut self.groups[index];
+            let rewritten = group.rewriter.rewrite(
+                header.ssrc,
+                header.sequence,
+                header.timestamp,
+                header.marker,
+                now,
+            );
+            let out_header = OutgoingHeader {
+                marker: rewritten.marker,
+                payload_type: group.format.payload_type(),
+                sequence: rewritten.sequence,
+                timestamp: rewritten.timestamp,
+                ssrc: group.rewriter.out_ssrc(),
+            };
+            let mut fixed = [0u8; FIXED_HEADER_LEN];
+            write_header(&mut fixed, &out_header);
+            group.datagram.clear();
+            group.datagram.extend_from_slice(&fixed);
+            if group.format.same_codec(format) {
+                group.datagram.extend_from_slice(payload);
+            } else {
+                if !decoded {
+                    let Some(input) = self.input.as_mut() else {
+                        return;
+                    };
+                    if decode_input(input, payload, &mut self.pcm).is_err() {
+                        self.counters.transcode_errors += 1;
+                        return;
+                    }
+                    decoded = true;
+                }
+                let group = &mut self.groups[index];
+                let encoder = match &mut group.encoder {
+                    Some(encoder) => encoder,
+                    slot => match FrameEncoder::new(group.format, self.config.opus_bitrate) {
+                        Ok(encoder) => slot.insert(encoder),
+                        Err(_) => {
+                            self.counters.transcode_errors += 1;
+                            continue;
+                        }
+                    },
+                };
+                match encoder.encode(&self.pcm) {
+                    Ok(encoded) => group.datagram.extend_from_slice(encoded),
+                    Err(_) => {
+                        self.counters.transcode_errors += 1;
+                        continue;
+                    }
+                }
+            }
+            let group = &mut self.groups[index];
+            group.packets = group.packets.wrapping_add(1);
+            group.octets = group
+                .octets
+                .wrapping_add((group.datagram.len() - FIXED_HEADER_LEN) as u32);
+            group.active = true;
+            out(Transmit::Rtp {
+                group: index,
+                datagram: &group.datagram,
+            });
+        }
+        self.counters.forwarded += 1;
+    }
+
+    fn start_input(
+        &mut self,
+        header: &RtpHeader,
+        format: PayloadFormat,
+        from: SocketAddr,
+        now: Instant,
+    ) {
+        let needs_decoder = self.groups.iter().any(|g| !g.format.same_codec(format));
+        let decoder = if needs_decoder {
+            make_decoder(format)
+        } else {
+            None
+        };
+        self.input = Some(Input {
+            ssrc: header.ssrc,
+            from,
+            format,
+            stats: ReceiverStats::new(header.ssrc, format.clock_rate(), now),
+            last_packet: now,
+            rtcp_to: SocketAddr::new(from.ip(), from.port().wrapping_add(1)),
+            decoder,
+        });
+        for group in &mut self.groups {
+            group.rewriter.set_in_clock(format.clock_rate());
+        }
+        self.schedule.start(now);
+        self.events.push(ForwardEvent::StreamStarted {
+            ssrc: header.ssrc,
+            from,
+            format,
+        });
+    }
+
+    /// Takes one datagram from the RTCP port.
+    pub fn on_rtcp(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
+        let Ok(events) = parse_compound(datagram) else {
+            self.counters.rtcp_malformed += 1;
+            return;
+        };
+        for event in events {
+            match event {
+                RtcpEvent::SenderReport(info) => self.on_sender_report(info, from, now, out),
+                RtcpEvent::ReceptionReport { reporter, block } => {
+                    if let Some(group) = self.ssrc_to_group.get(&block.ssrc) {
+                        self.events.push(ForwardEvent::ReceiverReport {
+                            from,
+                            reporter,
+                            group: *group,
+                            block,
+                        });
+                    }
+                }
+                RtcpEvent::Bye { ssrcs, .. } => {
+                    if self.input.as_ref().is_some_and(|i| ssrcs.contains(&i.ssrc)) {
+                        self.end_input(EndReason::Bye, out);
+                    }
+                }
+                RtcpEvent::Cname { .. } => {}
+            }
+        }
+    }
+
+    fn on_sender_report(
+        &mut self,
+        info: SenderInfo,
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
+        let Some(input) = self.input.as_mut().filter(|i| i.ssrc == info.ssrc) else {
+            return;
+        };
+        input.stats.on_sender_report(info.ntp, now);
+        input.rtcp_to = from;
+        for (index, group) in self.groups.iter().enumerate() {
+            let Some(rtp_timestamp) = group.rewriter.map_timestamp(info.ssrc, info.rtp_timestamp)
+            else {
+                continue;
+            };
+            let sender = SenderInfo {
+                ssrc: group.rewriter.out_ssrc(),
+                ntp: info.ntp,
+                rtp_timestamp,
+                packet_count: group.packets,
+                octet_count: group.octets,
+            };
+            let spec = CompoundSpec {
+                ssrc: sender.ssrc,
+                sender: Some(sender),
+                blocks: &[],
+                cname: &self.config.cname,
+                bye_reason: None,
+            };
+            if let Ok(datagram) = build_compound(&spec) {
+                out(Transmit::GroupRtcp {
+                    group: index,
+                    datagram,
+                });
+            }
+        }
+    }
+
+    fn end_input(&mut self, reason: EndReason, out: &mut dyn FnMut(Transmit<'_>)) {
+        let Some(input) = self.input.take() else {
+            return;
+        };
+        let reason_text = match reason {
+            EndReason::Bye => "upstream ended the stream",
+            EndReason::Timeout => "upstream went silent",
+            EndReason::Shutdown => "gateway shutting down",
+        };
+        for (index, group) in self.groups.iter_mut().enumerate() {
+            if !group.active {
+                continue;
+            }
+            // The closing compound leads with an empty RR rather than an SR: this node
+            // only knows the media clock through the upstream's reports, and a mapping
+            // made from local arrival times would skew the receivers' latency figures.
+            let spec = CompoundSpec {
+                ssrc: group.rewriter.out_ssrc(),
+                sender: None,
+                blocks: &[],
+                cname: &self.config.cname,
+                bye_reason: Some(reason_text),
+            };
+            if let Ok(datagram) = build_compound(&spec) {
+                out(Transmit::GroupRtcp {
+                    group: index,
+                    datagram,
+                });
+            }
+            // The next stream goes out under a new SSRC (RFC 3550 §8: a source that
+            // said BYE is gone).
+            self.ssrc_to_group.remove(&group.rewriter.out_ssrc());
+            let format = group.format;
+            *group = Group::new(format, 48_000);
+            self.ssrc_to_group.insert(group.rewriter.out_ssrc(), index);
+        }
+        self.schedule.stop();
+        self.events.push(ForwardEvent::StreamEnded {
+            ssrc: input.ssrc,
+            reason,
+            received: input.stats.received(),
+            lost: input.stats.lost(),
+        });
+    }
+
+    /// Runs the timers: input time-out and receiver reports to the upstream.
+    pub fn poll(&mut self, now: Instant, out: &mut dyn FnMut(Transmit<'_>)) {
+        let timed_out = self
+            .input
+            .as_ref()
+            .is_some_and(|i| now >= i.last_packet + self.config.input_timeout);
+        if timed_out {
+            self.end_input(EndReason::Timeout, out);
+            return;
+        }
+        if self.schedule.poll(now) {
+            if let Some(input) = self.input.as_mut() {
+                let block = input.stats.report_block(now);
+                let spec = CompoundSpec {
+                    ssrc: self.own_ssrc,
+                    sender: None,
+                    blocks: &[block],
+                    cname: &self.config.cname,
+                    bye_reason: None,
+                };
+                if let Ok(datagram) = build_compound(&spec) {
+                    out(Transmit::UpstreamRtcp {
+                        to: input.rtcp_to,
+                        datagram,
+                    });
+                }
+            }
+        }
+    }
+
+    /// When [`Forwarder::poll`] wants to run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self
+            .input
+            .as_ref()
+            .map(|i| i.last_packet + self.config.input_timeout);
+        match (timeout, self.schedule.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends the current stream, if any, with BYE on every output.
+    pub fn shutdown(&mut self, out: &mut dyn FnMut(Transmit<'_>)) {
+        self.end_input(EndReason::Shutdown, out);
+    }
+
+    /// Where the current input comes from.
+    pub fn input_source(&self) -> Option<SocketAddr> {
+        self.input.as_ref().map(|i| i.from)
+    }
+}
+
+fn make_decoder(format: PayloadFormat) -> Option<InputDecoder> {
+    let law = match format {
+        PayloadFormat::Opus { .. } => return OpusDecoder::new().ok().map(InputDecoder::Opus),
+        PayloadFormat::Pcmu => G711Law::MuLaw,
+        PayloadFormat::Pcma => G711Law::ALaw,
+    };
+    let upsampler = StreamResampler::new(8_000, 48_000, drivers::rtp::g711::PACKET_BYTES).ok()?;
+    Some(InputDecoder::G711 {
+        law,
+        upsampler: Box::new(upsampler),
+    })
+}
+
+/// Decodes one input payload into 20 ms of 48 kHz audio in `pcm`.
+fn decode_input(input: &mut Input, payload: &[u8], pcm: &mut Vec<i16>) -> Result<(), ()> {
+    pcm.clear();
+    match input.decoder.as_mut().ok_or(())? {
+        InputDecoder::Opus(decoder) => {
+            pcm.resize(FRAME_SAMPLES * 6, 0);
+            let samples = decoder.decode(payload, pcm).map_err(|_| ())?;
+            if samples != FRAME_SAMPLES {
+                return Err(());
+            }
+            pcm.truncate(samples);
+        }
+        InputDecoder::G711 { law, upsampler } => {
+            if payload.len() != drivers::rtp::g711::PACKET_BYTES {
+                return Err(());
+            }
+            let mut narrow = Vec::with_capacity(payload.len());
+            g711::decode(*law, payload, &mut narrow);
+            *pcm = upsampler.process(&narrow).map_err(|_| ())?;
+            pcm.resize(FRAME_SAMPLES, 0);
+        }
+    }
+    Ok(())
+}

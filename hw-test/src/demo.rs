@@ -1,0 +1,438 @@
+//! The bench cascade: one district, two streets, three loudspeakers per street, each a
+//! separate process on 127.0.0.1, and a verdict on what every loudspeaker heard.
+//!
+//! The district speaks a programme of real speech; each street forwards it to two Opus
+//! loudspeakers without decoding and transcodes it once for a G.711 one (µ-law on the
+//! first street, A-law on the second). Every step waits on an event, never a fixed
+//! sleep: a loudspeaker says when it listens, a street logs when it is up, the district
+//! exits after its BYE, a loudspeaker exits when it has played out after the BYE.
+//!
+//! Each loudspeaker's recording is aligned to the programme by cross-correlation and
+//! scored by spectral envelope correlation (see `docs/fidelity.md`); the thresholds
+//! differ for Opus and G.711 because G.711 carries only the 300–3400 Hz telephone band.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use codecs::fidelity::{FidelityReport, score};
+use codecs::programme::assemble;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::speaker_sim::SpeakerReport;
+
+/// Lowest envelope correlation an Opus loudspeaker must reach (docs/fidelity.md).
+pub const OPUS_MIN_CORRELATION: f32 = 0.90;
+/// Lowest envelope correlation a G.711 loudspeaker must reach (docs/fidelity.md).
+pub const G711_MIN_CORRELATION: f32 = 0.85;
+/// Fraction of the programme's active frames every loudspeaker must have played.
+pub const MIN_COVERAGE: f32 = 0.98;
+
+/// Settings of a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub emcomm: PathBuf,
+    pub bench: PathBuf,
+    pub audio: Vec<PathBuf>,
+    pub gap: Duration,
+    pub repeat: u32,
+    pub out: PathBuf,
+}
+
+/// Why the demo could not run (as opposed to a loudspeaker failing its check).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Audio(#[from] codecs::AudioFileError),
+    #[error("{0}")]
+    Process(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+    let what = what.into();
+    move |source| DemoError::Io { what, source }
+}
+
+/// One loudspeaker of the cascade.
+struct Speaker {
+    name: String,
+    codec: &'static str,
+    address: SocketAddr,
+    wav: PathBuf,
+    stats: PathBuf,
+}
+
+/// One row of the final table.
+pub struct Verdict {
+    pub report: SpeakerReport,
+    pub fidelity: FidelityReport,
+    pub threshold: f32,
+    pub pass: bool,
+}
+
+/// Finds a port P with P and P+1 both free on 127.0.0.1 (RTP and RTCP).
+fn free_port_pair() -> Result<u16, DemoError> {
+    for _ in 0..200 {
+        let probe = UdpSocket::bind("127.0.0.1:0").map_err(io("probing ports"))?;
+        let port = probe.local_addr().map_err(io("probing ports"))?.port();
+        if port % 2 == 1 || port == u16::MAX - 1 {
+            continue;
+        }
+        if UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(DemoError::Process("no free port pair on 127.0.0.1".into()))
+}
+
+/// A child process that is killed if the demo gives up on it.
+struct Supervised {
+    name: String,
+    child: Child,
+}
+
+impl Supervised {
+    fn wait(&mut self, limit: Duration) -> Result<ExitStatus, DemoError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(io(format!("waiting for {}", self.name)))?
+            {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(DemoError::Process(format!(
+                    "{} did not finish within {limit:?}",
+                    self.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn terminate(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Copies a child's output stream to a log file, reporting the first line that
+/// contains `marker` through the returned channel.
+fn watch(
+    stream: impl std::io::Read + Send + 'static,
+    log: PathBuf,
+    marker: &'static str,
+) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&log).ok();
+        let mut sent = false;
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Some(f) = file.as_mut() {
+                let _ = std::io::Write::write_all(f, format!("{line}\n").as_bytes());
+            }
+            if !sent && line.contains(marker) {
+                sent = tx.send(line).is_ok();
+            }
+        }
+    });
+    rx
+}
+
+fn await_ready(name: &str, ready: &mpsc::Receiver<String>) -> Result<(), DemoError> {
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .map(|_| ())
+        .map_err(|_| DemoError::Process(format!("{name} did not come up; see its log")))
+}
+
+fn toml_path(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+}
+
+/// Runs the cascade and returns one verdict per loudspeaker.
+pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
+    std::fs::create_dir_all(&options.out)
+        .map_err(io(format!("creating {}", options.out.display())))?;
+    let out = options
+        .out
+        .canonicalize()
+        .map_err(io("resolving the output folder"))?;
+    let audio: Vec<PathBuf> = options
+        .audio
+        .iter()
+        .map(|a| {
+            a.canonicalize()
+                .map_err(io(format!("audio file {}", a.display())))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let streets = ["street-001", "street-002"];
+    let mut speakers = Vec::new();
+    let mut street_ports = Vec::new();
+    for (s, street) in streets.iter().enumerate() {
+        street_ports.push(free_port_pair()?);
+        let g711 = if s == 0 { "pcmu" } else { "pcma" };
+        for (p, codec) in ["opus", "opus", g711].into_iter().enumerate() {
+            let name = format!("{street}-pole-{}", p + 1);
+            let port = free_port_pair()?;
+            speakers.push(Speaker {
+                address: SocketAddr::from(([127, 0, 0, 1], port)),
+                wav: out.join(format!("{name}.wav")),
+                stats: out.join(format!("{name}.json")),
+                name,
+                codec,
+            });
+        }
+    }
+
+    // Configurations: one file per node, as an operator would write them.
+    let mut district = String::new();
+    let _ = writeln!(
+        district,
+        "[node]\nname = \"district\"\ntier = \"district\"\narea = \"410503\"\n"
+    );
+    let _ = writeln!(district, "[rtp]\nrtcp_interval_ms = 1000\n");
+    let files: Vec<String> = audio
+        .iter()
+        .map(|a| format!("\"{}\"", toml_path(a)))
+        .collect();
+    let _ = writeln!(
+        district,
+        "[source]\nfiles = [{}]\ngap_ms = {}\nrepeat = {}\n",
+        files.join(", "),
+        options.gap.as_millis(),
+        options.repeat
+    );
+    for (street, port) in streets.iter().zip(&street_ports) {
+        let _ = writeln!(
+            district,
+            "[[downstream]]\nname = \"{street}\"\naddress = \"127.0.0.1:{port}\"\nkind = \"gateway\"\n"
+        );
+    }
+    let district_config = out.join("district.toml");
+    std::fs::write(&district_config, district).map_err(io("writing district.toml"))?;
+
+    let mut street_configs = Vec::new();
+    for (s, (street, port)) in streets.iter().zip(&street_ports).enumerate() {
+        let mut text = format!(
+            "[node]\nname = \"{street}\"\ntier = \"street\"\narea = \"41050300{}\"\n\n[rtp]\nlisten = \"127.0.0.1:{port}\"\nrtcp_interval_ms = 1000\ninput_timeout_ms = 3000\n\n[upstream]\nallow = [\"127.0.0.1\"]\n\n",
+            s + 1
+        );
+        for speaker in speakers.iter().filter(|sp| sp.name.starts_with(street)) {
+            let _ = writeln!(
+                text,
+                "[[downstream]]\nname = \"{}\"\naddress = \"{}\"\ncodec = \"{}\"\n",
+                speaker.name, speaker.address, speaker.codec
+            );
+        }
+        let path = out.join(format!("{street}.toml"));
+        std::fs::write(&path, text).map_err(io(format!("writing {street}.toml")))?;
+        street_configs.push(path);
+    }
+
+    // Loudspeakers first, then streets, then the district: each waits for the one below.
+    let mut speaker_procs = Vec::new();
+    for speaker in &speakers {
+        let mut child = Command::new(&options.bench)
+            .args([
+                "speaker",
+                "--name",
+                &speaker.name,
+                "--listen",
+                &speaker.address.to_string(),
+            ])
+            .args([
+                "--codec",
+                speaker.codec,
+                "--rtcp-interval-ms",
+                "1000",
+                "--wait-limit-s",
+                "60",
+            ])
+            .arg("--wav")
+            .arg(&speaker.wav)
+            .arg("--stats")
+            .arg(&speaker.stats)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("starting {}", options.bench.display())))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(DemoError::Process("no pipes to the loudspeaker".into()));
+        };
+        let ready = watch(
+            stdout,
+            out.join(format!("{}.out", speaker.name)),
+            "listening",
+        );
+        let _log = watch(stderr, out.join(format!("{}.log", speaker.name)), "\u{0}");
+        speaker_procs.push((
+            Supervised {
+                name: speaker.name.clone(),
+                child,
+            },
+            ready,
+        ));
+    }
+    for (proc_, ready) in &speaker_procs {
+        await_ready(&proc_.name, ready)?;
+    }
+
+    let mut street_procs = Vec::new();
+    for (street, config) in streets.iter().zip(&street_configs) {
+        let mut child = Command::new(&options.emcomm)
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--stats-out")
+            .arg(out.join(format!("{street}-stats.json")))
+            .env("EMCOMM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("starting {}", options.emcomm.display())))?;
+        let Some(stderr) = child.stderr.take() else {
+            return Err(DemoError::Process("no pipe to the street".into()));
+        };
+        let ready = watch(
+            stderr,
+            out.join(format!("{street}.log")),
+            "relay node started",
+        );
+        await_ready(street, &ready)?;
+        street_procs.push(Supervised {
+            name: street.to_string(),
+            child,
+        });
+    }
+
+    let programme = assemble(&audio, options.gap, options.repeat, 48_000)?;
+    let seconds = programme.len() as f64 / 48_000.0;
+    println!("district speaks {seconds:.1} s of speech to 2 streets and 6 loudspeakers …");
+    let mut district = Command::new(&options.emcomm)
+        .args(["run", "--config"])
+        .arg(&district_config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("starting the district"))?;
+    if let Some(stderr) = district.stderr.take() {
+        let _ = watch(stderr, out.join("district.log"), "\u{0}");
+    }
+    let mut district = Supervised {
+        name: "district".into(),
+        child: district,
+    };
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let status = district.wait(limit)?;
+    if !status.success() {
+        return Err(DemoError::Process(format!(
+            "the district exited with {status}; see district.log"
+        )));
+    }
+
+    for (proc_, _) in &mut speaker_procs {
+        let status = proc_.wait(Duration::from_secs(30))?;
+        if !status.success() {
+            return Err(DemoError::Process(format!(
+                "{} exited with {status}; see its log",
+                proc_.name
+            )));
+        }
+    }
+    for street in &mut street_procs {
+        street.terminate();
+        street.wait(Duration::from_secs(10))?;
+    }
+
+    let mut verdicts = Vec::new();
+    let reference_8k =
+        codecs::resample(&programme, 48_000, 8_000).map_err(codecs::AudioFileError::from)?;
+    for speaker in &speakers {
+        let text = std::fs::read_to_string(&speaker.stats)
+            .map_err(io(format!("reading {}", speaker.stats.display())))?;
+        let report: SpeakerReport = serde_json::from_str(&text)
+            .map_err(|e| DemoError::Process(format!("{}: {e}", speaker.stats.display())))?;
+        let heard = codecs::read_audio(&speaker.wav)?;
+        let (reference, threshold) = if speaker.codec == "opus" {
+            (&programme, OPUS_MIN_CORRELATION)
+        } else {
+            (&reference_8k, G711_MIN_CORRELATION)
+        };
+        let fidelity = score(reference, &heard.samples, heard.sample_rate);
+        let pass = fidelity.envelope_correlation >= threshold
+            && fidelity.coverage >= MIN_COVERAGE
+            && report.ended_by_bye;
+        verdicts.push(Verdict {
+            report,
+            fidelity,
+            threshold,
+            pass,
+        });
+    }
+    Ok(verdicts)
+}
+
+/// The table printed at the end of the demo.
+pub fn table(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<5} {:>8} {:>5} {:>5} {:>9} {:>9} {:>9} {:>8} {:>8}  verdict",
+        "loudspeaker",
+        "codec",
+        "received",
+        "lost",
+        "late",
+        "conceal",
+        "p50 ms",
+        "p99 ms",
+        "fidelity",
+        "coverage"
+    );
+    for v in verdicts {
+        let r = &v.report;
+        let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            out,
+            "{:<20} {:<5} {:>8} {:>5} {:>5} {:>9} {:>9} {:>9} {:>8.3} {:>8.3}  {} (≥ {:.2})",
+            r.name,
+            r.codec,
+            r.received,
+            r.lost,
+            r.late,
+            r.concealed,
+            ms(r.latency_ms_p50),
+            ms(r.latency_ms_p99),
+            v.fidelity.envelope_correlation,
+            v.fidelity.coverage,
+            if v.pass { "PASS" } else { "FAIL" },
+            v.threshold
+        );
+    }
+    out
+}

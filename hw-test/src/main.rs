@@ -1,0 +1,196 @@
+//! `emcomm-bench`: bench tests and simulators for emcomm.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use drivers::rtp::payload::PayloadFormat;
+use hw_test::demo::{self, DemoOptions};
+use hw_test::speaker_sim::{self, SpeakerOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "emcomm-bench",
+    version,
+    about = "Bench tests and simulators for emcomm"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate an IP loudspeaker: receive RTP, play it out through a jitter buffer,
+    /// record it and report.
+    Speaker {
+        /// Address to receive RTP on; RTCP uses the next port up.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// opus, pcmu or pcma.
+        #[arg(long, default_value = "opus")]
+        codec: PayloadFormat,
+        /// Opus payload type (dynamic).
+        #[arg(long, default_value_t = 111)]
+        opus_payload_type: u8,
+        /// A name for logs and reports.
+        #[arg(long, default_value = "speaker")]
+        name: String,
+        /// Record what was heard to this WAV file.
+        #[arg(long)]
+        wav: Option<PathBuf>,
+        /// Play what was heard on the default output device.
+        #[arg(long)]
+        play: bool,
+        /// Write the statistics as JSON to this file.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// Mean interval of RTCP receiver reports.
+        #[arg(long, default_value_t = 5000)]
+        rtcp_interval_ms: u64,
+        /// Give up when no stream starts within this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        wait_limit_s: u64,
+        /// End a stream that stops without BYE after this many seconds of silence.
+        #[arg(long, default_value_t = 5)]
+        silence_limit_s: u64,
+    },
+    /// Run the bench cascade (1 district, 2 streets, 6 loudspeakers) and judge what
+    /// every loudspeaker heard. Exits 0 only when all pass.
+    Demo {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        /// Speech files the district speaks, in order.
+        #[arg(long, num_args = 1.., default_values = ["assets/audio/chinese.flac", "assets/audio/english.wav"])]
+        audio: Vec<PathBuf>,
+        /// Silence after each file, in milliseconds.
+        #[arg(long, default_value_t = 400)]
+        gap_ms: u64,
+        /// How many times the files are spoken.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Folder for configurations, logs, recordings and reports.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EMCOMM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    match cli.command {
+        Command::Speaker {
+            listen,
+            codec,
+            opus_payload_type,
+            name,
+            wav,
+            play,
+            stats,
+            rtcp_interval_ms,
+            wait_limit_s,
+            silence_limit_s,
+        } => {
+            let format = match codec {
+                PayloadFormat::Opus { .. } => PayloadFormat::Opus {
+                    payload_type: opus_payload_type,
+                },
+                other => other,
+            };
+            let options = SpeakerOptions {
+                name,
+                listen,
+                format,
+                wav,
+                play,
+                stats,
+                rtcp_interval: Duration::from_millis(rtcp_interval_ms),
+                wait_limit: Duration::from_secs(wait_limit_s),
+                silence_limit: Duration::from_secs(silence_limit_s),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(speaker_sim::run(options)) {
+                Ok(report) => {
+                    println!(
+                        "{}: received {} lost {} late {} concealed {} fec {} jitter {:.1} ms latency p50 {} p99 {} ms, {:.1} s heard",
+                        report.name,
+                        report.received,
+                        report.lost,
+                        report.late,
+                        report.concealed,
+                        report.fec_recovered,
+                        report.jitter_ms,
+                        report
+                            .latency_ms_p50
+                            .map_or("-".into(), |v| format!("{v:.2}")),
+                        report
+                            .latency_ms_p99
+                            .map_or("-".into(), |v| format!("{v:.2}")),
+                        report.seconds_written
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("speaker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo {
+            emcomm,
+            audio,
+            gap_ms,
+            repeat,
+            out,
+        } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let options = DemoOptions {
+                emcomm,
+                bench,
+                audio,
+                gap: Duration::from_millis(gap_ms),
+                repeat,
+                out,
+            };
+            match demo::run(&options) {
+                Ok(verdicts) => {
+                    print!("{}", demo::table(&verdicts));
+                    let passed = verdicts.iter().filter(|v| v.pass).count();
+                    println!(
+                        "{passed} of {} loudspeakers heard the whole message above threshold",
+                        verdicts.len()
+                    );
+                    if passed == verdicts.len() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("demo: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
