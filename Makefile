@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps demo test bench fuzz clean
+.PHONY: deps demo test bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -20,3 +20,7 @@ test: deps
 clean:
 	$(CARGO) clean
 	rm -rf demo-out bench-out
+
+bench: deps
+	$(CARGO) build --release --bins
+	./target/release/emcomm-bench fanout --destinations 100 1000

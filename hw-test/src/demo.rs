@@ -12,18 +12,16 @@
 //! differ for Opus and G.711 because G.711 carries only the 300–3400 Hz telephone band.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use codecs::fidelity::{FidelityReport, score};
 use codecs::programme::assemble;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use crate::process::{ProcessError, Supervised, await_ready, free_port_pair, watch};
 use crate::speaker_sim::SpeakerReport;
 
 /// Lowest envelope correlation an Opus loudspeaker must reach (docs/fidelity.md).
@@ -32,6 +30,9 @@ pub const OPUS_MIN_CORRELATION: f32 = 0.90;
 pub const G711_MIN_CORRELATION: f32 = 0.85;
 /// Fraction of the programme's active frames every loudspeaker must have played.
 pub const MIN_COVERAGE: f32 = 0.98;
+
+/// How long a process may take to say it is ready.
+const READY_LIMIT: Duration = Duration::from_secs(20);
 
 /// Settings of a demo run.
 #[derive(Debug, Clone)]
@@ -56,9 +57,11 @@ pub enum DemoError {
     Audio(#[from] codecs::AudioFileError),
     #[error("{0}")]
     Process(String),
+    #[error("{0}")]
+    Supervision(#[from] ProcessError),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
     let what = what.into();
     move |source| DemoError::Io { what, source }
 }
@@ -78,93 +81,6 @@ pub struct Verdict {
     pub fidelity: FidelityReport,
     pub threshold: f32,
     pub pass: bool,
-}
-
-/// Finds a port P with P and P+1 both free on 127.0.0.1 (RTP and RTCP).
-fn free_port_pair() -> Result<u16, DemoError> {
-    for _ in 0..200 {
-        let probe = UdpSocket::bind("127.0.0.1:0").map_err(io("probing ports"))?;
-        let port = probe.local_addr().map_err(io("probing ports"))?.port();
-        if port % 2 == 1 || port == u16::MAX - 1 {
-            continue;
-        }
-        if UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(DemoError::Process("no free port pair on 127.0.0.1".into()))
-}
-
-/// A child process that is killed if the demo gives up on it.
-struct Supervised {
-    name: String,
-    child: Child,
-}
-
-impl Supervised {
-    fn wait(&mut self, limit: Duration) -> Result<ExitStatus, DemoError> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(io(format!("waiting for {}", self.name)))?
-            {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err(DemoError::Process(format!(
-                    "{} did not finish within {limit:?}",
-                    self.name
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn terminate(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-    }
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Copies a child's output stream to a log file, reporting the first line that
-/// contains `marker` through the returned channel.
-fn watch(
-    stream: impl std::io::Read + Send + 'static,
-    log: PathBuf,
-    marker: &'static str,
-) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut file = std::fs::File::create(&log).ok();
-        let mut sent = false;
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let Some(f) = file.as_mut() {
-                let _ = std::io::Write::write_all(f, format!("{line}\n").as_bytes());
-            }
-            if !sent && line.contains(marker) {
-                sent = tx.send(line).is_ok();
-            }
-        }
-    });
-    rx
-}
-
-fn await_ready(name: &str, ready: &mpsc::Receiver<String>) -> Result<(), DemoError> {
-    ready
-        .recv_timeout(Duration::from_secs(20))
-        .map(|_| ())
-        .map_err(|_| DemoError::Process(format!("{name} did not come up; see its log")))
 }
 
 fn toml_path(path: &Path) -> String {
@@ -290,7 +206,7 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
             out.join(format!("{}.out", speaker.name)),
             "listening",
         );
-        let _log = watch(stderr, out.join(format!("{}.log", speaker.name)), "\u{0}");
+        let _log = watch(stderr, out.join(format!("{}.log", speaker.name)), "");
         speaker_procs.push((
             Supervised {
                 name: speaker.name.clone(),
@@ -300,7 +216,7 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
         ));
     }
     for (proc_, ready) in &speaker_procs {
-        await_ready(&proc_.name, ready)?;
+        await_ready(&proc_.name, ready, READY_LIMIT)?;
     }
 
     let mut street_procs = Vec::new();
@@ -323,7 +239,7 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
             out.join(format!("{street}.log")),
             "relay node started",
         );
-        await_ready(street, &ready)?;
+        await_ready(street, &ready, READY_LIMIT)?;
         street_procs.push(Supervised {
             name: street.to_string(),
             child,
@@ -341,7 +257,7 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
         .spawn()
         .map_err(io("starting the district"))?;
     if let Some(stderr) = district.stderr.take() {
-        let _ = watch(stderr, out.join("district.log"), "\u{0}");
+        let _ = watch(stderr, out.join("district.log"), "");
     }
     let mut district = Supervised {
         name: "district".into(),
@@ -365,7 +281,7 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
         }
     }
     for street in &mut street_procs {
-        street.terminate();
+        street.signal(Signal::SIGTERM);
         street.wait(Duration::from_secs(10))?;
     }
 

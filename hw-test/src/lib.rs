@@ -4,7 +4,11 @@
 //!   WAV recording of what it heard.
 //! * [`demo`]: the bench cascade that runs district, street and loudspeaker processes
 //!   and judges what every loudspeaker heard.
+//! * [`bench`]: the benchmarks behind `docs/performance.md`.
+//! * [`process`]: starting, watching and stopping the processes of a bench set-up.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod demo;
+pub mod process;
 pub mod speaker_sim;

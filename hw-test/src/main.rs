@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use drivers::rtp::payload::PayloadFormat;
+use hw_test::bench::fanout;
 use hw_test::demo::{self, DemoOptions};
 use hw_test::speaker_sim::{self, SpeakerOptions};
 
@@ -75,6 +76,31 @@ enum Command {
         /// Folder for configurations, logs, recordings and reports.
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
+    },
+    /// Benchmark a street gateway's fan-out against GStreamer and a bare sendmmsg loop,
+    /// each pinned to CPU core 1.
+    Fanout {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        /// Destination counts to measure.
+        #[arg(long, num_args = 1.., default_values_t = [100usize, 1000])]
+        destinations: Vec<usize>,
+        /// Seconds of load per contender and size.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Folder for configurations, logs and the JSON figures.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
+    /// The bare loop of the fan-out benchmark (run by `fanout` under taskset).
+    #[command(hide = true)]
+    BenchBareLoop {
+        #[arg(long)]
+        rounds: usize,
+        /// A file with one destination address per line.
+        #[arg(long)]
+        destinations: PathBuf,
     },
 }
 
@@ -151,6 +177,51 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("speaker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Fanout {
+            emcomm,
+            destinations,
+            seconds,
+            out,
+        } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            match fanout::run(&emcomm, &bench, &destinations, seconds, &out) {
+                Ok(figures) => {
+                    print!("{}", fanout::table(&figures));
+                    let json = serde_json::to_string_pretty(&figures).unwrap_or_default();
+                    let _ = std::fs::write(out.join("fanout.json"), json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fanout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::BenchBareLoop {
+            rounds,
+            destinations,
+        } => {
+            let addrs: Result<Vec<SocketAddr>, String> = std::fs::read_to_string(&destinations)
+                .map_err(|e| format!("{}: {e}", destinations.display()))
+                .and_then(|text| {
+                    text.lines()
+                        .map(|l| l.trim().parse().map_err(|e| format!("{l:?}: {e}")))
+                        .collect()
+                });
+            let figures = addrs
+                .and_then(|addrs| fanout::bare_loop(&addrs, rounds).map_err(|e| e.to_string()));
+            match figures {
+                Ok(f) => {
+                    println!("{}", serde_json::to_string(&f).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bare loop: {e}");
                     ExitCode::FAILURE
                 }
             }

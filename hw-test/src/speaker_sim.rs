@@ -91,6 +91,9 @@ pub struct Receiver {
 /// Audio for one playout slot.
 pub enum Heard<'a> {
     Audio(&'a [i16]),
+    /// A slot with nothing to play (the sender paused, or nothing has arrived yet):
+    /// this many samples of silence, which matter only if audio follows.
+    Gap(usize),
     /// The stream has been played out.
     Ended,
 }
@@ -232,6 +235,9 @@ impl Receiver {
         }
         let slot = self.jitter.poll(now)?;
         let frame = (self.format.clock_rate() / 50) as usize;
+        if matches!(slot.playout, Playout::Underrun | Playout::Silence) {
+            return Some(Heard::Gap(frame));
+        }
         let pcm = &mut self.pcm;
         let produced = match (&slot.playout, self.format, self.opus.as_mut()) {
             (Playout::Packet(payload), PayloadFormat::Opus { .. }, Some(decoder)) => {
@@ -257,7 +263,7 @@ impl Receiver {
             }
             _ => None,
         };
-        // Anything not decoded (silence, underrun, a G.711 loss) plays as one frame of
+        // Anything not decoded (a G.711 loss, a corrupt packet) plays as one frame of
         // silence so the recording keeps time.
         let len = produced.unwrap_or_else(|| {
             pcm[..frame].fill(0);
@@ -383,6 +389,7 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
     let mut buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 2048];
     let mut samples_written: u64 = 0;
+    let mut pending_gap: usize = 0;
     let mut last_packet = Instant::now();
 
     loop {
@@ -400,7 +407,16 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
         let mut ended = false;
         while let Some(heard) = receiver.poll(now) {
             match heard {
+                Heard::Gap(len) => pending_gap += len,
                 Heard::Audio(samples) => {
+                    if pending_gap > 0 {
+                        let silence = vec![0i16; pending_gap];
+                        if let Some(w) = wav.as_mut() {
+                            w.write(&silence)?;
+                        }
+                        samples_written += pending_gap as u64;
+                        pending_gap = 0;
+                    }
                     if let Some(w) = wav.as_mut() {
                         w.write(samples)?;
                     }

@@ -65,6 +65,8 @@ struct RelayStats {
     forwarding_latency_us_p50: f64,
     forwarding_latency_us_p99: f64,
     forwarding_latency_samples: usize,
+    /// From the first RTP datagram received to the return of the last send it caused.
+    busy_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,6 +159,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     );
 
     let mut latencies: Vec<u32> = Vec::new();
+    let mut first_received: Option<Instant> = None;
+    let mut last_forwarded: Option<Instant> = None;
     let measure = options.stats_out.is_some();
     let mut buf = vec![0u8; 2048];
     let stop = stop_requested();
@@ -174,8 +178,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                         Ok((len, from)) => {
                             let received = Instant::now();
                             forwarder.on_rtp(&buf[..len], from, received, &mut |t| outputs.transmit(t));
-                            if measure && latencies.len() < 10_000_000 {
-                                latencies.push(received.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                            if measure {
+                                let done = Instant::now();
+                                first_received.get_or_insert(received);
+                                last_forwarded = Some(done);
+                                if latencies.len() < 10_000_000 {
+                                    let nanos = (done - received).as_nanos();
+                                    latencies.push(nanos.min(u128::from(u32::MAX)) as u32);
+                                }
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -241,6 +251,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             forwarding_latency_us_p50: percentile(0.50),
             forwarding_latency_us_p99: percentile(0.99),
             forwarding_latency_samples: latencies.len(),
+            busy_seconds: match (first_received, last_forwarded) {
+                (Some(first), Some(last)) => (last - first).as_secs_f64(),
+                _ => 0.0,
+            },
         };
         let json = serde_json::to_string_pretty(&stats).map_err(|e| NodeError::Stats {
             path: path.clone(),

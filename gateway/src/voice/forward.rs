@@ -573,3 +573,308 @@ fn decode_input(input: &mut Input, payload: &[u8], pcm: &mut Vec<i16>) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use drivers::rtp::packetizer::Packetizer;
+    use drivers::rtp::rtcp::CompoundSpec;
+
+    use super::*;
+    use crate::voice::encoder::FrameEncoder;
+
+    const UPSTREAM: &str = "127.0.0.1:40000";
+
+    fn forwarder(formats: &[PayloadFormat]) -> Forwarder {
+        let specs: Vec<GroupSpec> = formats.iter().map(|f| GroupSpec { format: *f }).collect();
+        Forwarder::new(
+            ForwarderConfig {
+                cname: "street@410503001".into(),
+                opus_payload_type: 111,
+                opus_bitrate: 32_000,
+                allow: vec!["127.0.0.1".parse().expect("ip")],
+                input_timeout: Duration::from_secs(2),
+                rtcp_interval: Duration::from_secs(1),
+            },
+            &specs,
+        )
+    }
+
+    /// Owned copies of what the forwarder sent.
+    #[derive(Debug, Default)]
+    struct Sent {
+        rtp: Vec<(usize, Vec<u8>)>,
+        group_rtcp: Vec<(usize, Vec<u8>)>,
+        upstream_rtcp: Vec<(SocketAddr, Vec<u8>)>,
+    }
+
+    impl Sent {
+        fn record(&mut self) -> impl FnMut(Transmit<'_>) + '_ {
+            |t| match t {
+                Transmit::Rtp { group, datagram } => self.rtp.push((group, datagram.to_vec())),
+                Transmit::GroupRtcp { group, datagram } => self.group_rtcp.push((group, datagram)),
+                Transmit::UpstreamRtcp { to, datagram } => self.upstream_rtcp.push((to, datagram)),
+            }
+        }
+    }
+
+    fn opus_stream(frames: usize, t0: Instant) -> (Packetizer, Vec<Vec<u8>>) {
+        let mut encoder = FrameEncoder::new(PayloadFormat::OPUS, 32_000).expect("opus");
+        let mut stream =
+            Packetizer::with_origin(PayloadFormat::OPUS, 0xd157, 65_530, u32::MAX - 2000);
+        let packets = (0..frames)
+            .map(|k| {
+                let frame: Vec<i16> = (0..960)
+                    .map(|i| (((k * 960 + i) as f32 * 0.0575).sin() * 9000.0) as i16)
+                    .collect();
+                let payload = encoder.encode(&frame).expect("encode").to_vec();
+                stream.packetize(&payload, t0 + Duration::from_millis(20 * k as u64))
+            })
+            .collect();
+        (stream, packets)
+    }
+
+    fn from() -> SocketAddr {
+        UPSTREAM.parse().expect("addr")
+    }
+
+    #[test]
+    fn opus_is_switched_without_decoding_under_one_continuous_ssrc() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS]);
+        let (_, packets) = opus_stream(10, t0);
+        let mut sent = Sent::default();
+        for (k, p) in packets.iter().enumerate() {
+            fw.on_rtp(
+                p,
+                from(),
+                t0 + Duration::from_millis(20 * k as u64),
+                &mut sent.record(),
+            );
+        }
+        assert_eq!(sent.rtp.len(), 10);
+        let headers: Vec<RtpHeader> = sent
+            .rtp
+            .iter()
+            .map(|(_, d)| RtpHeader::parse(d).expect("rtp"))
+            .collect();
+        for (k, (h, (_, d))) in headers.iter().zip(&sent.rtp).enumerate() {
+            assert_eq!(h.ssrc, headers[0].ssrc);
+            assert_ne!(h.ssrc, 0xd157, "the node sends under its own SSRC");
+            assert_eq!(h.sequence, headers[0].sequence.wrapping_add(k as u16));
+            assert_eq!(
+                h.timestamp,
+                headers[0].timestamp.wrapping_add(960 * k as u32)
+            );
+            // The payload is the upstream's, byte for byte.
+            let original = RtpHeader::parse(&packets[k]).expect("rtp");
+            assert_eq!(h.payload(d), original.payload(&packets[k]));
+        }
+        assert!(headers[0].marker);
+    }
+
+    #[test]
+    fn a_g711_group_gets_one_transcoded_160_byte_packet_per_frame() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[
+            PayloadFormat::OPUS,
+            PayloadFormat::Pcmu,
+            PayloadFormat::Pcma,
+        ]);
+        let (_, packets) = opus_stream(5, t0);
+        let mut sent = Sent::default();
+        for p in &packets {
+            fw.on_rtp(p, from(), t0, &mut sent.record());
+        }
+        let per_group = |g: usize| sent.rtp.iter().filter(|(group, _)| *group == g).count();
+        assert_eq!((per_group(0), per_group(1), per_group(2)), (5, 5, 5));
+        for (group, datagram) in &sent.rtp {
+            let h = RtpHeader::parse(datagram).expect("rtp");
+            match group {
+                1 => assert_eq!((h.payload_type, h.payload_len), (0, 160)),
+                2 => assert_eq!((h.payload_type, h.payload_len), (8, 160)),
+                _ => assert_eq!(h.payload_type, 111),
+            }
+        }
+        let pcmu: Vec<u32> = sent
+            .rtp
+            .iter()
+            .filter(|(g, _)| *g == 1)
+            .map(|(_, d)| RtpHeader::parse(d).expect("rtp").timestamp)
+            .collect();
+        assert!(
+            pcmu.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160),
+            "8 kHz timestamps: {pcmu:?}"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_dropped_and_counted_never_forwarded() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS]);
+        let (_, packets) = opus_stream(1, t0);
+        let mut sent = Sent::default();
+        let stranger: SocketAddr = "10.9.8.7:5000".parse().expect("addr");
+        fw.on_rtp(&packets[0], stranger, t0, &mut sent.record());
+        fw.on_rtp(&[0x80, 111, 0], from(), t0, &mut sent.record());
+        let mut wrong_pt = packets[0].clone();
+        wrong_pt[1] = 96;
+        fw.on_rtp(&wrong_pt, from(), t0, &mut sent.record());
+        let mut empty_payload = packets[0].clone();
+        empty_payload.truncate(12);
+        fw.on_rtp(&empty_payload, from(), t0, &mut sent.record());
+        fw.on_rtcp(&[0x81, 200, 0, 50], from(), t0, &mut sent.record());
+        assert!(sent.rtp.is_empty());
+        let c = fw.counters();
+        assert_eq!(
+            (
+                c.foreign_source,
+                c.malformed,
+                c.unknown_payload_type,
+                c.rtcp_malformed,
+                c.forwarded
+            ),
+            (1, 2, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_second_source_is_held_off_while_the_first_is_live() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS]);
+        let (_, first) = opus_stream(2, t0);
+        let mut other = first[1].clone();
+        other[8..12].copy_from_slice(&0xbad0_0001u32.to_be_bytes());
+        let mut sent = Sent::default();
+        fw.on_rtp(&first[0], from(), t0, &mut sent.record());
+        fw.on_rtp(&other, from(), t0, &mut sent.record());
+        assert_eq!(sent.rtp.len(), 1);
+        assert_eq!(fw.counters().competing_source, 1);
+    }
+
+    #[test]
+    fn upstream_bye_ends_the_stream_with_bye_on_every_output() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS, PayloadFormat::Pcmu]);
+        let (_, packets) = opus_stream(3, t0);
+        let mut sent = Sent::default();
+        for p in &packets {
+            fw.on_rtp(p, from(), t0, &mut sent.record());
+        }
+        let bye = build_compound(&CompoundSpec {
+            ssrc: 0xd157,
+            cname: "district",
+            bye_reason: Some("end"),
+            ..Default::default()
+        })
+        .expect("bye");
+        fw.on_rtcp(&bye, from(), t0, &mut sent.record());
+        let byes: Vec<usize> = sent
+            .group_rtcp
+            .iter()
+            .filter(|(_, d)| {
+                parse_compound(d)
+                    .expect("rtcp")
+                    .iter()
+                    .any(|e| matches!(e, RtcpEvent::Bye { .. }))
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        assert_eq!(byes, [0, 1]);
+        assert_eq!(fw.input_ssrc(), None);
+        assert!(matches!(
+            fw.drain_events().last(),
+            Some(ForwardEvent::StreamEnded {
+                reason: EndReason::Bye,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_input_silent_past_the_timeout_ends_by_the_fake_clock() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS]);
+        let (_, packets) = opus_stream(1, t0);
+        let mut sent = Sent::default();
+        fw.on_rtp(&packets[0], from(), t0, &mut sent.record());
+        let deadline = fw.next_deadline().expect("a timer runs");
+        assert!(deadline <= t0 + Duration::from_secs(2));
+        fw.poll(t0 + Duration::from_millis(1999), &mut sent.record());
+        assert!(fw.input_ssrc().is_some(), "not yet timed out");
+        fw.poll(t0 + Duration::from_secs(2), &mut sent.record());
+        assert_eq!(fw.input_ssrc(), None);
+        assert!(fw.drain_events().iter().any(|e| matches!(
+            e,
+            ForwardEvent::StreamEnded {
+                reason: EndReason::Timeout,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn the_upstream_sender_report_is_translated_onto_each_output_clock() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS, PayloadFormat::Pcmu]);
+        let (stream, packets) = opus_stream(2, t0);
+        let mut sent = Sent::default();
+        for p in &packets {
+            fw.on_rtp(p, from(), t0, &mut sent.record());
+        }
+        let anchor = drivers::rtp::ntp::NtpAnchor::new(t0, 0xe000_0000_0000_0000);
+        let info = stream
+            .sender_info(t0 + Duration::from_secs(1), &anchor)
+            .expect("started");
+        let sr = build_compound(&CompoundSpec {
+            ssrc: info.ssrc,
+            sender: Some(info),
+            cname: "d",
+            ..Default::default()
+        })
+        .expect("sr");
+        fw.on_rtcp(&sr, from(), t0, &mut sent.record());
+        let first_out = |g: usize| {
+            sent.rtp
+                .iter()
+                .find(|(group, _)| *group == g)
+                .map(|(_, d)| RtpHeader::parse(d).expect("rtp").timestamp)
+                .expect("sent")
+        };
+        for (group, datagram) in &sent.group_rtcp {
+            let Some(RtcpEvent::SenderReport(out)) =
+                parse_compound(datagram).expect("rtcp").into_iter().next()
+            else {
+                panic!("an SR leads")
+            };
+            assert_eq!(out.ntp, info.ntp, "the originating clock is kept");
+            // One second after the first packet, in each output's clock.
+            let clock = if *group == 0 { 48_000 } else { 8_000 };
+            assert_eq!(out.rtp_timestamp.wrapping_sub(first_out(*group)), clock);
+        }
+        assert_eq!(sent.group_rtcp.len(), 2);
+    }
+
+    #[test]
+    fn receiver_reports_go_upstream_on_the_rtcp_schedule() {
+        let t0 = Instant::now();
+        let mut fw = forwarder(&[PayloadFormat::OPUS]);
+        let (_, packets) = opus_stream(3, t0);
+        let mut sent = Sent::default();
+        for p in packets.iter().step_by(2) {
+            fw.on_rtp(p, from(), t0, &mut sent.record());
+        }
+        let due = fw.schedule.next_deadline().expect("started");
+        fw.poll(due, &mut sent.record());
+        let (to, datagram) = sent.upstream_rtcp.first().expect("a report");
+        assert_eq!(
+            to.port(),
+            40001,
+            "RTCP goes to the RTP port + 1 until an SR names the sender's"
+        );
+        let events = parse_compound(datagram).expect("rtcp");
+        let Some(RtcpEvent::ReceptionReport { block, .. }) = events.first() else {
+            panic!("RR first")
+        };
+        assert_eq!(block.cumulative_lost, 1);
+    }
+}

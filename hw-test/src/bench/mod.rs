@@ -1,0 +1,3 @@
+//! Benchmarks run by `make bench`; their figures go to `docs/performance.md`.
+
+pub mod fanout;
