@@ -5,10 +5,12 @@
 //! * [`demo`]: the bench cascade that runs district, street and loudspeaker processes
 //!   and judges what every loudspeaker heard.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
+//! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
 //! * [`process`]: starting, watching and stopping the processes of a bench set-up.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod demo;
 pub mod process;
+pub mod replay;
 pub mod speaker_sim;

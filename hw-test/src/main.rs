@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use drivers::rtp::payload::PayloadFormat;
 use hw_test::bench::fanout;
 use hw_test::demo::{self, DemoOptions};
+use hw_test::replay;
 use hw_test::speaker_sim::{self, SpeakerOptions};
 
 #[derive(Parser)]
@@ -92,6 +93,29 @@ enum Command {
         /// Folder for configurations, logs and the JSON figures.
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
+    },
+    /// Replay the RTP streams of a pcap capture through the jitter buffer with their
+    /// captured timing, and report loss, lateness, concealment and added delay.
+    Replay {
+        /// The capture (pcap; Ethernet, Linux cooked or raw IP).
+        capture: PathBuf,
+        /// Write each stream's decoded audio as WAV into this folder.
+        #[arg(long)]
+        wav_dir: Option<PathBuf>,
+    },
+    /// Record the UDP datagrams reaching an address into a pcap file, until a second
+    /// of silence after the first one.
+    Capture {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this much silence once datagrams have arrived.
+        #[arg(long, default_value_t = 1000)]
+        silence_ms: u64,
+        /// Stop after this many datagrams.
+        #[arg(long, default_value_t = 100_000)]
+        limit: usize,
     },
     /// The bare loop of the fan-out benchmark (run by `fanout` under taskset).
     #[command(hide = true)]
@@ -202,6 +226,31 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Replay { capture, wav_dir } => replay_capture(&capture, wav_dir.as_deref()),
+        Command::Capture {
+            listen,
+            out,
+            silence_ms,
+            limit,
+        } => {
+            let ready = || println!("capturing on {listen}");
+            match replay::capture(
+                listen,
+                &out,
+                Duration::from_millis(silence_ms),
+                limit,
+                ready,
+            ) {
+                Ok(count) => {
+                    println!("{count} datagrams written to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("capture: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::BenchBareLoop {
             rounds,
             destinations,
@@ -264,4 +313,65 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Replays every RTP stream of a capture and prints one line of figures per stream.
+fn replay_capture(capture: &std::path::Path, wav_dir: Option<&std::path::Path>) -> ExitCode {
+    let streams = match replay::read_rtp_streams(capture) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => {
+            eprintln!("replay: no RTP stream in {}", capture.display());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for stream in &streams {
+        let format = match stream.payload_type {
+            0 => PayloadFormat::Pcmu,
+            8 => PayloadFormat::Pcma,
+            pt => PayloadFormat::Opus { payload_type: pt },
+        };
+        let (report, audio) = replay::replay(stream, format);
+        println!(
+            "{} -> {} ssrc {:#010x} {}: {} packets over {:.2} s; lost {} late {} concealed {} fec {} \
+             stretches {} shrinks {}; RFC 3550 jitter {:.1} ms; added delay mean {:.1} p50 {:.1} p99 {:.1} ms; \
+             final depth {} ms",
+            stream.source,
+            stream.destination,
+            report.ssrc,
+            report.codec,
+            report.packets,
+            report.seconds,
+            report.lost,
+            report.late,
+            report.concealed,
+            report.fec_recovered,
+            report.stretches,
+            report.shrinks,
+            report.rfc3550_jitter_ms,
+            report.added_delay_ms_mean,
+            report.added_delay_ms_p50,
+            report.added_delay_ms_p99,
+            report
+                .final_delay_ms
+                .map_or("-".into(), |d| format!("{d:.0}"))
+        );
+        if let Some(dir) = wav_dir {
+            let path = dir.join(format!("{:08x}.wav", report.ssrc));
+            let written = std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    codecs::write_wav_i16(&path, report.sample_rate, &audio)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = written {
+                eprintln!("replay: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
