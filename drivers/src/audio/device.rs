@@ -32,6 +32,31 @@ pub enum AudioError {
     },
 }
 
+/// Runs `open` with the process's stderr pointed at /dev/null.
+///
+/// alsa-lib prints its own diagnostics to stderr while it resolves a device name
+/// (several lines for a machine without a sound card); the failure reaches the operator
+/// once, as our [`AudioError`]. Set `EMCOMM_ALSA_VERBOSE=1` to keep alsa-lib's lines.
+/// Other threads' stderr output during the open, a few milliseconds, is lost too.
+fn quietly<T>(open: impl FnOnce() -> T) -> T {
+    if std::env::var_os("EMCOMM_ALSA_VERBOSE").is_some() {
+        return open();
+    }
+    let saved = nix::unistd::dup(std::io::stderr()).ok();
+    let silenced = match (
+        &saved,
+        std::fs::OpenOptions::new().write(true).open("/dev/null"),
+    ) {
+        (Some(_), Ok(null)) => nix::unistd::dup2_stderr(&null).is_ok(),
+        _ => false,
+    };
+    let result = open();
+    if let (true, Some(saved)) = (silenced, saved) {
+        let _ = nix::unistd::dup2_stderr(&saved);
+    }
+    result
+}
+
 fn find_device(direction: &'static str, name: Option<&str>) -> Result<cpal::Device, AudioError> {
     let host = cpal::default_host();
     match name {
@@ -76,8 +101,19 @@ fn stream_config() -> cpal::StreamConfig {
 #[derive(Debug)]
 pub struct Capture {
     frames: mpsc::Receiver<Result<Vec<i16>, AudioError>>,
-    /// Dropping the capture hangs this up, which ends the stream's thread.
-    _stop: mpsc::Sender<()>,
+    /// Dropping this hangs up, which ends the stream's thread.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Capture {
+    /// Stops the stream and waits for its thread, so the device is closed on return.
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Capture {
@@ -93,10 +129,10 @@ pub fn open_capture(name: Option<&str>) -> Result<Capture, AudioError> {
     let (ready_tx, ready) = mpsc::channel();
     let (stop, stop_rx) = mpsc::channel::<()>();
     let name = name.map(str::to_owned);
-    thread::Builder::new()
+    let thread = thread::Builder::new()
         .name("audio-capture".into())
         .spawn(move || {
-            let opened = (|| {
+            let opened = quietly(|| {
                 let device = find_device("capture", name.as_deref())?;
                 let label = device.name().unwrap_or_else(|_| "?".into());
                 let mut pending: Vec<i16> = Vec::with_capacity(FRAME_SAMPLES * 2);
@@ -134,7 +170,7 @@ pub fn open_capture(name: Option<&str>) -> Result<Capture, AudioError> {
                     reason: e.to_string(),
                 })?;
                 Ok(stream)
-            })();
+            });
             match opened {
                 Ok(stream) => {
                     let _ = ready_tx.send(Ok(()));
@@ -157,20 +193,32 @@ pub fn open_capture(name: Option<&str>) -> Result<Capture, AudioError> {
     }))?;
     Ok(Capture {
         frames,
-        _stop: stop,
+        stop: Some(stop),
+        thread: Some(thread),
     })
 }
 
 /// A running playback stream fed with 20 ms frames.
 #[derive(Debug)]
 pub struct Playback {
-    frames: mpsc::SyncSender<Vec<i16>>,
+    frames: Option<mpsc::SyncSender<Vec<i16>>>,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Playback {
     /// Queues one frame; false once the device has gone.
     pub fn play(&self, frame: Vec<i16>) -> bool {
-        self.frames.send(frame).is_ok()
+        self.frames.as_ref().is_some_and(|f| f.send(frame).is_ok())
+    }
+}
+
+impl Drop for Playback {
+    /// Stops the stream and waits for its thread, so the device is closed on return.
+    fn drop(&mut self) {
+        self.frames.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -179,10 +227,10 @@ pub fn open_playback(name: Option<&str>) -> Result<Playback, AudioError> {
     let (frames, frames_rx) = mpsc::sync_channel::<Vec<i16>>(50);
     let (ready_tx, ready) = mpsc::channel();
     let name = name.map(str::to_owned);
-    thread::Builder::new()
+    let thread = thread::Builder::new()
         .name("audio-playback".into())
         .spawn(move || {
-            let opened = (|| {
+            let opened = quietly(|| {
                 let device = find_device("playback", name.as_deref())?;
                 let label = device.name().unwrap_or_else(|_| "?".into());
                 let (sample_tx, sample_rx) = mpsc::sync_channel::<Vec<i16>>(50);
@@ -214,7 +262,7 @@ pub fn open_playback(name: Option<&str>) -> Result<Playback, AudioError> {
                     reason: e.to_string(),
                 })?;
                 Ok((stream, sample_tx))
-            })();
+            });
             match opened {
                 Ok((stream, sample_tx)) => {
                     let _ = ready_tx.send(Ok(()));
@@ -238,5 +286,8 @@ pub fn open_playback(name: Option<&str>) -> Result<Playback, AudioError> {
     ready.recv().unwrap_or(Err(AudioError::NoDefault {
         direction: "playback",
     }))?;
-    Ok(Playback { frames })
+    Ok(Playback {
+        frames: Some(frames),
+        thread: Some(thread),
+    })
 }
