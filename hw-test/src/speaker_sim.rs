@@ -497,3 +497,128 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
     );
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use drivers::rtp::packetizer::Packetizer;
+    use drivers::rtp::rtcp::CompoundSpec;
+
+    use super::*;
+
+    const SENDER: &str = "127.0.0.1:5010";
+
+    fn sender() -> SocketAddr {
+        SENDER.parse().expect("addr")
+    }
+
+    /// A G.711 stream: 20 ms packets of a constant code, so decoding is exact.
+    fn pcmu_packets(count: usize, t0: Instant) -> (Packetizer, Vec<Vec<u8>>) {
+        let mut stream = Packetizer::with_origin(PayloadFormat::Pcmu, 0x5eed, 100, 8_000);
+        let packets = (0..count)
+            .map(|k| stream.packetize(&[0x80; 160], t0 + Duration::from_millis(20 * k as u64)))
+            .collect();
+        (stream, packets)
+    }
+
+    #[test]
+    fn latency_is_arrival_against_the_senders_clock_mapping() {
+        let t0 = Instant::now();
+        // Sender and loudspeaker share the wall clock: the same anchor.
+        let anchor = NtpAnchor::new(t0, 0xe000_0000_0000_0000);
+        let mut rx = Receiver::new(PayloadFormat::Pcmu, t0, anchor);
+        let (stream, packets) = pcmu_packets(50, t0);
+        // Every packet arrives 7 ms after it was captured.
+        for (k, p) in packets.iter().enumerate() {
+            rx.on_rtp(p, sender(), t0 + Duration::from_millis(20 * k as u64 + 7));
+        }
+        let info = stream
+            .sender_info(t0 + Duration::from_millis(500), &anchor)
+            .expect("started");
+        let sr = build_compound(&CompoundSpec {
+            ssrc: info.ssrc,
+            sender: Some(info),
+            cname: "s",
+            ..Default::default()
+        })
+        .expect("sr");
+        rx.on_rtcp(&sr, sender(), t0 + Duration::from_millis(501));
+        let report = rx.summary("pole", 1.0);
+        let p50 = report.latency_ms_p50.expect("latency from the SR");
+        assert!((p50 - 7.0).abs() < 0.01, "{p50} ms");
+        assert!((report.latency_ms_p99.expect("p99") - 7.0).abs() < 0.01);
+        assert_eq!((report.received, report.lost), (50, 0));
+    }
+
+    #[test]
+    fn without_a_sender_report_there_is_no_latency_figure() {
+        let t0 = Instant::now();
+        let mut rx = Receiver::new(PayloadFormat::Pcmu, t0, NtpAnchor::new(t0, 0));
+        let (_, packets) = pcmu_packets(3, t0);
+        for p in &packets {
+            rx.on_rtp(p, sender(), t0);
+        }
+        assert_eq!(rx.summary("pole", 0.0).latency_ms_p50, None);
+    }
+
+    #[test]
+    fn after_bye_the_stream_plays_out_and_then_ends() {
+        let t0 = Instant::now();
+        let mut rx = Receiver::new(PayloadFormat::Pcmu, t0, NtpAnchor::new(t0, 0));
+        let (stream, packets) = pcmu_packets(10, t0);
+        for (k, p) in packets.iter().enumerate() {
+            rx.on_rtp(p, sender(), t0 + Duration::from_millis(20 * k as u64));
+        }
+        let bye = build_compound(&CompoundSpec {
+            ssrc: stream.ssrc(),
+            cname: "s",
+            bye_reason: Some("end"),
+            ..Default::default()
+        })
+        .expect("bye");
+        rx.on_rtcp(&bye, sender(), t0 + Duration::from_millis(200));
+        assert!(
+            rx.bye_received() && !rx.finished(),
+            "packets are still waiting to play"
+        );
+        let mut samples = 0;
+        let mut now = t0;
+        let ended = loop {
+            match rx.poll(now) {
+                Some(Heard::Audio(a)) => {
+                    assert!(a.iter().all(|s| *s == codecs::g711::decode_ulaw(0x80)));
+                    samples += a.len();
+                }
+                Some(Heard::Gap(_)) => {}
+                Some(Heard::Ended) => break true,
+                None if now > t0 + Duration::from_secs(2) => break false,
+                None => now += Duration::from_millis(1),
+            }
+        };
+        assert!(ended);
+        assert_eq!(samples, 10 * 160, "every packet played before the end");
+    }
+
+    #[test]
+    fn a_second_source_and_bad_packets_are_counted_not_played() {
+        let t0 = Instant::now();
+        let mut rx = Receiver::new(PayloadFormat::Pcmu, t0, NtpAnchor::new(t0, 0));
+        let (_, packets) = pcmu_packets(2, t0);
+        rx.on_rtp(&packets[0], sender(), t0);
+        let mut intruder = packets[1].clone();
+        intruder[8..12].copy_from_slice(&7u32.to_be_bytes());
+        rx.on_rtp(&intruder, sender(), t0);
+        rx.on_rtp(&[0x80, 0, 1], sender(), t0);
+        let mut wrong_codec = packets[1].clone();
+        wrong_codec[1] = 8;
+        rx.on_rtp(&wrong_codec, sender(), t0);
+        let report = rx.summary("pole", 0.0);
+        assert_eq!(
+            (
+                report.received,
+                report.foreign_packets,
+                report.malformed_packets
+            ),
+            (1, 1, 2)
+        );
+    }
+}

@@ -15,6 +15,9 @@ use crate::config::{Config, Tier};
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// A configuration that bypassed [`Config::load`]'s validation.
+    #[error("configuration: {0}")]
+    Config(&'static str),
     #[error("cannot bind {what} socket on {addr}: {source}")]
     Bind {
         what: &'static str,

@@ -106,7 +106,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let anchor = NtpAnchor::now();
     let cname = format!("{}@{}", config.name, config.area);
     let Some(source) = config.source.as_ref() else {
-        unreachable!("configuration validation requires a source on a district node")
+        return Err(NodeError::Config("a district node needs a [source]"));
     };
     let mut frames = Frames::open(source)?;
 

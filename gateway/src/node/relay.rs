@@ -99,7 +99,7 @@ impl From<ForwardCounters> for CountersJson {
 /// Runs a street or village node until it is stopped.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     let Some(listen) = config.listen else {
-        unreachable!("configuration validation requires rtp.listen on a relay node")
+        return Err(NodeError::Config("a relay node needs rtp.listen"));
     };
     let rtp = bind("RTP", listen)?;
     let rtcp = bind("RTCP", rtcp_address(listen))?;
