@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use drivers::net::fanout::Fanout;
 use drivers::rtp::payload::PayloadFormat;
+use drivers::rtp::stats::ReportBlockData;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
@@ -158,6 +159,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         "relay node started"
     );
 
+    let mut receivers = ReceiverTable::new();
     let mut latencies: Vec<u32> = Vec::new();
     let mut first_received: Option<Instant> = None;
     let mut last_forwarded: Option<Instant> = None;
@@ -216,13 +218,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             }
         }
         for event in forwarder.drain_events() {
-            log_event(&event, &names);
+            log_event(&event, &names, &mut receivers);
         }
     }
 
     forwarder.shutdown(&mut |t| outputs.transmit(t));
     for event in forwarder.drain_events() {
-        log_event(&event, &names);
+        log_event(&event, &names, &mut receivers);
     }
     let counters = forwarder.counters();
     info!(
@@ -275,7 +277,48 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-fn log_event(event: &ForwardEvent, names: &HashMap<SocketAddr, &str>) {
+/// The latest receiver report of every downstream destination in the current stream,
+/// with the RTP clock rate of the stream it reports on.
+type ReceiverTable = HashMap<SocketAddr, (u32, ReportBlockData)>;
+
+/// Logs one event; at the end of a stream, one line per destination with its last report,
+/// and a warning for each that never reported.
+fn log_event(
+    event: &ForwardEvent,
+    names: &HashMap<SocketAddr, &str>,
+    receivers: &mut ReceiverTable,
+) {
+    if let ForwardEvent::StreamEnded { .. } = event {
+        let mut all: Vec<(&SocketAddr, &&str)> = names.iter().collect();
+        all.sort_by_key(|(_, name)| **name);
+        for (address, name) in all {
+            match receivers.get(address) {
+                Some((clock, block)) => info!(
+                    receiver = *name,
+                    lost = block.cumulative_lost,
+                    highest_sequence = block.extended_highest_sequence,
+                    jitter_ms = format!(
+                        "{:.1}",
+                        f64::from(block.jitter) * 1000.0 / f64::from(*clock)
+                    ),
+                    "receiver's last report"
+                ),
+                None => {
+                    warn!(receiver = *name, %address, "no receiver report from this destination")
+                }
+            }
+        }
+        receivers.clear();
+    }
+    if let ForwardEvent::ReceiverReport {
+        from,
+        block,
+        format,
+        ..
+    } = event
+    {
+        receivers.insert(*from, (format.clock_rate(), *block));
+    }
     match event {
         ForwardEvent::StreamStarted { ssrc, from, format } => {
             info!(ssrc, %from, codec = %format, "voice stream from upstream started")
@@ -301,6 +344,7 @@ fn log_event(event: &ForwardEvent, names: &HashMap<SocketAddr, &str>) {
             reporter,
             group,
             block,
+            ..
         } => {
             let receiver = names.get(from).copied().unwrap_or("unknown");
             if block.fraction_lost > 0 {

@@ -64,6 +64,7 @@ pub enum ForwardEvent {
         from: SocketAddr,
         reporter: u32,
         group: usize,
+        format: PayloadFormat,
         block: ReportBlockData,
     },
 }
@@ -379,11 +380,13 @@ impl Forwarder {
             match event {
                 RtcpEvent::SenderReport(info) => self.on_sender_report(info, from, now, out),
                 RtcpEvent::ReceptionReport { reporter, block } => {
-                    if let Some(group) = self.ssrc_to_group.get(&block.ssrc) {
+                    if let Some(&group) = self.ssrc_to_group.get(&block.ssrc) {
+                        let format = self.groups[group].format;
                         self.events.push(ForwardEvent::ReceiverReport {
                             from,
                             reporter,
-                            group: *group,
+                            group,
+                            format,
                             block,
                         });
                     }
