@@ -1,0 +1,60 @@
+//! The `emcomm` command line as an operator uses it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn emcomm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_emcomm"))
+}
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("config")
+        .join(name)
+}
+
+#[test]
+fn check_accepts_a_valid_config_with_exit_code_0() {
+    let out = emcomm()
+        .arg("check")
+        .arg(example("street.toml"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid street node"));
+}
+
+#[test]
+fn check_names_file_line_and_key_of_a_fault_with_exit_code_1() {
+    let dir = std::env::temp_dir().join(format!("emcomm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let path = dir.join("bad.toml");
+    let text = std::fs::read_to_string(example("street.toml")).expect("example");
+    std::fs::write(&path, text.replace("codec = \"pcmu\"", "codec = \"g729\"")).expect("write");
+    let out = emcomm().arg("check").arg(&path).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.contains("codec = \"pcmu\""))
+        .expect("the example has a pcmu line")
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "bad.toml:{line}: downstream[2].codec: unknown codec \"g729\""
+        )),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn run_refuses_an_invalid_config_before_starting_with_exit_code_2() {
+    let out = emcomm()
+        .args(["run", "--config", "/nonexistent/node.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
