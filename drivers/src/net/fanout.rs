@@ -2,8 +2,8 @@
 //!
 //! A street gateway sends the same packet to every loudspeaker that takes its codec.
 //! One `sendto(2)` per destination spends most of its time entering the kernel;
-//! `sendmmsg(2)` hands the kernel up to [`BATCH`] messages per call, all pointing at
-//! the same buffer. A destination whose send fails (its socket buffer full, an ICMP
+//! `sendmmsg(2)` hands the kernel a batch of messages per call, all pointing at the
+//! same buffer: up to [`MAX_BATCH`], the kernel's limit (`UIO_MAXIOV`). A destination whose send fails (its socket buffer full, an ICMP
 //! error pending) is counted and skipped: one bad endpoint never holds up the others.
 
 use std::io::IoSlice;
@@ -12,8 +12,8 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
-/// Messages per `sendmmsg(2)` call.
-pub const BATCH: usize = 256;
+/// Most messages one `sendmmsg(2)` call takes (`UIO_MAXIOV` on Linux).
+pub const MAX_BATCH: usize = 1024;
 
 /// Counts of one fan-out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +27,7 @@ pub struct FanoutReport {
 pub struct Fanout {
     destinations: Vec<Option<SockaddrStorage>>,
     headers: MultiHeaders<SockaddrStorage>,
+    batch: usize,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -38,13 +39,21 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Fanout {
+    /// Sends to `destinations` in batches of [`MAX_BATCH`].
     pub fn new(destinations: &[SocketAddr]) -> Self {
+        Fanout::with_batch(destinations, MAX_BATCH)
+    }
+
+    /// Sends to `destinations` in batches of `batch` (clamped to 1..=[`MAX_BATCH`]).
+    pub fn with_batch(destinations: &[SocketAddr], batch: usize) -> Self {
+        let batch = batch.clamp(1, MAX_BATCH);
         Fanout {
             destinations: destinations
                 .iter()
                 .map(|a| Some(SockaddrStorage::from(*a)))
                 .collect(),
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: MultiHeaders::preallocate(batch, None),
+            batch,
         }
     }
 
@@ -59,11 +68,11 @@ impl Fanout {
     /// Sends `datagram` to every destination from `socket`.
     pub fn send(&mut self, socket: &impl AsRawFd, datagram: &[u8]) -> FanoutReport {
         let iov = [IoSlice::new(datagram)];
-        let slices = vec![iov; BATCH.min(self.destinations.len())];
+        let slices = vec![iov; self.batch.min(self.destinations.len())];
         let mut report = FanoutReport::default();
         let mut start = 0;
         while start < self.destinations.len() {
-            let end = (start + BATCH).min(self.destinations.len());
+            let end = (start + self.batch).min(self.destinations.len());
             let batch = &self.destinations[start..end];
             report.calls += 1;
             match sendmmsg(
@@ -111,7 +120,7 @@ mod tests {
             .map(|s| s.local_addr().expect("addr"))
             .collect();
         let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let mut fanout = Fanout::new(&addrs);
+        let mut fanout = Fanout::with_batch(&addrs, 256);
         let report = fanout.send(&sender, b"alert");
         assert_eq!(
             report,

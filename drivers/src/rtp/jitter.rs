@@ -168,6 +168,9 @@ pub struct JitterBuffer {
     recently_played: VecDeque<u64>,
     playing: Option<Playing>,
     last_played_ts: Option<u64>,
+    /// Extended timestamp where the last slot handed out ends. Media before it has been
+    /// played, concealed or skipped; a packet for it is late, also once playout stopped.
+    played_until: Option<u64>,
     stats: JitterStats,
 }
 
@@ -184,6 +187,7 @@ impl JitterBuffer {
             recently_played: VecDeque::with_capacity(64),
             playing: None,
             last_played_ts: None,
+            played_until: None,
             stats: JitterStats::default(),
         }
     }
@@ -268,9 +272,13 @@ impl JitterBuffer {
         let mut outcome = Inserted::Queued;
         match self.playing {
             // Before the first slot of a talkspurt is out, an earlier packet that is
-            // still in time moves the start back instead of being late.
+            // still in time moves the start back instead of being late, unless the
+            // previous talkspurt's slots already covered it.
             Some(mut playing)
-                if !playing.started && ts < playing.next_ts && self.due(&playing, ts) > now =>
+                if !playing.started
+                    && ts < playing.next_ts
+                    && !self.already_played(ts)
+                    && self.due(&playing, ts) > now =>
             {
                 playing.next_ts = ts;
                 self.playing = Some(playing);
@@ -287,7 +295,7 @@ impl JitterBuffer {
                 }
             }
             None => {
-                if self.last_played_ts.is_some_and(|last| ts <= last) {
+                if self.already_played(ts) {
                     self.stats.late += 1;
                     return Inserted::Late;
                 }
@@ -318,6 +326,7 @@ impl JitterBuffer {
         self.transits.clear();
         self.playing = None;
         self.last_played_ts = None;
+        self.played_until = None;
         self.stats.restarts += 1;
     }
 
@@ -433,6 +442,7 @@ impl JitterBuffer {
                 self.stats.underruns += 1;
                 if playing.empty_run >= self.config.idle_frames {
                     self.playing = None;
+                    self.played_until = Some(playing.next_ts);
                     return Some(Slot {
                         due,
                         timestamp: slot_ts,
@@ -443,11 +453,18 @@ impl JitterBuffer {
             }
         };
         self.playing = Some(playing);
+        self.played_until = Some(playing.next_ts);
         Some(Slot {
             due,
             timestamp: slot_ts,
             playout,
         })
+    }
+
+    /// Whether media at `ts` lies before the end of the last slot handed out, in this
+    /// talkspurt or an earlier one: it can no longer be played.
+    fn already_played(&self, ts: u64) -> bool {
+        self.played_until.is_some_and(|end| ts < end)
     }
 
     fn note_played(&mut self, ts: u64) {
@@ -695,6 +712,28 @@ mod tests {
         assert_eq!(played_sequences(&slots), (0..20).collect::<Vec<u16>>());
         assert!(jb.stats().silence >= 1);
         assert_eq!(jb.stats().concealed, 0);
+    }
+
+    #[test]
+    fn a_packet_whose_slot_passed_before_playout_stopped_is_late_not_a_new_talkspurt() {
+        let t0 = Instant::now();
+        let mut jb = opus_buffer(t0);
+        let mut arrivals = stream(10, 0, 0, 960);
+        arrivals.retain(|a| a.sequence != 8);
+        // Packet 9 plays, then 25 empty slots stop playout.
+        let slots = drive(&mut jb, t0, &arrivals, Duration::from_secs(2));
+        assert!(jb.is_idle());
+        let last_due = slots.last().expect("slots were played").due;
+
+        let straggler = jb.insert(t0 + Duration::from_secs(2), 8, 8 * 960, 0, &[8]);
+        assert_eq!(straggler, Inserted::Late);
+        assert_eq!(jb.next_deadline(), None);
+        assert_eq!(jb.poll(t0 + Duration::from_secs(2)), None);
+
+        // A packet after the end of playout starts the next talkspurt, later in time.
+        let next = jb.insert(t0 + Duration::from_secs(2), 10, 40 * 960, 0, &[10]);
+        assert_eq!(next, Inserted::Queued);
+        assert!(jb.next_deadline().is_some_and(|due| due > last_due));
     }
 
     #[test]
