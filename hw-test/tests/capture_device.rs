@@ -3,28 +3,18 @@
 //! capture from a raw file. The null device has no clock and runs far faster than real
 //! time, so the test stops after a packet count, never after a sleep.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use codecs::pcm::f32_to_i16;
+use common::pitch;
 use drivers::rtp::payload::PayloadFormat;
 use hw_test::process::{Supervised, await_ready, free_port_pair, watch};
 use hw_test::replay::{read_rtp_streams, replay};
 use nix::sys::signal::Signal;
-
-fn pitch(samples: &[i16], sample_rate: u32) -> f64 {
-    let crossings: Vec<usize> = samples
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(first), Some(last)) = (crossings.first(), crossings.last()) else {
-        return 0.0;
-    };
-    (crossings.len() - 1) as f64 * f64::from(sample_rate) / (last - first) as f64
-}
 
 #[test]
 fn a_district_speaks_what_the_capture_device_hears() {

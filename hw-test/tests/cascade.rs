@@ -1,14 +1,13 @@
 //! The bench cascade end to end: district, two streets and six loudspeakers as separate
 //! processes on 127.0.0.1, real speech, real sockets.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::repo;
 use hw_test::demo::{self, DemoOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 #[test]
 fn every_loudspeaker_hears_the_whole_message_through_the_cascade() {

@@ -7,50 +7,18 @@
 //!
 //! Needs `gst-launch-1.0` with the base and good plugins (scripts/install-deps.sh).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use codecs::fidelity::score;
 use codecs::programme::assemble;
+use common::{binaries, pitch, repo, scratch};
 use hw_test::process::{Supervised, await_ready, free_port_pair, watch};
 use hw_test::speaker_sim::SpeakerReport;
 use nix::sys::signal::Signal;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn binaries() -> (PathBuf, PathBuf) {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_emcomm-bench"));
-    let emcomm = bench.with_file_name("emcomm");
-    assert!(
-        emcomm.exists(),
-        "build the workspace first: {} is missing",
-        emcomm.display()
-    );
-    (emcomm, bench)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("emcomm-gst-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
-}
-
-/// Frequency of a steady tone from its rising zero crossings.
-fn pitch(samples: &[f32], sample_rate: u32) -> f64 {
-    let crossings: Vec<usize> = samples
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(first), Some(last)) = (crossings.first(), crossings.last()) else {
-        return 0.0;
-    };
-    (crossings.len() - 1) as f64 * f64::from(sample_rate) / (last - first) as f64
-}
 
 fn start_speaker(bench: &Path, dir: &Path, port: u16, codec: &str) -> Supervised {
     let mut child = Command::new(bench)

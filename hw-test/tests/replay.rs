@@ -1,9 +1,12 @@
 //! A capture we made of a real GStreamer Opus stream, replayed through the jitter buffer
 //! with its captured timing, then with network trouble added to that timing.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::pitch;
 use drivers::rtp::payload::PayloadFormat;
 use hw_test::replay::{CapturedStream, read_rtp_streams, replay};
 
@@ -12,20 +15,6 @@ fn capture() -> CapturedStream {
     let mut streams = read_rtp_streams(&path).expect("the capture reads");
     assert_eq!(streams.len(), 1, "one RTP stream in the capture");
     streams.remove(0)
-}
-
-/// Frequency of a steady tone from its rising zero crossings.
-fn pitch(samples: &[i16], sample_rate: u32) -> f64 {
-    let crossings: Vec<usize> = samples
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(first), Some(last)) = (crossings.first(), crossings.last()) else {
-        return 0.0;
-    };
-    (crossings.len() - 1) as f64 * f64::from(sample_rate) / (last - first) as f64
 }
 
 fn steady_part(audio: &[i16]) -> &[i16] {

@@ -51,6 +51,54 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     }
 }
 
+/// The destinations of one payload format: an output group.
+pub(crate) struct DestinationGroup {
+    pub format: drivers::rtp::payload::PayloadFormat,
+    /// Fan-out to the group's RTP addresses.
+    pub rtp: drivers::net::fanout::Fanout,
+    /// Fan-out to the group's RTCP addresses (RTP port + 1).
+    pub rtcp: drivers::net::fanout::Fanout,
+}
+
+/// Groups the downstream destinations by payload format, in order of first appearance,
+/// so each format is encoded once and sent to all its destinations together.
+pub(crate) fn destination_groups(config: &Config) -> Vec<DestinationGroup> {
+    let mut formats = Vec::new();
+    for d in &config.downstream {
+        if !formats.contains(&d.format) {
+            formats.push(d.format);
+        }
+    }
+    formats
+        .into_iter()
+        .map(|format| {
+            let members: Vec<SocketAddr> = config
+                .downstream
+                .iter()
+                .filter(|d| d.format == format)
+                .map(|d| d.address)
+                .collect();
+            let rtcp: Vec<SocketAddr> = members.iter().map(|a| rtcp_address(*a)).collect();
+            DestinationGroup {
+                format,
+                rtp: drivers::net::fanout::Fanout::new(&members),
+                rtcp: drivers::net::fanout::Fanout::new(&rtcp),
+            }
+        })
+        .collect()
+}
+
+/// Destination names by the address their RTCP comes from, for the logs.
+pub(crate) fn names_by_rtcp_address(
+    config: &Config,
+) -> std::collections::HashMap<SocketAddr, &str> {
+    config
+        .downstream
+        .iter()
+        .map(|d| (rtcp_address(d.address), d.name.as_str()))
+        .collect()
+}
+
 /// The RTCP address paired with an RTP address (RFC 3550 §11: the next port up).
 pub fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
     SocketAddr::new(rtp.ip(), rtp.port().saturating_add(1))

@@ -15,14 +15,16 @@ use codecs::opus::FRAME_SAMPLES;
 use drivers::net::fanout::Fanout;
 use drivers::rtp::ntp::NtpAnchor;
 use drivers::rtp::packetizer::Packetizer;
-use drivers::rtp::payload::{PACKET_DURATION, PayloadFormat};
+use drivers::rtp::payload::PACKET_DURATION;
 use drivers::rtp::rtcp::{CompoundSpec, RtcpEvent, build_compound, parse_compound};
 use drivers::rtp::session::RtcpSchedule;
 use drivers::rtp::stats::ReportBlockData;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{NodeError, bind, rtcp_address, stop_requested};
+use super::{
+    NodeError, bind, destination_groups, names_by_rtcp_address, rtcp_address, stop_requested,
+};
 use crate::config::{Config, VoiceSource};
 use crate::voice::encoder::FrameEncoder;
 use crate::voice::programme;
@@ -117,33 +119,16 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let rtp = bind("RTP", rtp_addr)?;
     let rtcp = bind("RTCP", rtcp_addr)?;
 
-    let mut formats: Vec<PayloadFormat> = Vec::new();
-    for d in &config.downstream {
-        if !formats.contains(&d.format) {
-            formats.push(d.format);
-        }
-    }
     let mut groups = Vec::new();
-    for format in &formats {
-        let members: Vec<SocketAddr> = config
-            .downstream
-            .iter()
-            .filter(|d| d.format == *format)
-            .map(|d| d.address)
-            .collect();
-        let rtcp_members: Vec<SocketAddr> = members.iter().map(|a| rtcp_address(*a)).collect();
+    for destinations in destination_groups(&config) {
         groups.push(Group {
-            encoder: FrameEncoder::new(*format, config.opus_bitrate)?,
-            packetizer: Packetizer::new(*format),
-            rtp: Fanout::new(&members),
-            rtcp: Fanout::new(&rtcp_members),
+            encoder: FrameEncoder::new(destinations.format, config.opus_bitrate)?,
+            packetizer: Packetizer::new(destinations.format),
+            rtp: destinations.rtp,
+            rtcp: destinations.rtcp,
         });
     }
-    let names: HashMap<SocketAddr, &str> = config
-        .downstream
-        .iter()
-        .map(|d| (rtcp_address(d.address), d.name.as_str()))
-        .collect();
+    let names = names_by_rtcp_address(&config);
     info!(
         node = %config.name,
         tier = %config.tier,

@@ -17,7 +17,10 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use super::{NodeError, RunOptions, bind, rtcp_address, stop_requested};
+use super::{
+    NodeError, RunOptions, bind, destination_groups, names_by_rtcp_address, rtcp_address,
+    stop_requested,
+};
 use crate::config::Config;
 use crate::voice::forward::{
     EndReason, ForwardCounters, ForwardEvent, Forwarder, ForwarderConfig, GroupSpec, Transmit,
@@ -105,30 +108,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     let rtp = bind("RTP", listen)?;
     let rtcp = bind("RTCP", rtcp_address(listen))?;
 
-    let mut formats: Vec<PayloadFormat> = Vec::new();
-    for d in &config.downstream {
-        if !formats.contains(&d.format) {
-            formats.push(d.format);
-        }
-    }
-    let mut rtp_groups = Vec::new();
-    let mut rtcp_groups = Vec::new();
-    for format in &formats {
-        let members: Vec<SocketAddr> = config
-            .downstream
-            .iter()
-            .filter(|d| d.format == *format)
-            .map(|d| d.address)
-            .collect();
-        let rtcp_members: Vec<SocketAddr> = members.iter().map(|a| rtcp_address(*a)).collect();
-        rtp_groups.push(Fanout::new(&members));
-        rtcp_groups.push(Fanout::new(&rtcp_members));
-    }
-    let names: HashMap<SocketAddr, &str> = config
-        .downstream
-        .iter()
-        .map(|d| (rtcp_address(d.address), d.name.as_str()))
-        .collect();
+    let groups = destination_groups(&config);
+    let formats: Vec<PayloadFormat> = groups.iter().map(|g| g.format).collect();
+    let (rtp_groups, rtcp_groups): (Vec<Fanout>, Vec<Fanout>) =
+        groups.into_iter().map(|g| (g.rtp, g.rtcp)).unzip();
+    let names = names_by_rtcp_address(&config);
     let specs: Vec<GroupSpec> = formats.iter().map(|f| GroupSpec { format: *f }).collect();
     let mut forwarder = Forwarder::new(
         ForwarderConfig {
