@@ -2,6 +2,8 @@
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 CARGO ?= cargo
+# Where cargo puts the binaries (honours CARGO_TARGET_DIR).
+BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
 .PHONY: deps demo test bench clean
 
@@ -10,7 +12,7 @@ deps:
 
 demo: deps
 	$(CARGO) build --release --bins
-	./target/release/emcomm-bench demo
+	$(BIN)/emcomm-bench demo
 
 test: deps
 	$(CARGO) fmt --all -- --check
@@ -23,4 +25,4 @@ clean:
 
 bench: deps
 	$(CARGO) build --release --bins
-	./target/release/emcomm-bench fanout --destinations 100 1000
+	$(BIN)/emcomm-bench fanout --destinations 100 1000

@@ -33,6 +33,7 @@ enum Command {
     /// Validate a configuration file and exit: 0 when valid, 1 when not.
     Check {
         /// The configuration file (TOML).
+        #[arg(long, short)]
         config: PathBuf,
     },
 }
@@ -43,6 +44,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
@@ -72,7 +74,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => {
                     error!("invalid configuration: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::FAILURE;
                 }
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -335,7 +335,7 @@ pub fn table(verdicts: &[Verdict]) -> String {
         let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
         let _ = writeln!(
             out,
-            "{:<20} {:<5} {:>8} {:>5} {:>5} {:>9} {:>9} {:>9} {:>8.3} {:>8.3}  {} (≥ {:.2})",
+            "{:<20} {:<5} {:>8} {:>5} {:>5} {:>9} {:>9} {:>9} {:>8.3} {:>8.3}  {} (≥ {:.2}, ≥ {:.2})",
             r.name,
             r.codec,
             r.received,
@@ -347,7 +347,8 @@ pub fn table(verdicts: &[Verdict]) -> String {
             v.fidelity.envelope_correlation,
             v.fidelity.coverage,
             if v.pass { "PASS" } else { "FAIL" },
-            v.threshold
+            v.threshold,
+            MIN_COVERAGE
         );
     }
     out

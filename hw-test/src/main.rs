@@ -106,8 +106,10 @@ enum Command {
     /// Record the UDP datagrams reaching an address into a pcap file, until a second
     /// of silence after the first one.
     Capture {
+        /// Address to receive on (IPv4 and port).
         #[arg(long)]
         listen: SocketAddr,
+        /// The pcap file to write.
         #[arg(long)]
         out: PathBuf,
         /// Stop after this much silence once datagrams have arrived.
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 

@@ -146,7 +146,9 @@ impl Receiver {
             return;
         }
         let ssrc = *self.ssrc.get_or_insert(header.ssrc);
-        if ssrc != header.ssrc || self.bye {
+        // Packets of the stream still count after its BYE: they may have been overtaken
+        // by it on the way.
+        if ssrc != header.ssrc {
             self.foreign += 1;
             return;
         }
@@ -448,7 +450,9 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
         .flatten()
         .min()
         .unwrap_or(now + Duration::from_millis(250));
+        // RTP first: a BYE sent after the last packet must not be handled before it.
         tokio::select! {
+            biased;
             received = rtp.recv_from(&mut buf) => {
                 let (len, from) = received?;
                 let at = Instant::now();

@@ -6,7 +6,7 @@
 //! keys (a district needs a source, a street needs an address to listen on, names and
 //! addresses are unique) are checked here against the same positions.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -31,6 +31,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
             0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line if self.key.is_empty() => {
+                write!(f, "{}:{}: {}", self.file.display(), line, self.message)
+            }
             line => write!(
                 f,
                 "{}:{}: {}: {}",
@@ -203,6 +206,42 @@ impl Locator<'_> {
             + 1
     }
 
+    /// The dotted key (`downstream[2].codec`) whose line holds byte `offset`, or the
+    /// table, when the offset is on a table header or between keys.
+    fn key_at(&self, offset: usize) -> String {
+        let mut table = String::new();
+        let mut array_counts: HashMap<String, usize> = HashMap::new();
+        let mut start = 0;
+        for line in self.text.split_inclusive('\n') {
+            let end = start + line.len();
+            let trimmed = line.trim();
+            if let Some(name) = trimmed
+                .strip_prefix("[[")
+                .and_then(|l| l.split("]]").next())
+            {
+                let name = name.trim().to_string();
+                let count = array_counts.entry(name.clone()).or_insert(0);
+                table = format!("{name}[{count}]");
+                *count += 1;
+            } else if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.split(']').next()) {
+                table = name.trim().to_string();
+            }
+            if offset < end {
+                return match trimmed.split_once('=') {
+                    Some((key, _)) if !trimmed.starts_with('[') && table.is_empty() => {
+                        key.trim().to_string()
+                    }
+                    Some((key, _)) if !trimmed.starts_with('[') => {
+                        format!("{table}.{}", key.trim())
+                    }
+                    _ => table,
+                };
+            }
+            start = end;
+        }
+        table
+    }
+
     fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
@@ -211,6 +250,28 @@ impl Locator<'_> {
             message: message.into(),
         }
     }
+}
+
+/// Rewrites the parser's messages in an operator's words.
+fn plain_message(message: &str) -> String {
+    let mut message = message.trim_end().to_string();
+    for (jargon, plain) in [
+        (
+            "invalid socket address syntax",
+            "not an IP address with a port, such as 127.0.0.1:5004 (host names are not accepted, ports go up to 65535)",
+        ),
+        (
+            "invalid IP address syntax",
+            "not an IP address, such as 127.0.0.1",
+        ),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+    ] {
+        message = message.replace(jargon, plain);
+    }
+    message
 }
 
 impl Config {
@@ -231,8 +292,8 @@ impl Config {
         let at = Locator { file: path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            let key = text.get(span.clone()).unwrap_or("").trim().to_string();
-            at.error(span, &key, e.message().trim_end().to_string())
+            let key = at.key_at(span.start);
+            at.error(span, &key, plain_message(e.message()))
         })?;
 
         let area = raw.node.area.get_ref();
@@ -310,11 +371,32 @@ impl Config {
             (Some(spanned), Tier::District) => {
                 let source = spanned.get_ref();
                 match (&source.files, &source.device) {
-                    (Some(files), None) if !files.is_empty() => Some(VoiceSource::Files {
-                        files: files.iter().map(|f| base.join(f.get_ref())).collect(),
-                        gap: Duration::from_millis(source.gap_ms),
-                        repeat: source.repeat.max(1),
-                    }),
+                    (Some(files), None) if !files.is_empty() => {
+                        let mut resolved = Vec::with_capacity(files.len());
+                        for (i, file) in files.iter().enumerate() {
+                            let path = base.join(file.get_ref());
+                            if !path.is_file() {
+                                return Err(at.error(
+                                    file.span(),
+                                    &format!("source.files[{i}]"),
+                                    format!("{} does not exist (relative paths are taken from the configuration's folder)", path.display()),
+                                ));
+                            }
+                            resolved.push(path);
+                        }
+                        if source.repeat == 0 {
+                            return Err(at.error(
+                                spanned.span(),
+                                "source.repeat",
+                                "must be at least 1",
+                            ));
+                        }
+                        Some(VoiceSource::Files {
+                            files: resolved,
+                            gap: Duration::from_millis(source.gap_ms),
+                            repeat: source.repeat,
+                        })
+                    }
                     (None, Some(device)) => Some(VoiceSource::Device(device.clone())),
                     _ => {
                         return Err(at.error(
@@ -377,6 +459,25 @@ impl Config {
                     d.address.span(),
                     &key("address"),
                     format!("{address} is used twice"),
+                ));
+            }
+            // Each address also takes the next port for RTCP (RFC 3550 §11).
+            let rtcp = SocketAddr::new(address.ip(), address.port() + 1);
+            let below = SocketAddr::new(address.ip(), address.port() - 1);
+            if let Some(other) = [rtcp, below].into_iter().find(|a| addresses.contains(a)) {
+                return Err(at.error(
+                    d.address.span(),
+                    &key("address"),
+                    format!("{address} and {other} are one port apart: each destination's RTCP uses its port + 1"),
+                ));
+            }
+            if listen.is_some_and(|l| {
+                l == address || l.port().abs_diff(address.port()) == 1 && l.ip() == address.ip()
+            }) {
+                return Err(at.error(
+                    d.address.span(),
+                    &key("address"),
+                    "is this node's own RTP or RTCP address: it would relay to itself",
                 ));
             }
             let format = match &d.codec {
@@ -466,7 +567,8 @@ codec = "pcmu"
         let text = STREET.replace("127.0.0.1:6002", "127.0.0.1");
         let e = parse(&text).expect_err("invalid");
         assert_eq!(e.line, 16);
-        assert!(e.message.contains("socket address"), "{e}");
+        assert_eq!(e.key, "downstream[1].address");
+        assert!(e.message.contains("not an IP address with a port"), "{e}");
     }
 
     #[test]
@@ -495,6 +597,49 @@ codec = "pcmu"
         let text = STREET.replace("6002", "6000");
         let e = parse(&text).expect_err("invalid");
         assert_eq!((e.line, e.key.as_str()), (16, "downstream[1].address"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key_in_plain_words() {
+        let text = STREET.replace(
+            "listen = \"127.0.0.1:5010\"",
+            "listen = \"127.0.0.1:5010\"\ninput_timeout_ms = \"2000\"",
+        );
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "street.toml:9: rtp.input_timeout_ms: invalid type: string \"2000\", expected a whole number"
+        );
+    }
+
+    #[test]
+    fn a_destination_on_another_ones_rtcp_port_is_refused() {
+        let text = STREET.replace("6002", "6001");
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!(e.key, "downstream[1].address");
+        assert!(e.message.contains("one port apart"), "{e}");
+    }
+
+    #[test]
+    fn a_node_never_relays_to_itself() {
+        let text = STREET.replace("127.0.0.1:6002", "127.0.0.1:5011");
+        assert!(
+            parse(&text)
+                .expect_err("invalid")
+                .message
+                .contains("relay to itself")
+        );
+    }
+
+    #[test]
+    fn a_district_speaking_a_missing_file_is_refused_at_check_time() {
+        let text = STREET.replace("\"street\"", "\"district\"").replace(
+            "[rtp]\nlisten = \"127.0.0.1:5010\"",
+            "[source]\nfiles = [\"no-such-file.wav\"]",
+        );
+        let e = parse(&text).expect_err("invalid");
+        assert_eq!((e.line, e.key.as_str()), (8, "source.files[0]"));
+        assert!(e.message.contains("does not exist"), "{e}");
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     );
 
     let mut schedule = RtcpSchedule::new(config.rtcp_interval);
-    let mut reports: HashMap<SocketAddr, ReportBlockData> = HashMap::new();
+    let mut reports: HashMap<SocketAddr, (u32, ReportBlockData)> = HashMap::new();
     let mut rtcp_buf = [0u8; 1500];
     let start = Instant::now();
     let stop = stop_requested();
@@ -207,14 +207,23 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             "voice stream ended, BYE sent"
         );
     }
-    for (from, block) in &reports {
-        info!(
-            receiver = names.get(from).copied().unwrap_or("unknown"),
-            address = %from,
-            lost = block.cumulative_lost,
-            jitter_ms = format!("{:.1}", f64::from(block.jitter) / 48.0),
-            "last receiver report"
-        );
+    // One line per downstream node: its last report, or a warning that it never sent one
+    // (down, unreachable, or not receiving).
+    let mut destinations: Vec<(&SocketAddr, &&str)> = names.iter().collect();
+    destinations.sort_by_key(|(_, name)| **name);
+    for (address, name) in destinations {
+        match reports.get(address) {
+            Some((clock, block)) => info!(
+                receiver = *name,
+                lost = block.cumulative_lost,
+                jitter_ms = format!(
+                    "{:.1}",
+                    f64::from(block.jitter) * 1000.0 / f64::from(*clock)
+                ),
+                "receiver's last report"
+            ),
+            None => warn!(receiver = *name, %address, "no receiver report from this destination"),
+        }
     }
     Ok(())
 }
@@ -247,7 +256,13 @@ fn send_reports(
         };
         match build_compound(&spec) {
             Ok(datagram) => {
-                group.rtcp.send(rtcp, &datagram);
+                let report = group.rtcp.send(rtcp, &datagram);
+                debug!(
+                    ssrc = sender.ssrc,
+                    bye = bye.is_some(),
+                    sent = report.sent,
+                    "sender report sent"
+                );
             }
             Err(e) => warn!(error = %e, "cannot build RTCP report"),
         }
@@ -259,7 +274,7 @@ fn on_rtcp(
     from: SocketAddr,
     groups: &[Group],
     names: &HashMap<SocketAddr, &str>,
-    reports: &mut HashMap<SocketAddr, ReportBlockData>,
+    reports: &mut HashMap<SocketAddr, (u32, ReportBlockData)>,
 ) {
     let events = match parse_compound(datagram) {
         Ok(events) => events,
@@ -295,6 +310,6 @@ fn on_rtcp(
                 "receiver report"
             );
         }
-        reports.insert(from, block);
+        reports.insert(from, (group.packetizer.format().clock_rate(), block));
     }
 }

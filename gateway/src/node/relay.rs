@@ -44,10 +44,18 @@ impl Outputs {
                 None => return,
             },
             Transmit::GroupRtcp { group, datagram } => match self.rtcp_groups.get_mut(group) {
-                Some(fanout) => fanout.send(&self.rtcp, &datagram),
+                Some(fanout) => {
+                    debug!(
+                        group,
+                        bytes = datagram.len(),
+                        "RTCP to the group's destinations"
+                    );
+                    fanout.send(&self.rtcp, &datagram)
+                }
                 None => return,
             },
             Transmit::UpstreamRtcp { to, datagram } => {
+                debug!(%to, "receiver report to the upstream");
                 if let Err(e) = self.rtcp.try_send_to(&datagram, to) {
                     debug!(%to, error = %e, "RTCP to upstream not sent");
                 }
@@ -217,6 +225,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         malformed = counters.malformed,
         unknown_payload_type = counters.unknown_payload_type,
         foreign_source = counters.foreign_source,
+        competing_source = counters.competing_source,
+        transcode_errors = counters.transcode_errors,
+        rtcp_malformed = counters.rtcp_malformed,
         datagrams_sent = outputs.datagrams_sent,
         send_failures = outputs.send_failures,
         "relay node stopped"
