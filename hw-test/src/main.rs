@@ -90,6 +90,9 @@ enum Command {
         /// Seconds of load per contender and size.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Runs of each contender; the table shows the median.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
         /// Folder for configurations, logs and the JSON figures.
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
@@ -212,13 +215,18 @@ fn main() -> ExitCode {
             emcomm,
             destinations,
             seconds,
+            repeats,
             out,
         } => {
             let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
             let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
-            match fanout::run(&emcomm, &bench, &destinations, seconds, &out) {
+            match fanout::run(&emcomm, &bench, &destinations, seconds, repeats, &out) {
                 Ok(figures) => {
-                    print!("{}", fanout::table(&figures));
+                    println!(
+                        "median of {repeats} runs, each contender pinned to CPU core {}:",
+                        fanout::BENCH_CORE
+                    );
+                    print!("{}", fanout::table(&fanout::medians(&figures)));
                     let json = serde_json::to_string_pretty(&figures).unwrap_or_default();
                     let _ = std::fs::write(out.join("fanout.json"), json);
                     ExitCode::SUCCESS
