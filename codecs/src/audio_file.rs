@@ -78,12 +78,24 @@ impl Audio {
 pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio, AudioFileError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|source| io_error(path, source))?;
+    decode(Box::new(file), path)
+}
 
+/// Reads a WAV or FLAC file held in memory; `name` stands for it in errors and its
+/// extension, if any, hints at the format.
+pub fn read_audio_bytes(bytes: Vec<u8>, name: &Path) -> Result<Audio, AudioFileError> {
+    decode(Box::new(std::io::Cursor::new(bytes)), name)
+}
+
+fn decode(
+    media: Box<dyn symphonia::core::io::MediaSource>,
+    path: &Path,
+) -> Result<Audio, AudioFileError> {
     let mut hint = Hint::new();
     if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(extension);
     }
-    let source = MediaSourceStream::new(Box::new(file), Default::default());
+    let source = MediaSourceStream::new(media, Default::default());
     let probed = symphonia::default::get_probe()
         .format(
             &hint,

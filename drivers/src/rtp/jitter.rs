@@ -16,8 +16,10 @@
 //!   frame a *delay* after the fastest recent transit. The target delay is the spread
 //!   of recent transits plus a margin, within `[min_delay, max_delay]`. When the target
 //!   rises, the buffer grows at once by inserting one concealed frame; when it falls
-//!   well below the delay, it shrinks by dropping one frame at most once a second, and re-anchors at the
-//!   start of each talkspurt.
+//!   well below the delay, it shrinks by dropping one frame at most once a second, and
+//!   re-anchors at the start of each talkspurt. A talkspurt never starts before its
+//!   first packet arrived, nor over media that earlier slots covered: such a packet is
+//!   late.
 //! * After `idle_frames` empty slots in a row the buffer stops playing; the next packet
 //!   starts a new talkspurt.
 
@@ -316,7 +318,7 @@ impl JitterBuffer {
         );
         self.stats.queued += 1;
         if self.playing.is_none() {
-            self.start_talkspurt(ts);
+            self.start_talkspurt(ts, now);
         }
         outcome
     }
@@ -330,8 +332,9 @@ impl JitterBuffer {
         self.stats.restarts += 1;
     }
 
-    /// Begins playout at `ts`, anchored on the fastest recent transit.
-    fn start_talkspurt(&mut self, ts: u64) {
+    /// Begins playout at `ts`, whose packet arrived at `now`, anchored on the fastest
+    /// recent transit, or on the packet's own when that one is too old to reach.
+    fn start_talkspurt(&mut self, ts: u64, now: Instant) {
         let reference = self
             .transits
             .iter()
@@ -352,8 +355,15 @@ impl JitterBuffer {
         self.playing = Some(playing);
         if !fresh {
             playing.delay = self.target_delay();
-            self.playing = Some(playing);
         }
+        // A packet that came later after the fastest transit than `max_delay` (the
+        // network slowed since) would be due before it arrived, and before slots already
+        // handed out. The old transits cannot place it: start as a fresh stream does.
+        if self.due(&playing, ts) < now {
+            playing.reference = self.transit(ts, now);
+            playing.delay = self.config.initial_delay;
+        }
+        self.playing = Some(playing);
     }
 
     /// When the next slot falls due, if playing.
@@ -718,14 +728,13 @@ mod tests {
     fn a_packet_whose_slot_passed_before_playout_stopped_is_late_not_a_new_talkspurt() {
         let t0 = Instant::now();
         let mut jb = opus_buffer(t0);
-        let mut arrivals = stream(10, 0, 0, 960);
-        arrivals.retain(|a| a.sequence != 8);
-        // Packet 9 plays, then 25 empty slots stop playout.
-        let slots = drive(&mut jb, t0, &arrivals, Duration::from_secs(2));
+        // Packets 0 to 8 play; packet 9 is held up so long that 25 empty slots stop
+        // playout before it arrives.
+        let slots = drive(&mut jb, t0, &stream(9, 0, 0, 960), Duration::from_secs(2));
         assert!(jb.is_idle());
         let last_due = slots.last().expect("slots were played").due;
 
-        let straggler = jb.insert(t0 + Duration::from_secs(2), 8, 8 * 960, 0, &[8]);
+        let straggler = jb.insert(t0 + Duration::from_secs(2), 9, 9 * 960, 0, &[9]);
         assert_eq!(straggler, Inserted::Late);
         assert_eq!(jb.next_deadline(), None);
         assert_eq!(jb.poll(t0 + Duration::from_secs(2)), None);
@@ -734,6 +743,36 @@ mod tests {
         let next = jb.insert(t0 + Duration::from_secs(2), 10, 40 * 960, 0, &[10]);
         assert_eq!(next, Inserted::Queued);
         assert!(jb.next_deadline().is_some_and(|due| due > last_due));
+    }
+
+    #[test]
+    fn a_talkspurt_after_the_network_slowed_past_max_delay_starts_when_its_first_packet_arrives() {
+        let t0 = Instant::now();
+        let mut jb = opus_buffer(t0);
+        drive(&mut jb, t0, &stream(10, 0, 0, 960), Duration::from_secs(2));
+        assert!(jb.is_idle());
+
+        // The second talkspurt, 2 s of media later, arrives 600 ms later than the first
+        // one's transit: more than the 400 ms the delay may reach.
+        let slow = Duration::from_millis(600);
+        let arrivals: Vec<Arrival> = stream(10, 10, 100 * 960, 960)
+            .into_iter()
+            .map(|a| Arrival {
+                at: a.at + Duration::from_secs(2) + slow,
+                ..a
+            })
+            .collect();
+        let slots = drive_from(
+            &mut jb,
+            t0,
+            &arrivals,
+            Duration::from_millis(2_001),
+            Duration::from_secs(4),
+        );
+        assert_eq!(played_sequences(&slots), (10..20).collect::<Vec<u16>>());
+        assert_eq!(jb.stats().late, 0);
+        // Played as a fresh stream plays: the initial 60 ms after the first arrival.
+        assert_eq!(slots[0].due, t0 + Duration::from_millis(2_660));
     }
 
     #[test]

@@ -1,0 +1,318 @@
+//! Writes the seed corpus of every fuzz target into `corpus/<target>/`.
+//!
+//! Run from anywhere with `cargo +nightly run --example seeds` in the fuzz crate. The
+//! seeds are built with emcomm's own packetiser and RTCP builder, so each is a packet or
+//! a program a real node would produce; the fuzzer starts from them and reaches the
+//! deep paths (a playing jitter buffer, a forwarded and transcoded stream) at once.
+//! Existing files of the same name are overwritten; others are left alone.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use drivers::rtp::ntp::NtpAnchor;
+use drivers::rtp::packet::{OutgoingHeader, build_packet};
+use drivers::rtp::packetizer::Packetizer;
+use drivers::rtp::payload::PayloadFormat;
+use drivers::rtp::rtcp::{CompoundSpec, SenderInfo, build_compound};
+use drivers::rtp::stats::ReportBlockData;
+use emcomm_fuzz::forwarder::{self, RTCP, RTP, TIMER};
+use emcomm_fuzz::jitter::{ADVANCE, INSERT, INSERT_NEXT, POLL, VARIANT_G711, VARIANT_SMALL};
+
+/// The smallest Opus packet a decoder takes as 20 ms: TOC config 31 (CELT fullband,
+/// 20 ms), one frame, and two bytes of frame data.
+const OPUS_20MS: [u8; 3] = [0xf8, 0xff, 0xfe];
+
+/// A PCMU frame of 20 ms of silence (µ-law 0xff is zero).
+const PCMU_20MS: [u8; 160] = [0xff; 160];
+
+const UPSTREAM_SSRC: u32 = 0xd157_0001;
+
+fn main() -> io::Result<()> {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    write_all(&corpus.join("rtp_packet"), rtp_seeds())?;
+    write_all(&corpus.join("rtcp_compound"), rtcp_seeds())?;
+    write_all(&corpus.join("jitter_buffer"), jitter_seeds())?;
+    write_all(&corpus.join("forwarder"), forwarder_seeds())?;
+    write_all(&corpus.join("config"), config_seeds()?)?;
+    Ok(())
+}
+
+fn write_all(dir: &Path, seeds: Vec<(&str, Vec<u8>)>) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for (name, bytes) in seeds {
+        fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
+fn header(payload_type: u8) -> OutgoingHeader {
+    OutgoingHeader {
+        marker: true,
+        payload_type,
+        sequence: 0xfff0,
+        timestamp: 0xffff_f000,
+        ssrc: UPSTREAM_SSRC,
+    }
+}
+
+/// An RTP packet with the optional parts of RFC 3550 §5.1 and §5.3.1: a CSRC list, a
+/// header extension (one-byte form of RFC 8285), and `padding` bytes of padding.
+fn rtp_with(csrcs: &[u32], extension: Option<&[u8]>, padding: u8, payload: &[u8]) -> Vec<u8> {
+    let mut packet = build_packet(&header(111), &[]);
+    packet[0] |= csrcs.len() as u8;
+    for csrc in csrcs {
+        packet.extend_from_slice(&csrc.to_be_bytes());
+    }
+    if let Some(extension) = extension {
+        packet[0] |= 0x10;
+        packet.extend_from_slice(&[0xbe, 0xde]);
+        packet.extend_from_slice(&((extension.len() / 4) as u16).to_be_bytes());
+        packet.extend_from_slice(extension);
+    }
+    packet.extend_from_slice(payload);
+    if padding > 0 {
+        packet[0] |= 0x20;
+        packet.extend(std::iter::repeat_n(0, usize::from(padding - 1)));
+        packet.push(padding);
+    }
+    packet
+}
+
+fn rtp_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let t0 = Instant::now();
+    let mut opus = Packetizer::with_origin(PayloadFormat::OPUS, UPSTREAM_SSRC, 1, 0);
+    let mut pcmu = Packetizer::with_origin(PayloadFormat::Pcmu, UPSTREAM_SSRC, 1, 0);
+    let extension = [0x10, 0xaa, 0x21, 0xbb, 0xcc, 0x00, 0x00, 0x00];
+    vec![
+        ("opus-20ms", opus.packetize(&OPUS_20MS, t0)),
+        ("pcmu-20ms", pcmu.packetize(&PCMU_20MS, t0)),
+        (
+            "opus-code3-three-frames",
+            rtp_with(&[], None, 0, &[0xfb, 0x03, 1, 2, 3]),
+        ),
+        ("opus-padded", rtp_with(&[], None, 4, &OPUS_20MS)),
+        ("opus-two-csrcs", rtp_with(&[7, 8], None, 0, &OPUS_20MS)),
+        (
+            "opus-extension",
+            rtp_with(&[], Some(&extension), 0, &OPUS_20MS),
+        ),
+        (
+            "opus-csrc-extension-padding",
+            rtp_with(&[7], Some(&extension), 3, &OPUS_20MS),
+        ),
+    ]
+}
+
+fn block(ssrc: u32) -> ReportBlockData {
+    ReportBlockData {
+        ssrc,
+        fraction_lost: 25,
+        cumulative_lost: 12,
+        extended_highest_sequence: 0x0001_0040,
+        jitter: 96,
+        last_sr: 0x2345_6789,
+        delay_since_last_sr: 65_536,
+    }
+}
+
+fn sender_info() -> SenderInfo {
+    SenderInfo {
+        ssrc: UPSTREAM_SSRC,
+        ntp: 0xe9a0_0000_8000_0000,
+        rtp_timestamp: 48_000,
+        packet_count: 50,
+        octet_count: 150,
+    }
+}
+
+fn compound(spec: &CompoundSpec<'_>) -> Vec<u8> {
+    build_compound(spec).unwrap_or_default()
+}
+
+fn rtcp_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let blocks = [block(0xaaaa_0001), block(0xaaaa_0002)];
+    let sr = compound(&CompoundSpec {
+        ssrc: UPSTREAM_SSRC,
+        sender: Some(sender_info()),
+        blocks: &blocks,
+        cname: "district@410503",
+        bye_reason: None,
+    });
+    let rr = compound(&CompoundSpec {
+        ssrc: 0xbbbb_0001,
+        blocks: &blocks[..1],
+        cname: "street@410503001",
+        ..Default::default()
+    });
+    let rr_bye = compound(&CompoundSpec {
+        ssrc: 0xbbbb_0001,
+        cname: "village",
+        bye_reason: Some("upstream went silent"),
+        ..Default::default()
+    });
+    let sr_bye = compound(&CompoundSpec {
+        ssrc: UPSTREAM_SSRC,
+        sender: Some(sender_info()),
+        cname: "district@410503",
+        bye_reason: Some("end of message"),
+        ..Default::default()
+    });
+    // A lone BYE: drop the empty RR (8 bytes) and the SDES after it, whose length
+    // field counts 32-bit words less one (RFC 3550 §6.4.1).
+    let lone_bye = rr_bye
+        .get(10..12)
+        .map(|len| 8 + (usize::from(u16::from_be_bytes([len[0], len[1]])) + 1) * 4)
+        .and_then(|start| rr_bye.get(start..))
+        .unwrap_or_default()
+        .to_vec();
+    vec![
+        ("sr-two-blocks-sdes", sr),
+        ("rr-one-block-sdes", rr),
+        ("rr-sdes-bye", rr_bye),
+        ("sr-sdes-bye", sr_bye),
+        ("lone-bye", lone_bye),
+    ]
+}
+
+fn jitter_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let first = |program: &mut Vec<u8>, payload_len: u8| {
+        program.push(INSERT);
+        program.extend_from_slice(&100u16.to_be_bytes());
+        program.extend_from_slice(&0xffff_f000u32.to_be_bytes());
+        program.extend_from_slice(&0u16.to_be_bytes());
+        program.push(payload_len);
+    };
+    let frame = |program: &mut Vec<u8>, step: i8, jitter: i8, advance_ms: u8| {
+        program.extend_from_slice(&[INSERT_NEXT, step as u8, jitter as u8, 3]);
+        program.extend_from_slice(&[ADVANCE, advance_ms, POLL]);
+    };
+
+    let mut steady = vec![0];
+    first(&mut steady, 3);
+    for _ in 0..60 {
+        frame(&mut steady, 1, 0, 20);
+    }
+
+    // Late, lost and reordered packets with uneven arrival, then a pause long enough
+    // for playout to stop and a second talkspurt.
+    let mut rough = vec![VARIANT_G711];
+    first(&mut rough, 160);
+    for (i, (step, jitter, advance)) in [(1, 0, 20), (2, 0, 45), (-1, 0, 0), (2, 3, 15)]
+        .into_iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        frame(&mut rough, step, jitter, advance + (i % 3) as u8 * 10);
+    }
+    for _ in 0..8 {
+        rough.extend_from_slice(&[ADVANCE, 200, POLL]);
+    }
+    for _ in 0..20 {
+        frame(&mut rough, 1, 0, 20);
+    }
+
+    // More packets at once than the small buffer holds.
+    let mut burst = vec![VARIANT_SMALL];
+    first(&mut burst, 3);
+    for _ in 0..10 {
+        burst.extend_from_slice(&[INSERT_NEXT, 1, 0, 3]);
+    }
+    for _ in 0..20 {
+        burst.extend_from_slice(&[ADVANCE, 20, POLL]);
+    }
+
+    vec![
+        ("opus-steady", steady),
+        ("g711-rough-two-talkspurts", rough),
+        ("opus-small-capacity-burst", burst),
+    ]
+}
+
+fn forwarder_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use forwarder::record;
+
+    let t0 = Instant::now();
+    let frame = Duration::from_millis(20);
+
+    // An Opus talk: 50 packets 20 ms apart, a sender report after one second, one lost
+    // and one repeated packet, and BYE at the end.
+    let mut opus = Vec::new();
+    let mut stream = Packetizer::with_origin(PayloadFormat::OPUS, UPSTREAM_SSRC, 0xfff0, 0);
+    let anchor = NtpAnchor::new(t0, 0xe9a0_0000_0000_0000);
+    for k in 0..50u32 {
+        let packet = stream.packetize(&OPUS_20MS, t0 + frame * k);
+        if k == 20 {
+            continue;
+        }
+        opus.extend(record(RTP, 0, 20, &packet));
+        if k == 30 {
+            opus.extend(record(RTP, 0, 0, &packet));
+        }
+        if k == 25 {
+            let sr = stream
+                .sender_info(t0 + frame * k, &anchor)
+                .map(|info| {
+                    compound(&CompoundSpec {
+                        ssrc: UPSTREAM_SSRC,
+                        sender: Some(info),
+                        cname: "district@410503",
+                        ..Default::default()
+                    })
+                })
+                .unwrap_or_default();
+            opus.extend(record(RTCP, 1, 0, &sr));
+        }
+    }
+    let bye = compound(&CompoundSpec {
+        ssrc: UPSTREAM_SSRC,
+        cname: "district@410503",
+        bye_reason: Some("end of message"),
+        ..Default::default()
+    });
+    opus.extend(record(RTCP, 1, 0, &bye));
+
+    // A PCMU talk that goes silent until the input times out, with a stranger and a
+    // competing source mixed in.
+    let mut pcmu = Vec::new();
+    let mut stream = Packetizer::with_origin(PayloadFormat::Pcmu, UPSTREAM_SSRC, 7, 160);
+    let mut rival = Packetizer::with_origin(PayloadFormat::Pcmu, 0xbad0_0001, 9, 0);
+    for k in 0..30u32 {
+        pcmu.extend(record(
+            RTP,
+            0,
+            20,
+            &stream.packetize(&PCMU_20MS, t0 + frame * k),
+        ));
+        if k % 10 == 5 {
+            pcmu.extend(record(RTP, 2, 0, &rival.packetize(&PCMU_20MS, t0)));
+            pcmu.extend(record(RTP, 0, 0, &rival.packetize(&PCMU_20MS, t0)));
+        }
+    }
+    for _ in 0..12 {
+        pcmu.extend(record(TIMER, 0, 250, &[]));
+    }
+
+    vec![("opus-talk-sr-bye", opus), ("pcmu-talk-timeout", pcmu)]
+}
+
+fn config_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut seeds = Vec::new();
+    for name in ["district.toml", "street.toml", "village.toml"] {
+        seeds.push((name, fs::read(examples.join(name))?));
+    }
+    let live_district = "[node]\nname = \"district-live\"\ntier = \"district\"\n\
+        area = \"410503\"\n\n[rtp]\nlisten = \"[::1]:5000\"\nopus_payload_type = 96\n\
+        opus_bitrate = 24000\nrtcp_interval_ms = 1000\ninput_timeout_ms = 500\n\n\
+        [source]\ndevice = \"default\"\n\n[upstream]\nallow = [\"10.0.0.1\", \"::1\"]\n\n\
+        [[downstream]]\nname = \"pole\"\naddress = \"10.0.0.2:6000\"\ncodec = \"pcma\"\n\
+        kind = \"loudspeaker\"\n";
+    seeds.push((
+        "district-live-device.toml",
+        live_district.as_bytes().to_vec(),
+    ));
+    Ok(seeds)
+}
