@@ -77,14 +77,62 @@ impl Audio {
 /// Reads a WAV or FLAC file into mono [`Audio`] at the file's own sample rate.
 pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio, AudioFileError> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|source| io_error(path, source))?;
-    decode(Box::new(file), path)
+    let bytes = std::fs::read(path).map_err(|source| io_error(path, source))?;
+    read_audio_bytes(bytes, path)
 }
 
 /// Reads a WAV or FLAC file held in memory; `name` stands for it in errors and its
 /// extension, if any, hints at the format.
 pub fn read_audio_bytes(bytes: Vec<u8>, name: &Path) -> Result<Audio, AudioFileError> {
+    let bytes = flac_without_metadata(bytes);
     decode(Box::new(std::io::Cursor::new(bytes)), name)
+}
+
+/// FLAC metadata block types kept for decoding: STREAMINFO and SEEKTABLE.
+const FLAC_KEPT_BLOCKS: [u8; 2] = [0, 3];
+
+/// Drops every FLAC metadata block but STREAMINFO and SEEKTABLE (tags, pictures, cue
+/// sheets, padding; the FLAC format specification, "METADATA_BLOCK_HEADER").
+///
+/// symphonia 0.5 allocates a tag or picture at the length its block claims before it
+/// checks that length against the block, so a few crafted bytes ask for gigabytes. The
+/// audio does not need these blocks. Anything that is not a well-formed FLAC header is
+/// returned unchanged for the decoder to judge.
+fn flac_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.starts_with(b"fLaC") {
+        return bytes;
+    }
+    let mut kept: Vec<(u8, std::ops::Range<usize>)> = Vec::new();
+    let mut at = 4;
+    loop {
+        let Some(header) = bytes.get(at..at + 4) else {
+            return bytes;
+        };
+        let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
+        let len =
+            usize::from(header[1]) << 16 | usize::from(header[2]) << 8 | usize::from(header[3]);
+        let body = at + 4..at + 4 + len;
+        if body.end > bytes.len() {
+            return bytes;
+        }
+        if FLAC_KEPT_BLOCKS.contains(&kind) {
+            kept.push((kind, body.clone()));
+        }
+        at = body.end;
+        if last {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(b"fLaC");
+    for (i, (kind, body)) in kept.iter().enumerate() {
+        let last = if i + 1 == kept.len() { 0x80 } else { 0 };
+        let len = body.len();
+        out.extend_from_slice(&[last | kind, (len >> 16) as u8, (len >> 8) as u8, len as u8]);
+        out.extend_from_slice(&bytes[body.clone()]);
+    }
+    out.extend_from_slice(&bytes[at..]);
+    out
 }
 
 fn decode(

@@ -291,3 +291,31 @@ fn a_corrupt_flac_frame_is_reported_with_the_packet_after_it() -> TestResult {
     }
     Ok(())
 }
+
+/// A FLAC file whose tag block claims a 4 GiB comment decodes like the same file without
+/// tags: the claim is never acted on (found by fuzzing).
+#[test]
+fn a_flac_tag_claiming_gigabytes_is_ignored() -> Result<(), Box<dyn std::error::Error>> {
+    let original = std::fs::read(fixture("chinese.flac"))?;
+    // After "fLaC", the STREAMINFO block (4-byte header + 34 bytes), then our block.
+    let (head, rest) = original.split_at(4 + 4 + 34);
+    let mut crafted = head.to_vec();
+    crafted[4] &= 0x7f; // STREAMINFO is no longer the last block
+    let comment: Vec<u8> = [
+        0u32.to_le_bytes(),
+        1u32.to_le_bytes(),
+        u32::MAX.to_le_bytes(),
+    ]
+    .concat();
+    let last_flag = if original[4] & 0x80 != 0 { 0x80 } else { 0 };
+    crafted.extend_from_slice(&[last_flag | 4, 0, 0, comment.len() as u8]);
+    crafted.extend_from_slice(&comment);
+    crafted.extend_from_slice(rest);
+
+    let audio =
+        codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("crafted.flac"))?;
+    let reference = read_audio(fixture("chinese.flac"))?;
+    assert_eq!(audio.sample_rate, reference.sample_rate);
+    assert_eq!(audio.samples, reference.samples);
+    Ok(())
+}

@@ -53,8 +53,15 @@ fn file_error(path: &Path, reason: impl ToString) -> CaptureError {
 /// order. Datagrams that are not RTP (SIP, RTCP, DNS) are skipped.
 pub fn read_rtp_streams(path: &Path) -> Result<Vec<CapturedStream>, CaptureError> {
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
-    let mut reader =
-        PcapReader::new(std::io::BufReader::new(file)).map_err(|e| file_error(path, e))?;
+    read_rtp_streams_from(std::io::BufReader::new(file), path)
+}
+
+/// [`read_rtp_streams`] from any reader; `path` names it in errors.
+pub fn read_rtp_streams_from(
+    input: impl std::io::Read,
+    path: &Path,
+) -> Result<Vec<CapturedStream>, CaptureError> {
+    let mut reader = PcapReader::new(input).map_err(|e| file_error(path, e))?;
     let link = reader.header().datalink;
     let mut streams: BTreeMap<u32, CapturedStream> = BTreeMap::new();
     let mut order = Vec::new();

@@ -26,7 +26,9 @@ use codecs::opus::OpusEncoder;
 use drivers::net::fanout::Fanout;
 use drivers::rtp::packetizer::Packetizer;
 use drivers::rtp::payload::PayloadFormat;
+use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::process::{Supervised, await_ready, free_port_pair, watch};
@@ -81,11 +83,24 @@ struct RelayStats {
     busy_seconds: f64,
 }
 
-/// Binds `count` destination sockets on 127.0.0.1 that are never read.
+/// Binds `count` destination sockets on 127.0.0.1 that are never read, on even ports
+/// with the odd port above each left free (where a destination's RTCP would go, which
+/// the gateway's configuration check insists on).
 pub fn destinations(count: usize) -> Result<(Vec<UdpSocket>, Vec<SocketAddr>), BenchError> {
-    let sockets: Vec<UdpSocket> = (0..count)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").map_err(io("binding a destination")))
-        .collect::<Result<_, _>>()?;
+    let mut sockets = Vec::with_capacity(count);
+    let mut port: u32 = 20_000;
+    while sockets.len() < count {
+        if port >= 65_000 {
+            return Err(BenchError::Failed(format!(
+                "only {} destination ports free",
+                sockets.len()
+            )));
+        }
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port as u16)) {
+            sockets.push(socket);
+        }
+        port += 2;
+    }
     let addrs = sockets
         .iter()
         .map(|s| s.local_addr().map_err(io("destination address")))
@@ -167,18 +182,21 @@ pub fn gateway(
     let packets = input_stream(((flood.as_secs_f64() * rate) as usize).max(1))?;
     let sender = UdpSocket::bind("127.0.0.1:0").map_err(io("binding the replayer"))?;
     let target = SocketAddr::from(([127, 0, 0, 1], port));
+    // Send what is due once a millisecond, sleeping in between: the replayer must not
+    // spin, or it would compete with the gateway for a core.
     let start = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / rate);
     let mut rss = None;
-    for (k, p) in packets.iter().enumerate() {
-        let due = start + interval * k as u32;
-        while Instant::now() < due {
-            std::hint::spin_loop();
+    let mut sent = 0;
+    while sent < packets.len() {
+        let due = ((start.elapsed().as_secs_f64() * rate) as usize + 1).min(packets.len());
+        for p in &packets[sent..due] {
+            let _ = sender.send_to(p, target);
         }
-        let _ = sender.send_to(p, target);
-        if k == packets.len() / 2 {
+        if sent < packets.len() / 2 && due >= packets.len() / 2 {
             rss = rss_mb(gateway.child.id());
         }
+        sent = due;
+        std::thread::sleep(Duration::from_millis(1));
     }
     gateway.signal(Signal::SIGTERM);
     let mut gateway = gateway;
@@ -341,6 +359,13 @@ pub fn run(
     dir: &Path,
 ) -> Result<Vec<Figures>, BenchError> {
     std::fs::create_dir_all(dir).map_err(io("creating the bench folder"))?;
+    // This process (the replayer) stays off the contenders' core.
+    let mut others = CpuSet::new();
+    others
+        .set(0)
+        .map_err(|e| BenchError::Failed(format!("CPU set: {e}")))?;
+    sched_setaffinity(Pid::from_raw(0), &others)
+        .map_err(|e| BenchError::Failed(format!("pinning the replayer: {e}")))?;
     let mut all = Vec::new();
     for &size in sizes {
         let (_sockets, addrs) = destinations(size)?;
