@@ -96,8 +96,8 @@ const FLAC_KEPT_BLOCKS: [u8; 2] = [0, 3];
 ///
 /// symphonia 0.5 allocates a tag or picture at the length its block claims before it
 /// checks that length against the block, so a few crafted bytes ask for gigabytes. The
-/// audio does not need these blocks. Anything that is not a well-formed FLAC header is
-/// returned unchanged for the decoder to judge.
+/// audio does not need these blocks. Input that does not start with the FLAC marker is
+/// returned unchanged; a FLAC header cut short keeps only its complete blocks.
 fn flac_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
     if !bytes.starts_with(b"fLaC") {
         return bytes;
@@ -105,15 +105,19 @@ fn flac_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
     let mut kept: Vec<(u8, std::ops::Range<usize>)> = Vec::new();
     let mut at = 4;
     loop {
+        // A block that runs past the end leaves no way to find the audio: keep the
+        // blocks before it and nothing after, and let the decoder report the file.
         let Some(header) = bytes.get(at..at + 4) else {
-            return bytes;
+            at = bytes.len();
+            break;
         };
         let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
         let len =
             usize::from(header[1]) << 16 | usize::from(header[2]) << 8 | usize::from(header[3]);
         let body = at + 4..at + 4 + len;
         if body.end > bytes.len() {
-            return bytes;
+            at = bytes.len();
+            break;
         }
         if FLAC_KEPT_BLOCKS.contains(&kind) {
             kept.push((kind, body.clone()));

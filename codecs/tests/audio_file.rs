@@ -319,3 +319,20 @@ fn a_flac_tag_claiming_gigabytes_is_ignored() -> Result<(), Box<dyn std::error::
     assert_eq!(audio.samples, reference.samples);
     Ok(())
 }
+
+/// A FLAC tag block whose length runs past the end of the file, holding a comment that
+/// claims 4 GiB, is an error and not an allocation (found by fuzzing).
+#[test]
+fn a_flac_tag_block_running_past_the_end_is_an_error() {
+    let original = std::fs::read(fixture("chinese.flac")).expect("fixture");
+    let mut crafted = original[..4 + 4 + 34].to_vec();
+    crafted[4] &= 0x7f;
+    crafted.extend_from_slice(&[0x84, 0xff, 0xff, 0x44]);
+    crafted.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    let result =
+        codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("crafted.flac"));
+    assert!(
+        result.is_err(),
+        "a file without its audio decodes to nothing"
+    );
+}

@@ -22,6 +22,9 @@
 //!   late.
 //! * After `idle_frames` empty slots in a row the buffer stops playing; the next packet
 //!   starts a new talkspurt.
+//! * A caller that polls more than twice `max_delay` after a slot fell due (a stalled
+//!   process, a clock jump) gets no burst of missed slots: the buffer skips the packets
+//!   whose time has passed and starts again from the first one still ahead.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -134,6 +137,11 @@ pub struct JitterStats {
     pub shrinks: u64,
     pub underruns: u64,
     pub restarts: u64,
+    /// Times the caller fell so far behind the playout clock that missed slots were
+    /// skipped rather than played.
+    pub resyncs: u64,
+    /// Packets dropped unplayed by a resynchronisation.
+    pub skipped: u64,
     pub overflow_drops: u64,
 }
 
@@ -378,6 +386,12 @@ impl JitterBuffer {
         if due > now {
             return None;
         }
+        // A caller that has not polled for a long time (a stalled process, a clock
+        // jump) would otherwise get every missed slot at once, hours of them at worst.
+        if now.saturating_duration_since(due) > self.config.max_delay * 2 {
+            self.resynchronise(&playing, due, now);
+            return None;
+        }
         let frame = self.config.frame();
         let target = self.target_delay();
         playing.started = true;
@@ -475,6 +489,23 @@ impl JitterBuffer {
     /// talkspurt or an earlier one: it can no longer be played.
     fn already_played(&self, ts: u64) -> bool {
         self.played_until.is_some_and(|end| ts < end)
+    }
+
+    /// Drops the slots missed since `due` and the packets they held, and starts again
+    /// from the first packet still ahead of `now`.
+    fn resynchronise(&mut self, playing: &Playing, due: Instant, now: Instant) {
+        let missed =
+            now.saturating_duration_since(due).as_secs_f64() * f64::from(self.config.clock_rate);
+        let now_ts = playing.next_ts.saturating_add(missed as u64);
+        let ahead = self.packets.split_off(&now_ts);
+        self.stats.skipped += self.packets.len() as u64;
+        self.packets = ahead;
+        self.stats.resyncs += 1;
+        self.playing = None;
+        self.last_played_ts = Some(now_ts.saturating_sub(1));
+        if let Some(first) = self.packets.first_key_value().map(|(ts, _)| *ts) {
+            self.start_talkspurt(first, now);
+        }
     }
 
     fn note_played(&mut self, ts: u64) {
@@ -773,6 +804,44 @@ mod tests {
         assert_eq!(jb.stats().late, 0);
         // Played as a fresh stream plays: the initial 60 ms after the first arrival.
         assert_eq!(slots[0].due, t0 + Duration::from_millis(2_660));
+    }
+
+    #[test]
+    fn a_caller_that_stalls_for_seconds_skips_ahead_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut jb = opus_buffer(t0);
+        // Packets keep arriving for 6 s but nobody polls from 1 s to 5 s.
+        let arrivals = stream(300, 0, 0, 960);
+        let mut slots = drive(&mut jb, t0, &arrivals[..50], Duration::from_secs(1));
+        for a in &arrivals[50..250] {
+            jb.insert(
+                t0 + a.at,
+                a.sequence,
+                a.timestamp,
+                960,
+                &a.sequence.to_be_bytes(),
+            );
+        }
+        let resumed = t0 + Duration::from_secs(5);
+        let mut burst = 0;
+        while jb.poll(resumed).is_some() {
+            burst += 1;
+        }
+        assert_eq!(burst, 0, "no slot is handed out for the stalled time");
+        assert_eq!(jb.stats().resyncs, 1);
+        slots.extend(drive_from(
+            &mut jb,
+            t0,
+            &arrivals[250..],
+            Duration::from_millis(5_001),
+            Duration::from_secs(7),
+        ));
+        let played = played_sequences(&slots);
+        assert!(
+            played.contains(&40) && played.contains(&299),
+            "plays before and after the stall"
+        );
+        assert!(!played.contains(&150), "the stalled time is skipped");
     }
 
     #[test]
