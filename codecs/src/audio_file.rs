@@ -84,8 +84,52 @@ pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio, AudioFileError> {
 /// Reads a WAV or FLAC file held in memory; `name` stands for it in errors and its
 /// extension, if any, hints at the format.
 pub fn read_audio_bytes(bytes: Vec<u8>, name: &Path) -> Result<Audio, AudioFileError> {
-    let bytes = flac_without_metadata(bytes);
+    // The probe would otherwise search the whole input for any format's marker and
+    // hand whatever follows to that format's reader.
+    let bytes = if bytes.starts_with(b"fLaC") {
+        flac_without_metadata(bytes)
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+        wav_without_metadata(bytes)
+    } else {
+        return Err(AudioFileError::NotWavOrFlac {
+            path: name.to_owned(),
+        });
+    };
     decode(Box::new(std::io::Cursor::new(bytes)), name)
+}
+
+/// WAV chunks kept for decoding: the format and the samples.
+const WAV_KEPT_CHUNKS: [&[u8; 4]; 2] = [b"fmt ", b"data"];
+
+/// Keeps only the `fmt ` and `data` chunks of a RIFF/WAVE file (the RIFF format's chunk
+/// layout: a 4-byte identifier, a 32-bit little-endian length, the body padded to an
+/// even length), for the same reason as [`flac_without_metadata`]. A chunk other than
+/// `data` that runs past the end ends the file there; `data` may run past the end, as
+/// in a recording that was never finalised.
+fn wav_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(b"RIFF\0\0\0\0WAVE");
+    let mut at = 12;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let id = &header[..4];
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let body_end = (at + 8).saturating_add(len);
+        let is_data = id == b"data";
+        if body_end > bytes.len() && !is_data {
+            break;
+        }
+        if WAV_KEPT_CHUNKS.iter().any(|kept| id == *kept) {
+            out.extend_from_slice(header);
+            out.extend_from_slice(&bytes[at + 8..body_end.min(bytes.len())]);
+        }
+        if is_data {
+            break;
+        }
+        at = body_end + (len & 1);
+    }
+    let riff_len = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff_len.to_le_bytes());
+    out
 }
 
 /// FLAC metadata block types kept for decoding: STREAMINFO and SEEKTABLE.

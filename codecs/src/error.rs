@@ -123,6 +123,13 @@ pub enum AudioFileError {
         source: symphonia::core::errors::Error,
     },
 
+    /// The file starts with neither a RIFF/WAVE nor a FLAC header.
+    #[error("{path}: not a WAV or FLAC file")]
+    NotWavOrFlac {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// The container holds no audio track that a decoder exists for.
     #[error("{path}: no decodable audio track")]
     NoAudioTrack {

@@ -256,7 +256,7 @@ fn a_text_file_is_reported_as_an_unsupported_format() -> TestResult {
 
     let err = read_audio(&path);
     assert!(
-        matches!(&err, Err(AudioFileError::UnsupportedFormat { path: p, .. }) if *p == path),
+        matches!(&err, Err(AudioFileError::NotWavOrFlac { path: p }) if *p == path),
         "{err:?}"
     );
     Ok(())
@@ -335,4 +335,35 @@ fn a_flac_tag_block_running_past_the_end_is_an_error() {
         result.is_err(),
         "a file without its audio decodes to nothing"
     );
+}
+
+/// Bytes that only contain a FLAC marker somewhere inside are not a FLAC file (found by
+/// fuzzing: the format probe would search for the marker and trust what follows).
+#[test]
+fn a_flac_marker_inside_other_bytes_is_not_a_flac_file() {
+    let mut crafted = b"RIFW junk".to_vec();
+    crafted.extend_from_slice(&std::fs::read(fixture("chinese.flac")).expect("fixture"));
+    let result = codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("x.wav"));
+    assert!(
+        matches!(result, Err(AudioFileError::NotWavOrFlac { .. })),
+        "{result:?}"
+    );
+}
+
+/// A WAV file whose LIST chunk holds a tag claiming 4 GiB still decodes, to the same
+/// samples: only `fmt ` and `data` are read.
+#[test]
+fn a_wav_tag_claiming_gigabytes_is_ignored() -> TestResult {
+    let original = std::fs::read(fixture("english.wav"))?;
+    let reference = read_audio(fixture("english.wav"))?;
+    let mut list = b"INFOINAM".to_vec();
+    list.extend_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    let mut crafted = original[..12].to_vec();
+    crafted.extend_from_slice(b"LIST");
+    crafted.extend_from_slice(&(list.len() as u32).to_le_bytes());
+    crafted.extend_from_slice(&list);
+    crafted.extend_from_slice(&original[12..]);
+    let audio = codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("x.wav"))?;
+    assert_eq!(audio.samples, reference.samples);
+    Ok(())
 }

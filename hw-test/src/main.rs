@@ -130,6 +130,9 @@ enum Command {
         /// A file with one destination address per line.
         #[arg(long)]
         destinations: PathBuf,
+        /// Messages per sendmmsg call.
+        #[arg(long, default_value_t = fanout::BARE_BATCH)]
+        batch: usize,
     },
 }
 
@@ -265,6 +268,7 @@ fn main() -> ExitCode {
         Command::BenchBareLoop {
             rounds,
             destinations,
+            batch,
         } => {
             let addrs: Result<Vec<SocketAddr>, String> = std::fs::read_to_string(&destinations)
                 .map_err(|e| format!("{}: {e}", destinations.display()))
@@ -273,8 +277,9 @@ fn main() -> ExitCode {
                         .map(|l| l.trim().parse().map_err(|e| format!("{l:?}: {e}")))
                         .collect()
                 });
-            let figures = addrs
-                .and_then(|addrs| fanout::bare_loop(&addrs, rounds).map_err(|e| e.to_string()));
+            let figures = addrs.and_then(|addrs| {
+                fanout::bare_loop(&addrs, rounds, batch).map_err(|e| e.to_string())
+            });
             match figures {
                 Ok(f) => {
                     println!("{}", serde_json::to_string(&f).unwrap_or_default());

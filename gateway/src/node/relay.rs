@@ -10,10 +10,12 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use drivers::net::batch_recv::BatchReceiver;
 use drivers::net::fanout::Fanout;
 use drivers::rtp::payload::PayloadFormat;
 use drivers::rtp::stats::ReportBlockData;
 use serde::Serialize;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
@@ -25,6 +27,9 @@ use crate::config::Config;
 use crate::voice::forward::{
     EndReason, ForwardCounters, ForwardEvent, Forwarder, ForwarderConfig, GroupSpec, Transmit,
 };
+
+/// RTP datagrams taken per receive call when several are waiting.
+const RECEIVE_BATCH: usize = 32;
 
 /// Sockets and fan-outs the core's output goes through.
 struct Outputs {
@@ -157,6 +162,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     let mut last_forwarded: Option<Instant> = None;
     let measure = options.stats_out.is_some();
     let mut buf = vec![0u8; 2048];
+    let mut rtp_batch = BatchReceiver::new(RECEIVE_BATCH, 2048);
     let stop = stop_requested();
     tokio::pin!(stop);
 
@@ -168,24 +174,30 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             ready = outputs.rtp.readable() => {
                 ready?;
                 loop {
-                    match outputs.rtp.try_recv_from(&mut buf) {
-                        Ok((len, from)) => {
-                            let received = Instant::now();
-                            forwarder.on_rtp(&buf[..len], from, received, &mut |t| outputs.transmit(t));
-                            if measure {
-                                let done = Instant::now();
-                                first_received.get_or_insert(received);
-                                last_forwarded = Some(done);
-                                if latencies.len() < 10_000_000 {
-                                    let nanos = (done - received).as_nanos();
-                                    latencies.push(nanos.min(u128::from(u32::MAX)) as u32);
-                                }
-                            }
-                        }
+                    let batch = outputs.rtp.try_io(Interest::READABLE, || rtp_batch.recv(&outputs.rtp));
+                    let count = match batch {
+                        Ok(count) => count,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
                             debug!(error = %e, "RTP receive error");
                             break;
+                        }
+                    };
+                    // Datagrams of one batch count as received when the batch was.
+                    let received = Instant::now();
+                    for index in 0..count {
+                        let Some((datagram, Some(from))) = rtp_batch.datagram(index) else {
+                            continue;
+                        };
+                        forwarder.on_rtp(datagram, from, received, &mut |t| outputs.transmit(t));
+                        if measure {
+                            let done = Instant::now();
+                            first_received.get_or_insert(received);
+                            last_forwarded = Some(done);
+                            if latencies.len() < 10_000_000 {
+                                let nanos = (done - received).as_nanos();
+                                latencies.push(nanos.min(u128::from(u32::MAX)) as u32);
+                            }
                         }
                     }
                 }
