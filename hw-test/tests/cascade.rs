@@ -3,22 +3,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::repo;
+use common::{binaries, repo, scratch};
 use hw_test::demo::{self, DemoOptions};
 
 #[test]
 fn every_loudspeaker_hears_the_whole_message_through_the_cascade() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_emcomm-bench"));
-    let emcomm = bench.with_file_name("emcomm");
-    assert!(
-        emcomm.exists(),
-        "build the workspace first: {} is missing",
-        emcomm.display()
-    );
-    let out = std::env::temp_dir().join(format!("emcomm-cascade-{}", std::process::id()));
+    let (emcomm, bench) = binaries();
+    let out = scratch("cascade");
     let options = DemoOptions {
         emcomm,
         bench,
