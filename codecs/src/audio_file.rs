@@ -171,6 +171,11 @@ fn flac_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
             break;
         }
     }
+    // FLAC requires STREAMINFO first; without it, what follows the marker would be
+    // read as metadata block headers.
+    if kept.first().is_none_or(|(kind, _)| *kind != 0) {
+        return b"fLaC".to_vec();
+    }
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(b"fLaC");
     for (i, (kind, body)) in kept.iter().enumerate() {

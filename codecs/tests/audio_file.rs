@@ -367,3 +367,16 @@ fn a_wav_tag_claiming_gigabytes_is_ignored() -> TestResult {
     assert_eq!(audio.samples, reference.samples);
     Ok(())
 }
+
+/// A FLAC file whose first block is not STREAMINFO is an error, and its audio bytes are
+/// never read as metadata (found by fuzzing).
+#[test]
+fn a_flac_file_without_streaminfo_first_is_an_error() {
+    let mut crafted = b"fLaC".to_vec();
+    crafted.extend_from_slice(&[0xdf, 0, 0, 2, 0, 0]); // the last block, of an unknown type
+    crafted.extend_from_slice(&[
+        0x84, 0, 0, 12, 0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+    ]);
+    let result = codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("x.flac"));
+    assert!(result.is_err());
+}
