@@ -95,7 +95,16 @@ pub fn read_audio_bytes(bytes: Vec<u8>, name: &Path) -> Result<Audio, AudioFileE
             path: name.to_owned(),
         });
     };
-    decode(Box::new(std::io::Cursor::new(bytes)), name)
+    // symphonia 0.5's FLAC decoder can overflow an addition on crafted input, which
+    // panics when overflow checks are on; the file is then reported, not the process.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode(Box::new(std::io::Cursor::new(bytes)), name)
+    }))
+    .unwrap_or_else(|_| {
+        Err(AudioFileError::DecoderFailed {
+            path: name.to_owned(),
+        })
+    })
 }
 
 /// WAV chunks kept for decoding: the format and the samples.

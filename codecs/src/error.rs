@@ -130,6 +130,14 @@ pub enum AudioFileError {
         path: PathBuf,
     },
 
+    /// The decoder gave up on the file with a panic (a defect of the decoding library on
+    /// malformed input), caught and reported here.
+    #[error("{path}: the decoder failed on malformed audio")]
+    DecoderFailed {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// The container holds no audio track that a decoder exists for.
     #[error("{path}: no decodable audio track")]
     NoAudioTrack {

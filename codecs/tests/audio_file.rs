@@ -380,3 +380,14 @@ fn a_flac_file_without_streaminfo_first_is_an_error() {
     let result = codecs::audio_file::read_audio_bytes(crafted, std::path::Path::new("x.flac"));
     assert!(result.is_err());
 }
+
+/// A FLAC frame crafted so that symphonia's LPC predictor overflows an addition: with
+/// overflow checks on (as in tests) the decoder panics, and the panic is reported as a
+/// failed file (found by fuzzing; the fixture is the fuzzer's input without its first,
+/// format-choosing byte).
+#[test]
+fn a_decoder_panic_on_a_crafted_flac_is_an_error_not_a_crash() {
+    let bytes = std::fs::read(fixture("flac-lpc-overflow.flac")).expect("fixture");
+    let result = codecs::audio_file::read_audio_bytes(bytes, std::path::Path::new("crafted.flac"));
+    assert!(result.is_err(), "{result:?}");
+}
