@@ -8,7 +8,7 @@
 //! * it never holds more than its capacity;
 //! * its counters only grow, each insert moves exactly the counter its outcome names,
 //!   and every packet it queued is still held, played, dropped on overflow, dropped by a
-//!   shrink, or was discarded by a restart;
+//!   shrink, skipped by a resynchronisation, or was discarded by a restart;
 //! * `poll` hands out no slot before it is due, and the next deadline never lies before
 //!   a slot already handed out;
 //! * the playout delay stays within `[min_delay, max_delay]`.
@@ -117,6 +117,8 @@ impl Harness {
                 s.underruns,
                 s.restarts,
                 s.overflow_drops,
+                s.resyncs,
+                s.skipped,
             ]
         };
         let grew = counters(&self.stats)
@@ -129,6 +131,7 @@ impl Harness {
             stats.played
                 + stats.overflow_drops
                 + stats.shrinks
+                + stats.skipped
                 + self.cleared_by_restarts
                 + self.buffer.len() as u64,
             "queued packets went missing: {stats:?}"
