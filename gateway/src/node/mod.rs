@@ -99,6 +99,38 @@ pub(crate) fn names_by_rtcp_address(
         .collect()
 }
 
+/// The latest receiver report from each downstream address, with the RTP clock rate of
+/// the stream it reports on.
+pub(crate) type ReceiverTable =
+    std::collections::HashMap<SocketAddr, (u32, drivers::rtp::stats::ReportBlockData)>;
+
+/// Logs, at the end of a stream, one line per downstream destination: its last receiver
+/// report, or a warning that it never sent one (down, unreachable, or not receiving).
+pub(crate) fn log_last_reports(
+    names: &std::collections::HashMap<SocketAddr, &str>,
+    reports: &ReceiverTable,
+) {
+    let mut destinations: Vec<(&SocketAddr, &&str)> = names.iter().collect();
+    destinations.sort_by_key(|(_, name)| **name);
+    for (address, name) in destinations {
+        match reports.get(address) {
+            Some((clock, block)) => tracing::info!(
+                receiver = *name,
+                lost = block.cumulative_lost,
+                highest_sequence = block.extended_highest_sequence,
+                jitter_ms = format!(
+                    "{:.1}",
+                    f64::from(block.jitter) * 1000.0 / f64::from(*clock)
+                ),
+                "receiver's last report"
+            ),
+            None => {
+                tracing::warn!(receiver = *name, %address, "no receiver report from this destination")
+            }
+        }
+    }
+}
+
 /// The RTCP address paired with an RTP address (RFC 3550 §11: the next port up).
 pub fn rtcp_address(rtp: SocketAddr) -> SocketAddr {
     SocketAddr::new(rtp.ip(), rtp.port().saturating_add(1))

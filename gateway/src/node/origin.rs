@@ -18,12 +18,12 @@ use drivers::rtp::packetizer::Packetizer;
 use drivers::rtp::payload::PACKET_DURATION;
 use drivers::rtp::rtcp::{CompoundSpec, RtcpEvent, build_compound, parse_compound};
 use drivers::rtp::session::RtcpSchedule;
-use drivers::rtp::stats::ReportBlockData;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{
-    NodeError, bind, destination_groups, names_by_rtcp_address, rtcp_address, stop_requested,
+    NodeError, ReceiverTable, bind, destination_groups, log_last_reports, names_by_rtcp_address,
+    rtcp_address, stop_requested,
 };
 use crate::config::{Config, VoiceSource};
 use crate::voice::encoder::FrameEncoder;
@@ -138,7 +138,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     );
 
     let mut schedule = RtcpSchedule::new(config.rtcp_interval);
-    let mut reports: HashMap<SocketAddr, (u32, ReportBlockData)> = HashMap::new();
+    let mut reports = ReceiverTable::new();
     let mut rtcp_buf = [0u8; 1500];
     let start = Instant::now();
     let stop = stop_requested();
@@ -207,24 +207,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             "voice stream ended, BYE sent"
         );
     }
-    // One line per downstream node: its last report, or a warning that it never sent one
-    // (down, unreachable, or not receiving).
-    let mut destinations: Vec<(&SocketAddr, &&str)> = names.iter().collect();
-    destinations.sort_by_key(|(_, name)| **name);
-    for (address, name) in destinations {
-        match reports.get(address) {
-            Some((clock, block)) => info!(
-                receiver = *name,
-                lost = block.cumulative_lost,
-                jitter_ms = format!(
-                    "{:.1}",
-                    f64::from(block.jitter) * 1000.0 / f64::from(*clock)
-                ),
-                "receiver's last report"
-            ),
-            None => warn!(receiver = *name, %address, "no receiver report from this destination"),
-        }
-    }
+    log_last_reports(&names, &reports);
     Ok(())
 }
 
@@ -274,7 +257,7 @@ fn on_rtcp(
     from: SocketAddr,
     groups: &[Group],
     names: &HashMap<SocketAddr, &str>,
-    reports: &mut HashMap<SocketAddr, (u32, ReportBlockData)>,
+    reports: &mut ReceiverTable,
 ) {
     let events = match parse_compound(datagram) {
         Ok(events) => events,

@@ -13,15 +13,14 @@ use std::time::{Duration, Instant};
 use drivers::net::batch_recv::BatchReceiver;
 use drivers::net::fanout::Fanout;
 use drivers::rtp::payload::PayloadFormat;
-use drivers::rtp::stats::ReportBlockData;
 use serde::Serialize;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use super::{
-    NodeError, RunOptions, bind, destination_groups, names_by_rtcp_address, rtcp_address,
-    stop_requested,
+    NodeError, ReceiverTable, RunOptions, bind, destination_groups, log_last_reports,
+    names_by_rtcp_address, rtcp_address, stop_requested,
 };
 use crate::config::Config;
 use crate::voice::forward::{
@@ -284,10 +283,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// The latest receiver report of every downstream destination in the current stream,
-/// with the RTP clock rate of the stream it reports on.
-type ReceiverTable = HashMap<SocketAddr, (u32, ReportBlockData)>;
-
 /// Logs one event; at the end of a stream, one line per destination with its last report,
 /// and a warning for each that never reported.
 fn log_event(
@@ -296,25 +291,7 @@ fn log_event(
     receivers: &mut ReceiverTable,
 ) {
     if let ForwardEvent::StreamEnded { .. } = event {
-        let mut all: Vec<(&SocketAddr, &&str)> = names.iter().collect();
-        all.sort_by_key(|(_, name)| **name);
-        for (address, name) in all {
-            match receivers.get(address) {
-                Some((clock, block)) => info!(
-                    receiver = *name,
-                    lost = block.cumulative_lost,
-                    highest_sequence = block.extended_highest_sequence,
-                    jitter_ms = format!(
-                        "{:.1}",
-                        f64::from(block.jitter) * 1000.0 / f64::from(*clock)
-                    ),
-                    "receiver's last report"
-                ),
-                None => {
-                    warn!(receiver = *name, %address, "no receiver report from this destination")
-                }
-            }
-        }
+        log_last_reports(names, receivers);
         receivers.clear();
     }
     if let ForwardEvent::ReceiverReport {
