@@ -1,7 +1,9 @@
-//! The `emcomm` command line as an operator uses it.
+//! The `emcomm` command line and the example configurations, as an operator uses them.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use gateway::config::{Config, Tier, VoiceSource};
 
 fn emcomm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_emcomm"))
@@ -61,4 +63,27 @@ fn run_refuses_an_invalid_config_before_starting_with_exit_code_1() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn every_example_config_is_valid_for_its_tier() {
+    for (file, tier) in [
+        ("district.toml", Tier::District),
+        ("street.toml", Tier::Street),
+        ("village.toml", Tier::Village),
+    ] {
+        let config = Config::load(&example(file)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.tier, tier, "{file}");
+    }
+}
+
+#[test]
+fn the_district_example_names_speech_files_that_exist() {
+    let config = Config::load(&example("district.toml")).expect("valid");
+    let Some(VoiceSource::Files { files, .. }) = config.source else {
+        panic!("the example district speaks files")
+    };
+    for file in files {
+        assert!(file.exists(), "{} is missing", file.display());
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use codecs::WavSink;
 use codecs::g711::{self, G711Law};
 use codecs::opus::{FRAME_SAMPLES, OpusDecoder};
-use drivers::rtp::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+use drivers::rtp::jitter::{JitterBuffer, JitterConfig, Playout};
 use drivers::rtp::ntp::{NtpAnchor, NtpTimestamp, ntp_diff_secs};
 use drivers::rtp::packet::RtpHeader;
 use drivers::rtp::payload::PayloadFormat;
@@ -272,10 +272,6 @@ impl Receiver {
             frame
         });
         Some(Heard::Audio(&self.pcm[..len]))
-    }
-
-    pub fn jitter_stats(&self) -> JitterStats {
-        self.jitter.stats()
     }
 
     /// True when nothing is playing or waiting to play.

@@ -138,7 +138,6 @@ enum InputDecoder {
 
 struct Input {
     ssrc: u32,
-    from: SocketAddr,
     format: PayloadFormat,
     stats: ReceiverStats,
     last_packet: Instant,
@@ -346,7 +345,6 @@ impl Forwarder {
         };
         self.input = Some(Input {
             ssrc: header.ssrc,
-            from,
             format,
             stats: ReceiverStats::new(header.ssrc, format.clock_rate(), now),
             last_packet: now,
@@ -531,11 +529,6 @@ impl Forwarder {
     /// Ends the current stream, if any, with BYE on every output.
     pub fn shutdown(&mut self, out: &mut dyn FnMut(Transmit<'_>)) {
         self.end_input(EndReason::Shutdown, out);
-    }
-
-    /// Where the current input comes from.
-    pub fn input_source(&self) -> Option<SocketAddr> {
-        self.input.as_ref().map(|i| i.from)
     }
 }
 

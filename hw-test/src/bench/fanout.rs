@@ -47,7 +47,7 @@ const REAL_TIME_RATE: f64 = 50.0;
 pub const BARE_BATCH: usize = 256;
 
 /// Figures of one contender at one fan-out size.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     pub contender: String,
     pub destinations: usize,
@@ -57,6 +57,28 @@ pub struct Figures {
     pub latency_us_p50: Option<f64>,
     pub latency_us_p99: Option<f64>,
     pub rss_mb: Option<f64>,
+}
+
+impl Figures {
+    /// Figures of a reference that sent `datagrams` in `seconds`, without latency.
+    fn throughput(
+        contender: String,
+        destinations: usize,
+        datagrams: u64,
+        seconds: f64,
+        rss_mb: Option<f64>,
+    ) -> Self {
+        Figures {
+            contender,
+            destinations,
+            datagrams,
+            seconds,
+            per_second: datagrams as f64 / seconds,
+            latency_us_p50: None,
+            latency_us_p99: None,
+            rss_mb,
+        }
+    }
 }
 
 /// Why the benchmark could not run.
@@ -262,16 +284,13 @@ pub fn gstreamer(addrs: &[SocketAddr], buffers: usize, size: usize) -> Result<Fi
         )));
     }
     let datagrams = (buffers * addrs.len()) as u64;
-    Ok(Figures {
-        contender: "GStreamer multiudpsink".into(),
-        destinations: addrs.len(),
+    Ok(Figures::throughput(
+        "GStreamer multiudpsink".into(),
+        addrs.len(),
         datagrams,
         seconds,
-        per_second: datagrams as f64 / seconds,
-        latency_us_p50: None,
-        latency_us_p99: None,
-        rss_mb: rss,
-    })
+        rss,
+    ))
 }
 
 /// The bare `sendmmsg(2)` loop, run in this process: `rounds` times one packet to
@@ -286,16 +305,13 @@ pub fn bare_loop(addrs: &[SocketAddr], rounds: usize, batch: usize) -> Result<Fi
         datagrams += fanout.send(&socket, &packet).sent as u64;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(Figures {
-        contender: format!("bare sendmmsg loop ({batch}/call)"),
-        destinations: addrs.len(),
+    Ok(Figures::throughput(
+        format!("bare sendmmsg loop ({batch}/call)"),
+        addrs.len(),
         datagrams,
         seconds,
-        per_second: datagrams as f64 / seconds,
-        latency_us_p50: None,
-        latency_us_p99: None,
-        rss_mb: rss_mb(std::process::id()),
-    })
+        rss_mb(std::process::id()),
+    ))
 }
 
 /// Runs the bare loop in a child pinned to the bench core.
@@ -322,35 +338,8 @@ pub fn bare_loop_pinned(
             String::from_utf8_lossy(&output.stderr)
         )));
     }
-    serde_json::from_slice::<FiguresJson>(&output.stdout)
-        .map(Figures::from)
+    serde_json::from_slice::<Figures>(&output.stdout)
         .map_err(|e| BenchError::Failed(format!("bare loop output: {e}")))
-}
-
-/// [`Figures`] as the bare loop child prints them.
-#[derive(Debug, Deserialize)]
-struct FiguresJson {
-    contender: String,
-    destinations: usize,
-    datagrams: u64,
-    seconds: f64,
-    per_second: f64,
-    rss_mb: Option<f64>,
-}
-
-impl From<FiguresJson> for Figures {
-    fn from(f: FiguresJson) -> Self {
-        Figures {
-            contender: f.contender,
-            destinations: f.destinations,
-            datagrams: f.datagrams,
-            seconds: f.seconds,
-            per_second: f.per_second,
-            latency_us_p50: None,
-            latency_us_p99: None,
-            rss_mb: f.rss_mb,
-        }
-    }
 }
 
 /// Runs every contender at every size and returns the figures.
