@@ -1,10 +1,14 @@
 //! The emcomm daemon: one node of the district → street → village cascade.
 //!
+//! * [`alert`]: alerts from intake (CAP, typed forms) to the sound they make.
+//! * [`cli`]: the operator's commands other than running the daemon.
 //! * [`config`]: the node's TOML configuration, validated with located errors.
 //! * [`voice`]: the voice path: programme sources, encoding, the forwarding core.
 //! * [`node`]: the tokio tasks that move bytes between sockets and the cores.
 #![forbid(unsafe_code)]
 
+pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod node;
 pub mod voice;

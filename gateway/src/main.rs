@@ -36,6 +36,23 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Alerts: check a CAP file offline.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Check CAP files against the CAP 1.2/1.1 standard alone, offline. Exit code 0
+    /// when every file is valid, 1 when any is not, 2 when one cannot be read.
+    Check {
+        /// CAP files (XML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// One JSON document on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logging() {
@@ -53,6 +70,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Alert(AlertCommand::Check { files, json }) => {
+            gateway::cli::check::run(&files, json).into()
+        }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
