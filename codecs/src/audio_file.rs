@@ -128,8 +128,12 @@ fn wav_without_metadata(bytes: Vec<u8>) -> Vec<u8> {
             break;
         }
         if WAV_KEPT_CHUNKS.iter().any(|kept| id == *kept) {
-            out.extend_from_slice(header);
-            out.extend_from_slice(&bytes[at + 8..body_end.min(bytes.len())]);
+            let body = &bytes[at + 8..body_end.min(bytes.len())];
+            // A streamed WAV (espeak-ng's, for one) declares a placeholder length for
+            // its `data` chunk; the chunk is what the file holds.
+            out.extend_from_slice(id);
+            out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(body);
         }
         if is_data {
             break;

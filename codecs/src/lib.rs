@@ -12,11 +12,15 @@
 //! 3. Its [`level`] is measured in dBFS; [`tones`] makes test signals of a known level.
 //! 4. At the far end of a path, [`fidelity`] compares what came out with what went in.
 //!
+//! Alerts open with an [`attention`] signal rendered here: a chime or one of the civil
+//! air-defence sirens.
+//!
 //! Conventions shared by every module: `i16` samples are full scale at 32768 and `f32` samples
 //! at 1.0 (see [`pcm`]); mono throughout; errors are [`CodecError`] and [`AudioFileError`].
 
 #![forbid(unsafe_code)]
 
+pub mod attention;
 pub mod audio_file;
 pub mod error;
 pub mod fidelity;

@@ -391,3 +391,18 @@ fn a_decoder_panic_on_a_crafted_flac_is_an_error_not_a_crash() {
     let result = codecs::audio_file::read_audio_bytes(bytes, std::path::Path::new("crafted.flac"));
     assert!(result.is_err(), "{result:?}");
 }
+
+/// espeak-ng writes its WAV header before it knows the length of the speech, with a
+/// placeholder of 0x7FFF_F000 bytes for the RIFF and `data` chunks.
+#[test]
+fn a_streamed_wav_with_placeholder_lengths_reads_to_its_end() -> TestResult {
+    let mut wav = b"RIFF\x24\xf0\xff\x7fWAVEfmt \x10\0\0\0".to_vec();
+    wav.extend_from_slice(&[1, 0, 1, 0, 0x22, 0x56, 0, 0, 0x44, 0xac, 0, 0, 2, 0, 16, 0]);
+    wav.extend_from_slice(b"data\x00\xf0\xff\x7f");
+    wav.extend_from_slice(&[0x10, 0, 0xf0, 0xff]);
+
+    let audio = codecs::audio_file::read_audio_bytes(wav, std::path::Path::new("stream"))?;
+    assert_eq!(audio.sample_rate, 22_050);
+    assert_eq!(audio.samples.len(), 2);
+    Ok(())
+}

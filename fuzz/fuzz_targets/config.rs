@@ -28,7 +28,13 @@ fuzz_target!(|data: &[u8]| {
             for downstream in &config.downstream {
                 assert!(!matches!(downstream.address.port(), 0 | u16::MAX));
             }
-            assert_eq!(config.tier == Tier::District, config.source.is_some());
+            if config.source.is_some() {
+                assert_eq!(config.tier, Tier::District);
+            }
+            if config.tier == Tier::District {
+                assert!(config.source.is_some() || config.alerts.is_some());
+            }
+            assert!(config.alerts.is_none() || config.api.is_some());
             if config.tier != Tier::District {
                 assert!(config.listen.is_some());
             }

@@ -1,6 +1,7 @@
 //! The emcomm daemon: one node of the district → street → village cascade.
 //!
 //! * [`alert`]: alerts from intake (CAP, typed forms) to the sound they make.
+//! * [`api`]: the control API (HTTP/JSON) and its operators.
 //! * [`cli`]: the operator's commands other than running the daemon.
 //! * [`config`]: the node's TOML configuration, validated with located errors.
 //! * [`voice`]: the voice path: programme sources, encoding, the forwarding core.
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod node;

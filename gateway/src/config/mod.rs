@@ -6,6 +6,8 @@
 //! keys (a district needs a source, a street needs an address to listen on, names and
 //! addresses are unique) are checked here against the same positions.
 
+mod alerts;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drivers::rtp::payload::PayloadFormat;
+
+pub use alerts::{AlertsConfig, ApiConfig, DEFAULT_API_LISTEN};
+
+use crate::alert::model::AreaCode;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -92,6 +98,8 @@ struct RawConfig {
     upstream: RawUpstream,
     #[serde(default)]
     downstream: Vec<RawDownstream>,
+    api: Option<alerts::RawApi>,
+    alerts: Option<Spanned<alerts::RawAlerts>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +151,9 @@ struct RawDownstream {
     codec: Option<Spanned<String>>,
     #[serde(default)]
     kind: DownstreamKind,
+    area: Option<Spanned<String>>,
+    #[serde(default)]
+    exercises: bool,
 }
 
 /// Where a district's voice comes from.
@@ -167,6 +178,11 @@ pub struct Downstream {
     pub address: SocketAddr,
     pub format: PayloadFormat,
     pub kind: DownstreamKind,
+    /// Where it is (GB/T 2260): alerts reach it when one of their areas covers this
+    /// code (or, for a gateway, lies inside it). The node's own code when not given.
+    pub area: AreaCode,
+    /// Whether it plays `Exercise` and `Test` alerts.
+    pub exercises: bool,
 }
 
 /// A validated node configuration.
@@ -188,6 +204,10 @@ pub struct Config {
     /// Hosts whose RTP is accepted; empty accepts any (see docs/limitations.md).
     pub upstream_allow: Vec<IpAddr>,
     pub downstream: Vec<Downstream>,
+    /// The control API; `None` when the node serves none.
+    pub api: Option<ApiConfig>,
+    /// The alert path; `None` when the node takes no alerts.
+    pub alerts: Option<AlertsConfig>,
 }
 
 /// Locates byte offsets of one file.
@@ -353,11 +373,11 @@ impl Config {
         let tier = *raw.node.tier.get_ref();
         let base = path.parent().unwrap_or(Path::new("."));
         let source = match (&raw.source, tier) {
-            (None, Tier::District) => {
+            (None, Tier::District) if raw.alerts.is_none() => {
                 return Err(at.error(
                     raw.node.tier.span(),
                     "source",
-                    "a district node needs a [source] of voice",
+                    "a district node needs a [source] of voice or an [alerts] table",
                 ));
             }
             (Some(source), Tier::Street | Tier::Village) => {
@@ -492,13 +512,47 @@ impl Config {
                     Err(e) => return Err(at.error(codec.span(), &key("codec"), e.to_string())),
                 },
             };
+            let area = match &d.area {
+                None => area
+                    .parse()
+                    .map_err(|e: String| at.error(raw.node.area.span(), "node.area", e))?,
+                Some(a) => {
+                    let code: AreaCode = a
+                        .get_ref()
+                        .parse()
+                        .map_err(|e: String| at.error(a.span(), &key("area"), e))?;
+                    if !code.as_str().starts_with(area.as_str()) {
+                        return Err(at.error(
+                            a.span(),
+                            &key("area"),
+                            format!("{code} is not inside this node's area {area}"),
+                        ));
+                    }
+                    code
+                }
+            };
             downstream.push(Downstream {
                 name: d.name.get_ref().clone(),
                 address,
                 format,
                 kind: d.kind,
+                area,
+                exercises: d.exercises,
             });
         }
+
+        let api = raw.api.as_ref().map(|a| alerts::api(a, base));
+        let alerts = match &raw.alerts {
+            None => None,
+            Some(a) if api.is_none() => {
+                return Err(at.error(
+                    a.span(),
+                    "alerts",
+                    "alerts come in through the control API: add an [api] table with `operators`",
+                ));
+            }
+            Some(a) => Some(alerts::alerts(a.get_ref(), &at, base)?),
+        };
 
         Ok(Config {
             name: raw.node.name.into_inner(),
@@ -512,6 +566,8 @@ impl Config {
             source,
             upstream_allow: raw.upstream.allow,
             downstream,
+            api,
+            alerts,
         })
     }
 }

@@ -1,0 +1,3 @@
+//! The control API: HTTP/JSON for the command centre, the CLI and child gateways.
+
+pub mod auth;
