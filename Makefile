@@ -26,3 +26,4 @@ clean:
 bench: deps
 	$(CARGO) build --release --bins
 	$(BIN)/emcomm-bench fanout --destinations 100 1000
+	$(BIN)/emcomm-bench alerts --loudspeakers 1000 --rounds 5

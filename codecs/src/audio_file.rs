@@ -381,6 +381,17 @@ impl WavSink {
         &self.path
     }
 
+    /// Brings the header up to date with what is written, so the file reads whole
+    /// while writing goes on (a loudspeaker that records stream after stream).
+    pub fn flush(&mut self) -> Result<(), AudioFileError> {
+        self.writer
+            .flush()
+            .map_err(|source| AudioFileError::WavWrite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Writes the final header and closes the file.
     pub fn finish(self) -> Result<(), AudioFileError> {
         let path = self.path;

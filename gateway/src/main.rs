@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gateway::cli::alert::AlertCommand;
+use gateway::cli::client::Connection;
 use gateway::config::Config;
 use gateway::node::{self, RunOptions};
 use tracing::error;
@@ -36,20 +38,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Alerts: check a CAP file offline.
+    /// Alerts: check, send, confirm, watch, update and cancel.
     #[command(subcommand)]
-    Alert(AlertCommand),
-}
-
-#[derive(Subcommand)]
-enum AlertCommand {
-    /// Check CAP files against the CAP 1.2/1.1 standard alone, offline. Exit code 0
-    /// when every file is valid, 1 when any is not, 2 when one cannot be read.
-    Check {
-        /// CAP files (XML).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// One JSON document on stdout instead of text.
+    Alert(Box<AlertCommand>),
+    /// The node's status: clock, destinations, what is playing.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
         #[arg(long)]
         json: bool,
     },
@@ -70,8 +65,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Alert(AlertCommand::Check { files, json }) => {
-            gateway::cli::check::run(&files, json).into()
+        Command::Alert(command) => gateway::cli::alert::run(*command).into(),
+        Command::Status { connection, json } => {
+            gateway::cli::alert::status(connection, json).into()
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {

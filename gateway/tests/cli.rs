@@ -69,6 +69,7 @@ fn run_refuses_an_invalid_config_before_starting_with_exit_code_1() {
 fn every_example_config_is_valid_for_its_tier() {
     for (file, tier) in [
         ("district.toml", Tier::District),
+        ("district-alerts.toml", Tier::District),
         ("street.toml", Tier::Street),
         ("village.toml", Tier::Village),
     ] {
@@ -86,4 +87,24 @@ fn the_district_example_names_speech_files_that_exist() {
     for file in files {
         assert!(file.exists(), "{} is missing", file.display());
     }
+}
+
+#[test]
+fn the_alert_district_example_loads_its_operators_and_confirms_orange_and_red() {
+    let config = Config::load(&example("district-alerts.toml")).expect("valid");
+    let api = config.api.expect("an [api] table");
+    let operators = gateway::api::auth::Operators::load(&api.operators).expect("operators");
+    assert!(
+        operators
+            .authenticate("example-supervisor-token-change-me")
+            .is_some()
+    );
+    let alerts = config.alerts.expect("an [alerts] table");
+    use gateway::alert::model::Level;
+    assert_eq!(alerts.confirm_levels, [Level::Orange, Level::Red]);
+    assert_eq!(
+        api.listen.ip().to_string(),
+        "127.0.0.1",
+        "the API is local by default"
+    );
 }

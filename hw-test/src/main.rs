@@ -58,6 +58,9 @@ enum Command {
         /// End a stream that stops without BYE after this many seconds of silence.
         #[arg(long, default_value_t = 5)]
         silence_limit_s: u64,
+        /// Streams to take one after the other before stopping (0: no limit).
+        #[arg(long, default_value_t = 1)]
+        streams: u32,
     },
     /// Run the bench cascade (1 district, 2 streets, 6 loudspeakers) and judge what
     /// every loudspeaker heard. Exits 0 only when all pass.
@@ -94,6 +97,21 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
         /// Folder for configurations, logs and the JSON figures.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
+    /// Benchmark the alert path of a district with 1000 loudspeakers: accept to first
+    /// packet, pre-emption, cancel, durable accepts per second, speech synthesis.
+    Alerts {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        loudspeakers: usize,
+        /// Rounds of each latency figure.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Folder for the configuration, logs and the JSON figures.
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
@@ -159,6 +177,7 @@ fn main() -> ExitCode {
             rtcp_interval_ms,
             wait_limit_s,
             silence_limit_s,
+            streams,
         } => {
             let format = match codec {
                 PayloadFormat::Opus { .. } => PayloadFormat::Opus {
@@ -176,6 +195,7 @@ fn main() -> ExitCode {
                 rtcp_interval: Duration::from_millis(rtcp_interval_ms),
                 wait_limit: Duration::from_secs(wait_limit_s),
                 silence_limit: Duration::from_secs(silence_limit_s),
+                streams,
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -210,6 +230,27 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("speaker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Alerts {
+            emcomm,
+            loudspeakers,
+            rounds,
+            out,
+        } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            match hw_test::bench::alerts::run(&emcomm, loudspeakers, rounds, &out) {
+                Ok(figures) => {
+                    print!("{}", hw_test::bench::alerts::table(&figures));
+                    let json = serde_json::to_string_pretty(&figures).unwrap_or_default();
+                    let _ = std::fs::write(out.join("alerts.json"), json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("alerts: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -42,6 +42,9 @@ pub struct SpeakerOptions {
     pub wait_limit: Duration,
     /// Take a stream as ended after this long without a packet, BYE or not.
     pub silence_limit: Duration,
+    /// How many streams to take one after the other before stopping; 0 for no limit
+    /// (a loudspeaker on a pole, which hears every alert that comes).
+    pub streams: u32,
 }
 
 /// What a loudspeaker reports when its stream ends.
@@ -351,7 +354,8 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, SpeakerError> {
     Ok(UdpSocket::from_std(socket)?)
 }
 
-/// Runs one simulated loudspeaker until its stream has ended.
+/// Runs one simulated loudspeaker until its last stream has ended; returns the report
+/// of that stream.
 pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError> {
     let rtp = bind(options.listen)?;
     let rtcp_addr = SocketAddr::new(options.listen.ip(), options.listen.port().saturating_add(1));
@@ -389,10 +393,14 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
     let mut samples_written: u64 = 0;
     let mut pending_gap: usize = 0;
     let mut last_packet = Instant::now();
+    let mut streams_heard = 0u32;
 
     loop {
         let now = Instant::now();
-        if !receiver.has_stream() && now.duration_since(origin) > options.wait_limit {
+        if !receiver.has_stream()
+            && streams_heard == 0
+            && now.duration_since(origin) > options.wait_limit
+        {
             return Err(SpeakerError::NoStream(options.wait_limit));
         }
         if receiver.has_stream()
@@ -400,7 +408,13 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
             && receiver.is_idle()
         {
             warn!(name = %options.name, "stream went silent without BYE");
-            break;
+            streams_heard += 1;
+            if options.streams != 0 && streams_heard >= options.streams {
+                break;
+            }
+            receiver = Receiver::new(options.format, Instant::now(), NtpAnchor::now());
+            schedule = RtcpSchedule::new(options.rtcp_interval);
+            continue;
         }
         let mut ended = false;
         while let Some(heard) = receiver.poll(now) {
@@ -430,7 +444,22 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
             }
         }
         if ended {
-            break;
+            streams_heard += 1;
+            if options.streams != 0 && streams_heard >= options.streams {
+                break;
+            }
+            // The next stream starts afresh: its own SSRC, sequence and statistics.
+            if let Some((to, datagram)) = receiver.report(Instant::now(), &cname) {
+                let _ = rtcp.send_to(&datagram, to).await;
+            }
+            if let Some(w) = wav.as_mut() {
+                w.flush()?;
+            }
+            let report = receiver.summary(&options.name, 0.0);
+            info!(name = %options.name, ssrc = ?report.ssrc, received = report.received, lost = report.lost, "stream ended, listening for the next");
+            receiver = Receiver::new(options.format, Instant::now(), NtpAnchor::now());
+            schedule = RtcpSchedule::new(options.rtcp_interval);
+            continue;
         }
         if schedule.poll(now) {
             if let Some((to, datagram)) = receiver.report(now, &cname) {

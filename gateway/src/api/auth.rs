@@ -63,6 +63,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// What the action is, and who may do it, for a refusal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Read => "read this",
+            Action::ReportReceipts => "report receipts: only a node may",
+            Action::Send => "send, update or cancel alerts: only an operator or a supervisor may",
+            Action::Confirm => "confirm alerts: only a supervisor may",
+        }
+    }
+
     /// The least role that may do this. A node may only read and report: it must not
     /// be able to send alerts into its parent.
     pub fn allowed(self, role: Role) -> bool {

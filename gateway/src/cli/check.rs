@@ -54,7 +54,7 @@ pub fn run(files: &[impl AsRef<Path>], json: bool) -> Outcome {
         } else {
             serde_json::Value::Array(reports)
         };
-        println!("{document:#}");
+        say!("{document:#}");
     }
     outcome
 }
@@ -83,7 +83,7 @@ fn print_human(report: &Report, alert: Option<&CapAlert>) {
     match alert {
         Some(alert) => {
             let languages: Vec<&str> = alert.infos.iter().map(|i| i.language.as_str()).collect();
-            println!(
+            say!(
                 "{file}: valid CAP {} {} {} {:?} from {} ({} info: {})",
                 alert.version,
                 alert.status,
@@ -96,12 +96,12 @@ fn print_human(report: &Report, alert: Option<&CapAlert>) {
         }
         None => {
             let n = report.faults.len();
-            println!(
+            say!(
                 "{file}: invalid, {n} fault{}",
                 if n == 1 { "" } else { "s" }
             );
             for fault in &report.faults {
-                println!("  {fault}");
+                say!("  {fault}");
             }
         }
     }

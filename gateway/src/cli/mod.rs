@@ -4,7 +4,18 @@
 //! for scripts on stdout. Exit codes are part of the contract, the same for every
 //! command: see [`Outcome`].
 
+/// Prints a line on stdout; a closed pipe (`emcomm alert list | head -1`) is not an
+/// error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+pub mod alert;
 pub mod check;
+pub mod client;
 
 use std::process::ExitCode;
 

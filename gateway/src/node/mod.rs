@@ -4,6 +4,7 @@
 //! ([`relay`]). Both stop on SIGINT or SIGTERM after sending RTCP BYE on every stream
 //! they were sending, so downstream receivers know the stream ended.
 
+pub mod district;
 pub mod origin;
 pub mod relay;
 
@@ -32,6 +33,8 @@ pub enum NodeError {
     Codec(#[from] codecs::CodecError),
     #[error("audio device: {0}")]
     Audio(#[from] drivers::audio::AudioError),
+    #[error("{0}")]
+    Setup(String),
     #[error("cannot write statistics to {path}: {reason}")]
     Stats { path: PathBuf, reason: String },
 }
@@ -46,6 +49,7 @@ pub struct RunOptions {
 /// Runs the node described by `config` until its work is done or a stop signal.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     match config.tier {
+        Tier::District if config.alerts.is_some() => district::run(config).await,
         Tier::District => origin::run(config).await,
         Tier::Street | Tier::Village => relay::run(config, options).await,
     }

@@ -1,3 +1,4 @@
 //! Benchmarks run by `make bench`; their figures go to `docs/performance.md`.
 
+pub mod alerts;
 pub mod fanout;

@@ -1,9 +1,11 @@
 //! Making alerts into sound at the node that originates the voice stream.
 //!
 //! * [`schedule`]: which alert plays on which output, and when (sans-IO).
+//! * [`receipts`]: which loudspeakers played, from their RTCP receiver reports.
 //! * [`programme`]: the sound of one play: attention signal, then speech.
 
 pub mod programme;
+pub mod receipts;
 pub mod schedule;
 
 /// What the control API tells playout after a change it has made durable.

@@ -1,0 +1,53 @@
+//! `/openapi.json`: the API described in OpenAPI 3.1, generated from the handlers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::auth::Action;
+use super::{ApiError, ApiState, Caller};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "emcomm control API",
+        description = "Alerts, receipts and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
+    ),
+    paths(
+        super::alerts::submit,
+        super::alerts::list,
+        super::alerts::get_one,
+        super::alerts::confirm,
+        super::alerts::update,
+        super::alerts::cancel,
+        super::alerts::report_receipts,
+        super::alerts::audit,
+        super::alerts::status,
+    ),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn document(
+    State(_): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<utoipa::openapi::OpenApi>, ApiError> {
+    caller.may(Action::Read)?;
+    Ok(Json(ApiDoc::openapi()))
+}

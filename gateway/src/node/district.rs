@@ -1,0 +1,760 @@
+//! A node that takes alerts: the control API, the alert database and playout.
+//!
+//! The tasks only move bytes and time; the decisions are the sans-IO cores':
+//! [`Scheduler`] says which alert plays on which output, [`ReceiptTracker`] which
+//! loudspeakers confirmed it. Each play of an alert is one RTP stream (a *session*)
+//! with its own SSRC, encoded once per payload format and sent to the outputs that
+//! started it together; a pre-empted or cancelled output gets an RTCP BYE for the
+//! session at once, so a relay downstream lets go of it and takes the next stream.
+//!
+//! Order of durability: the number of plays started is written to the database
+//! before the first packet of a play leaves, so a crash can lose a repeat but never
+//! play one twice past the count.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use codecs::opus::FRAME_SAMPLES;
+use drivers::net::fanout::Fanout;
+use drivers::rtp::ntp::NtpAnchor;
+use drivers::rtp::packetizer::Packetizer;
+use drivers::rtp::payload::{PACKET_DURATION, PayloadFormat};
+use drivers::rtp::rtcp::{CompoundSpec, RtcpEvent, build_compound, parse_compound};
+use drivers::rtp::session::RtcpSchedule;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::{NodeError, bind, rtcp_address, stop_requested};
+use crate::alert::clock::Clock;
+use crate::alert::intake::{Destination, Rules};
+use crate::alert::model::AlertState;
+use crate::alert::playout::Command;
+use crate::alert::playout::programme::{self, Programme};
+use crate::alert::playout::receipts::{ReceiptTracker, Update};
+use crate::alert::playout::schedule::{Event, Job, OutputId, Scheduler, SessionId, StopReason};
+use crate::alert::speech::SpeechEngine;
+use crate::alert::store::{AlertRecord, Receipt, Store};
+use crate::api::auth::Operators;
+use crate::api::{ApiState, DestinationInfo, Live};
+use crate::config::{AlertsConfig, Config, DownstreamKind, Tier};
+use crate::voice::encoder::FrameEncoder;
+
+/// One destination, as playout addresses it.
+struct Output {
+    name: String,
+    rtp: SocketAddr,
+    rtcp: SocketAddr,
+    format: PayloadFormat,
+    kind: DownstreamKind,
+}
+
+/// One payload format of a session.
+struct Group {
+    encoder: FrameEncoder,
+    packetizer: Packetizer,
+    outputs: Vec<OutputId>,
+    rtp: Fanout,
+    first_sequence: Option<u16>,
+}
+
+/// One play of one alert on a set of outputs.
+struct Session {
+    alert: i64,
+    samples: Arc<Vec<i16>>,
+    next: usize,
+    start: Instant,
+    groups: Vec<Group>,
+}
+
+impl Session {
+    /// When its next frame is due; `None` when every frame is sent.
+    fn next_due(&self) -> Option<Instant> {
+        (self.next < self.samples.len())
+            .then(|| self.start + PACKET_DURATION * (self.next / FRAME_SAMPLES) as u32)
+    }
+}
+
+/// An alert made into sound, or why it could not be.
+struct Rendered {
+    record: AlertRecord,
+    programme: Result<Programme, String>,
+}
+
+/// The rank of alerts that originate at a tier: the higher tier wins among equals.
+fn tier_rank(tier: Tier) -> u8 {
+    match tier {
+        Tier::District => 3,
+        Tier::Street => 2,
+        Tier::Village => 1,
+    }
+}
+
+/// Intake's view of the configuration.
+pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
+    Rules {
+        node_name: config.name.clone(),
+        geocode_names: alerts.geocode_names.clone(),
+        language: alerts.language.clone(),
+        confirm_levels: alerts.confirm_levels.clone(),
+        default_validity: chrono::Duration::from_std(alerts.default_validity)
+            .unwrap_or(chrono::Duration::hours(1)),
+        default_repeat: alerts.repeat,
+        destinations: config
+            .downstream
+            .iter()
+            .map(|d| Destination {
+                name: d.name.clone(),
+                area: d.area.clone(),
+                kind: d.kind,
+                takes_exercises: d.exercises,
+            })
+            .collect(),
+    }
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
+        return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
+    };
+    let operators = Operators::load(&api.operators).map_err(|e| NodeError::Setup(e.to_string()))?;
+    std::fs::create_dir_all(&alerts.state_dir).map_err(|e| {
+        NodeError::Setup(format!("cannot create {}: {e}", alerts.state_dir.display()))
+    })?;
+    let store = Store::open(&alerts.state_dir).map_err(|e| NodeError::Setup(e.to_string()))?;
+    let clock = match alerts.replay_clock {
+        Some(start) => {
+            warn!(clock = %start, "REPLAY CLOCK: this node's time is set to {start}, not the system time");
+            Clock::replay(start)
+        }
+        None => Clock::system(),
+    };
+
+    let outputs: Vec<Output> = config
+        .downstream
+        .iter()
+        .map(|d| Output {
+            name: d.name.clone(),
+            rtp: d.address,
+            rtcp: rtcp_address(d.address),
+            format: d.format,
+            kind: d.kind,
+        })
+        .collect();
+    let live = Arc::new(Mutex::new(Live::default()));
+    let (commands, mut command_rx) = mpsc::unbounded_channel();
+    let state = Arc::new(ApiState {
+        node_name: config.name.clone(),
+        tier: config.tier.to_string(),
+        area: config.area.clone(),
+        destinations: config
+            .downstream
+            .iter()
+            .map(|d| DestinationInfo {
+                name: d.name.clone(),
+                kind: match d.kind {
+                    DownstreamKind::Gateway => "gateway".into(),
+                    DownstreamKind::Loudspeaker => "loudspeaker".into(),
+                },
+                area: d.area.to_string(),
+                codec: d.format.to_string(),
+                address: d.address,
+                exercises: d.exercises,
+            })
+            .collect(),
+        operators,
+        store: store.clone(),
+        rules: rules(&config, &alerts),
+        alerts: alerts.clone(),
+        engine: SpeechEngine::new(&alerts.speech),
+        clock,
+        started_at: clock.now(),
+        playout: commands,
+        live: live.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(api.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "control API",
+            addr: api.listen,
+            source,
+        })?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = tokio::spawn(crate::api::serve(listener, state.clone(), async move {
+        let _ = api_stopped.await;
+    }));
+    info!(
+        node = %config.name,
+        tier = %config.tier,
+        api = %api.listen,
+        destinations = outputs.len(),
+        "alert node started, control API listening"
+    );
+
+    let (rtp_addr, rtcp_addr): (SocketAddr, SocketAddr) = match config.listen {
+        Some(listen) => (listen, rtcp_address(listen)),
+        None => (([0, 0, 0, 0], 0).into(), ([0, 0, 0, 0], 0).into()),
+    };
+    let mut playout = Playout {
+        rtp: bind("RTP", rtp_addr)?,
+        rtcp: bind("RTCP", rtcp_addr)?,
+        outputs,
+        by_rtcp: HashMap::new(),
+        sessions: HashMap::new(),
+        scheduler: Scheduler::new(
+            chrono::Duration::from_std(alerts.gap).unwrap_or(chrono::Duration::seconds(1)),
+        ),
+        receipts: ReceiptTracker::new(
+            chrono::Duration::from_std(config.rtcp_interval * 3)
+                .unwrap_or(chrono::Duration::seconds(15)),
+            alerts.receipt_max_loss_percent,
+        ),
+        store,
+        clock,
+        live,
+        config: alerts,
+        engine: SpeechEngine::new(&state.alerts.speech),
+        tier_rank: tier_rank(config.tier),
+        opus_bitrate: config.opus_bitrate,
+        anchor: NtpAnchor::now(),
+        cname: format!("{}@{}", config.name, config.area),
+        programmes: HashMap::new(),
+        rendering: HashSet::new(),
+        cancelled: HashSet::new(),
+    };
+    playout.by_rtcp = playout
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.rtcp, i))
+        .collect();
+
+    let (rendered_tx, mut rendered_rx) = mpsc::unbounded_channel::<Rendered>();
+    for record in playout
+        .store
+        .list(true, 10_000)
+        .await
+        .map_err(|e| NodeError::Setup(e.to_string()))?
+    {
+        playout.consider(record, &rendered_tx);
+    }
+
+    let mut sr_schedule = RtcpSchedule::new(config.rtcp_interval);
+    sr_schedule.start(Instant::now());
+    let mut rtcp_buf = [0u8; 1500];
+    let stop = stop_requested();
+    tokio::pin!(stop);
+    loop {
+        let deadline = playout.next_deadline(&sr_schedule);
+        tokio::select! {
+            biased;
+            _ = &mut stop => {
+                info!("stop requested");
+                break;
+            }
+            Some(command) = command_rx.recv() => playout.command(command, &rendered_tx).await,
+            Some(rendered) = rendered_rx.recv() => playout.rendered(rendered).await,
+            received = playout.rtcp.recv_from(&mut rtcp_buf) => {
+                let (len, from) = received?;
+                playout.on_rtcp(&rtcp_buf[..len], from).await;
+            }
+            _ = sleep_until(deadline) => {
+                let now = Instant::now();
+                playout.send_due_frames(now);
+                if sr_schedule.poll(now) {
+                    playout.send_sender_reports(now, None, None);
+                }
+                let events = playout.scheduler.poll(playout.clock.now());
+                playout.apply(events).await;
+                let updates = playout.receipts.poll(playout.clock.now());
+                playout.record_receipts(updates).await;
+            }
+        }
+    }
+
+    playout.send_sender_reports(Instant::now(), Some("node stopped"), None);
+    let _ = stop_api.send(());
+    match api_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "control API stopped with an error"),
+        Err(e) => warn!(error = %e, "control API task failed"),
+    }
+    info!("alert node stopped; alerts not finished resume at the next start");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Playout {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    outputs: Vec<Output>,
+    by_rtcp: HashMap<SocketAddr, OutputId>,
+    sessions: HashMap<SessionId, Session>,
+    scheduler: Scheduler,
+    receipts: ReceiptTracker,
+    store: Store,
+    clock: Clock,
+    live: Arc<Mutex<Live>>,
+    config: AlertsConfig,
+    engine: SpeechEngine,
+    tier_rank: u8,
+    opus_bitrate: u32,
+    anchor: NtpAnchor,
+    cname: String,
+    /// The samples of one play of each alert the scheduler holds.
+    programmes: HashMap<i64, Arc<Vec<i16>>>,
+    /// Alerts being rendered, so a second notice does not render twice.
+    rendering: HashSet<i64>,
+    /// Alerts cancelled while this node runs: a render that finishes after the
+    /// cancel must not schedule them.
+    cancelled: HashSet<i64>,
+}
+
+impl Playout {
+    fn instant_of(&self, at: DateTime<Utc>) -> Instant {
+        let ahead = (at - self.clock.now()).to_std().unwrap_or_default();
+        Instant::now() + ahead
+    }
+
+    fn next_deadline(&self, sr: &RtcpSchedule) -> Option<Instant> {
+        let frames = self.sessions.values().filter_map(Session::next_due);
+        let schedule = self.scheduler.next_deadline().map(|at| self.instant_of(at));
+        let receipts = self.receipts.next_deadline().map(|at| self.instant_of(at));
+        let reports = (!self.sessions.is_empty())
+            .then(|| sr.next_deadline())
+            .flatten();
+        frames.chain(schedule).chain(receipts).chain(reports).min()
+    }
+
+    /// Renders an alert that is due to play, in the background.
+    fn consider(&mut self, record: AlertRecord, rendered: &mpsc::UnboundedSender<Rendered>) {
+        let id = record.id;
+        let playable = matches!(
+            record.state,
+            AlertState::Accepted | AlertState::Queued | AlertState::Playing
+        );
+        if !playable || self.scheduler.holds(id) || self.cancelled.contains(&id) {
+            return;
+        }
+        if !self.rendering.insert(id) {
+            return;
+        }
+        let store = self.store.clone();
+        let config = self.config.clone();
+        let engine = self.engine.clone();
+        let tx = rendered.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let audio = store.audio(id).await.ok().flatten();
+            let programme = programme::render(&record.alert, audio, &config, &engine)
+                .await
+                .map_err(|e| e.to_string());
+            if let Ok(p) = &programme {
+                info!(
+                    alert = id,
+                    voice = %p.voice,
+                    seconds = format!("{:.1}", p.duration().as_secs_f64()),
+                    render_ms = started.elapsed().as_millis() as u64,
+                    "alert rendered"
+                );
+            }
+            let _ = tx.send(Rendered { record, programme });
+        });
+    }
+
+    async fn command(&mut self, command: Command, rendered: &mpsc::UnboundedSender<Rendered>) {
+        match command {
+            Command::Changed(id) => match self.store.get(id).await {
+                Ok(record) => self.consider(record, rendered),
+                Err(e) => warn!(alert = id, error = %e, "cannot read a changed alert"),
+            },
+            Command::Cancelled(id) => {
+                self.cancelled.insert(id);
+                self.receipts.forget_pending(id);
+                let events = self.scheduler.cancel(id, self.clock.now());
+                self.apply(events).await;
+            }
+        }
+    }
+
+    async fn rendered(&mut self, rendered: Rendered) {
+        let Rendered { record, programme } = rendered;
+        let id = record.id;
+        self.rendering.remove(&id);
+        if self.cancelled.contains(&id) {
+            return;
+        }
+        let programme = match programme {
+            Ok(p) => p,
+            Err(reason) => {
+                error!(alert = id, %reason, "alert cannot be made into sound");
+                if let Err(e) = self
+                    .store
+                    .set_progress(
+                        id,
+                        AlertState::Failed,
+                        record.plays_started,
+                        Some(reason),
+                        self.clock.now(),
+                    )
+                    .await
+                {
+                    error!(alert = id, error = %e, "cannot record the failure");
+                }
+                return;
+            }
+        };
+        let outputs: Vec<OutputId> = record
+            .alert
+            .targets
+            .iter()
+            .filter_map(|name| self.outputs.iter().position(|o| &o.name == name))
+            .collect();
+        // Whole frames, so the scheduler's end of a play is the last frame's end.
+        let frames = programme.samples.len().div_ceil(FRAME_SAMPLES) as u32;
+        let job = Job {
+            alert: id,
+            level: record.alert.level,
+            tier_rank: self.tier_rank,
+            order: id,
+            effective: record.alert.effective,
+            expires: record.alert.expires,
+            plays_started: record.plays_started,
+            repeat: record.alert.repeat,
+            play_length: chrono::Duration::from_std(PACKET_DURATION * frames)
+                .unwrap_or(chrono::Duration::zero()),
+            outputs,
+        };
+        self.programmes.insert(id, programme.samples.clone());
+        let events = self.scheduler.add(job, self.clock.now());
+        self.apply(events).await;
+    }
+
+    /// Carries out the scheduler's decisions.
+    async fn apply(&mut self, events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Start {
+                    session,
+                    alert,
+                    outputs,
+                    plays_started,
+                } => self.start(session, alert, outputs, plays_started).await,
+                Event::Stop {
+                    session,
+                    outputs,
+                    reason,
+                } => self.stop(session, &outputs, reason),
+                Event::State {
+                    alert,
+                    state,
+                    plays_started,
+                } => {
+                    if state.is_final() {
+                        self.programmes.remove(&alert);
+                    }
+                    info!(alert, %state, plays_started, "alert playout");
+                    // A cancel was recorded by the API with its reason already.
+                    if state != AlertState::Cancelled {
+                        let store = self.store.clone();
+                        let now = self.clock.now();
+                        tokio::spawn(async move {
+                            if let Err(e) = store
+                                .set_progress(alert, state, plays_started, None, now)
+                                .await
+                            {
+                                error!(alert, error = %e, "cannot record the alert's progress");
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start(
+        &mut self,
+        session: SessionId,
+        alert: i64,
+        outputs: Vec<OutputId>,
+        plays_started: u32,
+    ) {
+        // Durable before the first packet: a crash from here on counts this play.
+        if let Err(e) = self
+            .store
+            .set_progress(
+                alert,
+                AlertState::Playing,
+                plays_started,
+                None,
+                self.clock.now(),
+            )
+            .await
+        {
+            error!(alert, error = %e, "cannot record the start of a play; playing anyway");
+        }
+        let Some(samples) = self.programmes.get(&alert).cloned() else {
+            warn!(
+                alert,
+                session, "no programme for a play the scheduler started"
+            );
+            return;
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        for output in &outputs {
+            let Some(o) = self.outputs.get(*output) else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|g| g.packetizer.format() == o.format)
+            {
+                Some(group) => group.outputs.push(*output),
+                None => match FrameEncoder::new(o.format, self.opus_bitrate) {
+                    Ok(encoder) => groups.push(Group {
+                        encoder,
+                        packetizer: Packetizer::new(o.format),
+                        outputs: vec![*output],
+                        rtp: Fanout::new(&[]),
+                        first_sequence: None,
+                    }),
+                    Err(e) => error!(alert, error = %e, "cannot create an encoder"),
+                },
+            }
+        }
+        for group in &mut groups {
+            let addresses: Vec<SocketAddr> =
+                group.outputs.iter().map(|o| self.outputs[*o].rtp).collect();
+            group.rtp = Fanout::new(&addresses);
+        }
+        let names: Vec<&str> = outputs
+            .iter()
+            .map(|o| self.outputs[*o].name.as_str())
+            .collect();
+        info!(alert, session, play = plays_started, outputs = %names.join(", "), "play started");
+        if let Ok(mut live) = self.live.lock() {
+            for output in &outputs {
+                live.destinations
+                    .entry(self.outputs[*output].name.clone())
+                    .or_default()
+                    .playing = Some(alert);
+            }
+        }
+        self.sessions.insert(
+            session,
+            Session {
+                alert,
+                samples,
+                next: 0,
+                start: Instant::now(),
+                groups,
+            },
+        );
+        self.send_due_frames(Instant::now());
+        // An early sender report lets receivers map the stream to wall-clock time.
+        self.send_sender_reports(Instant::now(), None, Some(session));
+    }
+
+    fn stop(&mut self, id: SessionId, outputs: &[OutputId], reason: StopReason) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let alert = session.alert;
+        let now = Instant::now();
+        for group in &mut session.groups {
+            let leaving: Vec<OutputId> = group
+                .outputs
+                .iter()
+                .copied()
+                .filter(|o| outputs.contains(o))
+                .collect();
+            if leaving.is_empty() {
+                continue;
+            }
+            // Tell the leaving outputs the stream has ended for them.
+            let why = match reason {
+                StopReason::Finished => "end of play".to_string(),
+                StopReason::Preempted { by } => format!("pre-empted by alert {by}"),
+                StopReason::Cancelled => "alert cancelled".to_string(),
+                StopReason::Expired => "alert expired".to_string(),
+            };
+            if let Some(sender) = group.packetizer.sender_info(now, &self.anchor) {
+                let spec = CompoundSpec {
+                    ssrc: sender.ssrc,
+                    sender: Some(sender),
+                    blocks: &[],
+                    cname: &self.cname,
+                    bye_reason: Some(&why),
+                };
+                if let Ok(datagram) = build_compound(&spec) {
+                    let rtcp: Vec<SocketAddr> =
+                        leaving.iter().map(|o| self.outputs[*o].rtcp).collect();
+                    Fanout::new(&rtcp).send(&self.rtcp, &datagram);
+                }
+            }
+            if reason == StopReason::Finished {
+                for output in &leaving {
+                    if self.outputs[*output].kind == DownstreamKind::Loudspeaker {
+                        self.receipts.play_sent(
+                            alert,
+                            *output,
+                            group.packetizer.ssrc(),
+                            group.first_sequence.unwrap_or(0),
+                            group.packetizer.packet_count(),
+                            self.clock.now(),
+                        );
+                    }
+                }
+            }
+            group.outputs.retain(|o| !leaving.contains(o));
+            let addresses: Vec<SocketAddr> =
+                group.outputs.iter().map(|o| self.outputs[*o].rtp).collect();
+            group.rtp = Fanout::new(&addresses);
+            let names: Vec<&str> = leaving
+                .iter()
+                .map(|o| self.outputs[*o].name.as_str())
+                .collect();
+            info!(alert, session = id, outputs = %names.join(", "), reason = %why, "play stopped");
+        }
+        if let Ok(mut live) = self.live.lock() {
+            for output in outputs {
+                if let Some(d) = live.destinations.get_mut(&self.outputs[*output].name) {
+                    if d.playing == Some(alert) {
+                        d.playing = None;
+                    }
+                }
+            }
+        }
+        session.groups.retain(|g| !g.outputs.is_empty());
+        if session.groups.is_empty() {
+            self.sessions.remove(&id);
+        }
+    }
+
+    /// Sends every frame that is due, in every session.
+    fn send_due_frames(&mut self, now: Instant) {
+        for (id, session) in &mut self.sessions {
+            while let Some(due) = session.next_due() {
+                if due > now {
+                    break;
+                }
+                let end = (session.next + FRAME_SAMPLES).min(session.samples.len());
+                let mut frame = session.samples[session.next..end].to_vec();
+                frame.resize(FRAME_SAMPLES, 0);
+                session.next = end;
+                for group in &mut session.groups {
+                    match group.encoder.encode(&frame) {
+                        Ok(payload) => {
+                            // The stream's clock runs from the frame's nominal time.
+                            let datagram = group.packetizer.packetize(payload, due);
+                            if group.first_sequence.is_none() {
+                                group.first_sequence =
+                                    datagram.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                            }
+                            group.rtp.send(&self.rtp, &datagram);
+                        }
+                        Err(e) => warn!(session = id, error = %e, "frame not encoded"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sender reports (and a BYE when stopping) for every session, or for `only`.
+    fn send_sender_reports(&mut self, now: Instant, bye: Option<&str>, only: Option<SessionId>) {
+        for (id, session) in &self.sessions {
+            if only.is_some_and(|o| o != *id) {
+                continue;
+            }
+            for group in &session.groups {
+                let Some(sender) = group.packetizer.sender_info(now, &self.anchor) else {
+                    continue;
+                };
+                let spec = CompoundSpec {
+                    ssrc: sender.ssrc,
+                    sender: Some(sender),
+                    blocks: &[],
+                    cname: &self.cname,
+                    bye_reason: bye,
+                };
+                if let Ok(datagram) = build_compound(&spec) {
+                    let rtcp: Vec<SocketAddr> = group
+                        .outputs
+                        .iter()
+                        .map(|o| self.outputs[*o].rtcp)
+                        .collect();
+                    Fanout::new(&rtcp).send(&self.rtcp, &datagram);
+                }
+            }
+        }
+    }
+
+    async fn on_rtcp(&mut self, datagram: &[u8], from: SocketAddr) {
+        let Some(&output) = self.by_rtcp.get(&from) else {
+            debug!(%from, "RTCP from an address that is no destination");
+            return;
+        };
+        let events = match parse_compound(datagram) {
+            Ok(events) => events,
+            Err(e) => {
+                debug!(%from, error = %e, "RTCP dropped");
+                return;
+            }
+        };
+        let mut updates = Vec::new();
+        for event in events {
+            let RtcpEvent::ReceptionReport { block, .. } = event else {
+                continue;
+            };
+            let clock = f64::from(self.outputs[output].format.clock_rate()) / 1000.0;
+            if let Ok(mut live) = self.live.lock() {
+                let d = live
+                    .destinations
+                    .entry(self.outputs[output].name.clone())
+                    .or_default();
+                d.last_report_at = Some(self.clock.now());
+                d.loss_percent = Some(f64::from(block.fraction_lost) * 100.0 / 256.0);
+                d.jitter_ms = Some(f64::from(block.jitter) / clock);
+            }
+            updates.extend(self.receipts.report(output, &block));
+        }
+        self.record_receipts(updates).await;
+    }
+
+    async fn record_receipts(&mut self, updates: Vec<Update>) {
+        for update in updates {
+            let o = &self.outputs[update.output];
+            info!(
+                alert = update.alert,
+                loudspeaker = %o.name,
+                receipt = update.verdict.state(),
+                detail = %update.verdict.detail(),
+                "receipt"
+            );
+            let receipt = Receipt {
+                loudspeaker: o.name.clone(),
+                via: String::new(),
+                state: update.verdict.state().to_string(),
+                detail: update.verdict.detail(),
+            };
+            if let Err(e) = self
+                .store
+                .put_receipts(update.alert, vec![receipt], self.clock.now())
+                .await
+            {
+                warn!(alert = update.alert, error = %e, "cannot record a receipt");
+            }
+        }
+    }
+}

@@ -1,0 +1,868 @@
+//! Alerts from the control API to sound at simulated loudspeakers, with the district
+//! as a real process on real sockets: receipts, confirmation, pre-emption, cancel,
+//! bad input, and a SIGKILL in the middle.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hw_test::process::{Supervised, await_ready, free_port_pair, watch};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "test-operator-token-0123456789";
+const SUPERVISOR: &str = "test-supervisor-token-0123456789";
+const VIEWER: &str = "test-viewer-token-0123456789";
+
+/// A loudspeaker simulator taking every stream that comes.
+struct Speaker {
+    name: String,
+    wav: PathBuf,
+    log: PathBuf,
+    _process: Supervised,
+}
+
+/// One district node with its loudspeakers, in a scratch folder.
+struct Bench {
+    dir: PathBuf,
+    config: PathBuf,
+    api: u16,
+    district: Option<Supervised>,
+    speakers: Vec<Speaker>,
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+impl Bench {
+    /// `speakers`: (name, codec, area, takes exercises).
+    fn new(name: &str, speakers: &[(&str, &str, &str, bool)], extra_alerts: &str) -> Bench {
+        let dir = common::scratch(&format!("alerts-{name}"));
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+        let (_, bench) = common::binaries();
+        std::fs::write(
+            dir.join("operators.toml"),
+            format!(
+                "[[operator]]\nname = \"zhang\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\n\
+                 [[operator]]\nname = \"li\"\nrole = \"supervisor\"\ntoken = \"{SUPERVISOR}\"\n\n\
+                 [[operator]]\nname = \"wang\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n"
+            ),
+        )
+        .expect("operators file");
+
+        let mut started = Vec::new();
+        let mut downstream = String::new();
+        for (speaker, codec, area, exercises) in speakers {
+            let port = free_port_pair().expect("ports");
+            let wav = dir.join(format!("{speaker}.wav"));
+            let log = dir.join(format!("{speaker}.log"));
+            let mut child = Command::new(&bench)
+                .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--codec", codec, "--name", speaker, "--streams", "0"])
+                .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "3600"])
+                .arg("--wav")
+                .arg(&wav)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("speaker starts");
+            let ready = watch(
+                child.stdout.take().expect("stdout"),
+                dir.join(format!("{speaker}.out")),
+                "listening",
+            );
+            let _ = watch(child.stderr.take().expect("stderr"), log.clone(), "");
+            let process = Supervised::new(*speaker, child);
+            await_ready(speaker, &ready, Duration::from_secs(20)).expect("speaker ready");
+            downstream.push_str(&format!(
+                "\n[[downstream]]\nname = \"{speaker}\"\naddress = \"127.0.0.1:{port}\"\ncodec = \"{codec}\"\narea = \"{area}\"\nexercises = {exercises}\n"
+            ));
+            started.push(Speaker {
+                name: speaker.to_string(),
+                wav,
+                log,
+                _process: process,
+            });
+        }
+
+        let api = free_tcp_port();
+        let config = dir.join("district.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"district-test\"\ntier = \"district\"\narea = \"410503\"\n\n\
+                 [rtp]\nrtcp_interval_ms = 500\n\n\
+                 [api]\nlisten = \"127.0.0.1:{api}\"\noperators = \"operators.toml\"\n\n\
+                 [alerts]\nstate_dir = \"state\"\nattention = \"none\"\ngap_ms = 200\nrepeat = 1\n{extra_alerts}\n{downstream}"
+            ),
+        )
+        .expect("config");
+        let mut bench = Bench {
+            dir,
+            config,
+            api,
+            district: None,
+            speakers: started,
+        };
+        bench.start_district();
+        bench
+    }
+
+    fn start_district(&mut self) {
+        let (emcomm, _) = common::binaries();
+        let mut child = Command::new(emcomm)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("EMCOMM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("district starts");
+        let n = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
+        let ready = watch(
+            child.stderr.take().expect("stderr"),
+            self.dir.join(format!("district-{n}.log")),
+            "control API listening",
+        );
+        self.district = Some(Supervised::new("district", child));
+        await_ready("district", &ready, Duration::from_secs(30)).expect("district ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api)
+    }
+
+    /// One request; the status and the JSON body.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = self.url(path);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let response = match method {
+            "GET" => {
+                let mut request = agent.get(&url);
+                if let Some(a) = &auth {
+                    request = request.header("Authorization", a);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = agent.post(&url);
+                if let Some(a) = &auth {
+                    request = request.header("Authorization", a);
+                }
+                if !content_type.is_empty() {
+                    request = request.header("Content-Type", content_type);
+                }
+                request.send(body)
+            }
+        };
+        let mut response = response.expect("the node answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
+        (status, body)
+    }
+
+    fn send(&self, token: &str, form: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            "/v1/alerts",
+            Some(token),
+            "application/json",
+            form.to_string().as_bytes(),
+        )
+    }
+
+    fn alert(&self, id: i64) -> Value {
+        let (status, body) = self.call("GET", &format!("/v1/alerts/{id}"), Some(VIEWER), "", b"");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Polls until `done` holds of the alert, or fails after `limit`.
+    fn wait_alert(&self, id: i64, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let alert = self.alert(id);
+            if done(&alert) {
+                return alert;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alert {id} never got there: {alert:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls the status until destination `name` plays `alert` (or nothing, for None).
+    fn wait_playing(&self, name: &str, alert: Option<i64>, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (_, status) = self.call("GET", "/v1/status", Some(VIEWER), "", b"");
+            let playing = status["destinations"]
+                .as_array()
+                .expect("destinations")
+                .iter()
+                .find(|d| d["name"] == name)
+                .map(|d| d["playing"].as_i64())
+                .expect("destination listed");
+            if playing == alert {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} plays {playing:?}, not {alert:?}: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill_district(&mut self) {
+        if let Some(district) = self.district.take() {
+            district.signal(Signal::SIGKILL);
+            drop(district);
+        }
+    }
+
+    fn streams_started(&self, speaker: &str) -> usize {
+        let log = &self
+            .speakers
+            .iter()
+            .find(|s| s.name == speaker)
+            .expect("speaker")
+            .log;
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("stream started")
+            .count()
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(district) = &self.district {
+            district.signal(Signal::SIGTERM);
+        }
+    }
+}
+
+fn id_of(body: &Value) -> i64 {
+    body["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {body:#}"))
+}
+
+fn receipt<'a>(alert: &'a Value, speaker: &str) -> &'a Value {
+    alert["receipts"]
+        .as_array()
+        .expect("receipts")
+        .iter()
+        .find(|r| r["loudspeaker"] == speaker)
+        .unwrap_or_else(|| panic!("no receipt of {speaker}: {alert:#}"))
+}
+
+fn heard(wav: &Path) -> (f64, f32) {
+    let audio = codecs::read_audio(wav).expect("the loudspeaker recorded");
+    let level = codecs::level::Level::of_f32(&audio.samples);
+    (audio.duration().as_secs_f64(), level.rms_dbfs)
+}
+
+#[test]
+fn an_alert_from_the_api_is_spoken_at_every_target_and_each_loudspeaker_confirms_it() {
+    let bench = Bench::new(
+        "spoken",
+        &[
+            ("pole-opus", "opus", "410503001001", false),
+            ("pole-pcmu", "pcmu", "410503001002", false),
+        ],
+        "",
+    );
+    let (status, body) = bench.send(
+        OPERATOR,
+        json!({"text": "北关区今天下午有大雨，请注意安全。", "level": "blue", "areas": ["410503001"], "repeat": 2}),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["state"], "accepted");
+    let id = id_of(&body);
+
+    let done = bench.wait_alert(id, Duration::from_secs(60), |a| {
+        a["state"] == "done" && a["summary"]["played"] == 2
+    });
+    assert_eq!(done["plays_started"], 2);
+    assert_eq!(done["summary"]["text"], "2 of 2 loudspeakers played");
+    for speaker in &bench.speakers {
+        assert_eq!(receipt(&done, &speaker.name)["state"], "played");
+        assert_eq!(
+            bench.streams_started(&speaker.name),
+            2,
+            "two plays, two streams"
+        );
+        let (seconds, rms) = heard(&speaker.wav);
+        assert!(seconds > 2.0, "{}: only {seconds:.1} s heard", speaker.name);
+        assert!(
+            rms > -40.0,
+            "{}: speech too quiet or silent ({rms:.1} dBFS)",
+            speaker.name
+        );
+    }
+}
+
+#[test]
+fn a_red_alert_waits_for_a_supervisor_then_preempts_yellow_where_they_overlap_and_a_cancel_lets_yellow_resume()
+ {
+    let bench = Bench::new(
+        "preempt",
+        &[
+            ("pole-001", "opus", "410503001001", false),
+            ("pole-002", "opus", "410503002001", false),
+        ],
+        "",
+    );
+    let long = "这是一条较长的黄色预警测试信息，用于检验高级别预警能否抢占低级别预警的播放，请大家注意收听并做好准备。";
+    let (status, yellow) = bench.send(
+        OPERATOR,
+        json!({"text": long, "level": "yellow", "areas": ["410503"], "repeat": 5}),
+    );
+    assert_eq!(status, 201, "{yellow:#}");
+    let yellow = id_of(&yellow);
+    bench.wait_playing("pole-001", Some(yellow), Duration::from_secs(30));
+
+    let (status, red) = bench.send(OPERATOR, json!({"text": "红色预警，请立即转移。", "level": "red", "areas": ["410503001"], "repeat": 20}));
+    assert_eq!(status, 201, "{red:#}");
+    assert_eq!(red["state"], "awaiting_confirmation");
+    let red = id_of(&red);
+    std::thread::sleep(Duration::from_millis(500));
+    bench.wait_playing("pole-001", Some(yellow), Duration::from_secs(1));
+
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{red}/confirm"),
+        Some(OPERATOR),
+        "",
+        b"",
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body:#}"
+    );
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{red}/confirm"),
+        Some(SUPERVISOR),
+        "",
+        b"",
+    );
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["confirmed_by"], "li");
+
+    bench.wait_playing("pole-001", Some(red), Duration::from_secs(30));
+    bench.wait_playing("pole-002", Some(yellow), Duration::from_secs(1));
+
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{red}/cancel"),
+        Some(OPERATOR),
+        "application/json",
+        br#"{"reason": "false alarm, drill only"}"#,
+    );
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["state"], "cancelled");
+    bench.wait_playing("pole-001", Some(yellow), Duration::from_secs(10));
+
+    let (_, audit) = bench.call("GET", "/v1/audit", Some(VIEWER), "", b"");
+    let lines: Vec<(String, String)> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["alert_id"] == red)
+        .map(|e| {
+            (
+                e["operator"].as_str().unwrap_or("").into(),
+                e["action"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("zhang", "submitted"),
+        ("li", "confirmed"),
+        ("zhang", "cancelled"),
+    ]
+    .iter()
+    .map(|(o, a)| (o.to_string(), a.to_string()))
+    .collect();
+    assert_eq!(lines, expected);
+    let cancelled = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .find(|e| e["action"] == "cancelled")
+        .expect("line");
+    assert_eq!(cancelled["detail"], "false alarm, drill only");
+}
+
+#[test]
+fn the_submitter_cannot_be_the_second_operator() {
+    let bench = Bench::new("self-confirm", &[("pole", "pcmu", "410503", false)], "");
+    let (status, red) = bench.send(
+        SUPERVISOR,
+        json!({"text": "演练", "level": "orange", "areas": ["410503"]}),
+    );
+    assert_eq!(status, 201);
+    let id = id_of(&red);
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{id}/confirm"),
+        Some(SUPERVISOR),
+        "",
+        b"",
+    );
+    assert_eq!(status, 409, "{body:#}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second operator")
+    );
+    assert_eq!(bench.alert(id)["state"], "awaiting_confirmation");
+}
+
+#[test]
+fn an_exercise_plays_only_where_exercises_are_taken_and_says_so() {
+    let bench = Bench::new(
+        "exercise",
+        &[
+            ("takes", "opus", "410503001001", true),
+            ("refuses", "opus", "410503001002", false),
+        ],
+        "",
+    );
+    let (status, body) = bench.send(
+        OPERATOR,
+        json!({"text": "这是一次演练。", "level": "red", "areas": ["410503001"], "purpose": "exercise"}),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(
+        body["state"], "accepted",
+        "an exercise needs no second operator"
+    );
+    assert_eq!(body["purpose"], "exercise");
+    assert_eq!(body["targets"], json!(["takes"]));
+    let done = bench.wait_alert(id_of(&body), Duration::from_secs(60), |a| {
+        a["summary"]["played"] == 1
+    });
+    assert_eq!(receipt(&done, "refuses")["state"], "skipped");
+    assert_eq!(bench.streams_started("refuses"), 0);
+}
+
+#[test]
+fn a_dry_run_says_what_would_play_where_and_plays_nothing() {
+    let bench = Bench::new("dry-run", &[("pole", "opus", "410503001001", false)], "");
+    let (status, preview) = bench.call(
+        "POST",
+        "/v1/alerts?dry_run=true",
+        Some(OPERATOR),
+        "application/json",
+        json!({"text": "明天上午8点到10点停水。", "level": "yellow", "areas": ["410503001"], "repeat": 3, "attention": "chime"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{preview:#}");
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["targets"], json!(["pole"]));
+    assert_eq!(preview["voice"], "cmn-latn-pinyin");
+    assert!(
+        preview["spoken"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ba1 dian3"),
+        "{preview:#}"
+    );
+    let play = preview["play_seconds"].as_f64().expect("seconds");
+    assert!(play > 4.0, "chime 2 s + pause + speech: {play}");
+    assert!((preview["total_seconds"].as_f64().expect("total") - (3.0 * play + 0.4)).abs() < 0.01);
+
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, all) = bench.call("GET", "/v1/alerts?all=true", Some(VIEWER), "", b"");
+    assert_eq!(all, json!([]), "nothing stored");
+    assert_eq!(bench.streams_started("pole"), 0, "nothing played");
+}
+
+#[test]
+fn bad_input_gets_a_json_error_naming_the_fault_and_nothing_is_stored() {
+    let bench = Bench::new("bad-input", &[("pole", "opus", "410503", false)], "");
+    let cap = |sent: &str| {
+        format!(
+            r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>X</identifier><sender>a@b</sender><sent>{sent}</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope><info><category>Met</category><event>Storm</event><urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty><area><areaDesc>A</areaDesc></area></info></alert>"#
+        )
+    };
+    // (what, token, content type, body, status, error kind)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            None,
+            "application/json",
+            b"{}".to_vec(),
+            401,
+            "unauthorised",
+        ),
+        (
+            "wrong token",
+            Some("not-a-token-at-all-xxxxxxxx"),
+            "application/json",
+            b"{}".to_vec(),
+            401,
+            "unauthorised",
+        ),
+        (
+            "viewer sends",
+            Some(VIEWER),
+            "application/json",
+            b"{}".to_vec(),
+            403,
+            "forbidden",
+        ),
+        (
+            "no content type",
+            Some(OPERATOR),
+            "",
+            b"{}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "plain text",
+            Some(OPERATOR),
+            "text/plain",
+            b"hello".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "too large",
+            Some(OPERATOR),
+            "application/cap+xml",
+            vec![b' '; 9 * 1024 * 1024],
+            413,
+            "too_large",
+        ),
+        (
+            "malformed XML",
+            Some(OPERATOR),
+            "application/cap+xml",
+            b"<alert><identifier>".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "not UTF-8",
+            Some(OPERATOR),
+            "application/cap+xml",
+            b"<alert>\xff\xfe</alert>".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "DOCTYPE",
+            Some(OPERATOR),
+            "application/cap+xml",
+            br#"<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert/>"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "time without offset",
+            Some(OPERATOR),
+            "application/cap+xml",
+            cap("2026-07-21T06:30:00").into_bytes(),
+            422,
+            "invalid_cap",
+        ),
+        (
+            "no GB/T 2260 area",
+            Some(OPERATOR),
+            "application/cap+xml",
+            cap("2026-07-21T06:30:00+08:00").into_bytes(),
+            422,
+            "refused",
+        ),
+        (
+            "unknown level",
+            Some(OPERATOR),
+            "application/json",
+            br#"{"text":"x","level":"purple","areas":["410503"]}"#.to_vec(),
+            422,
+            "refused",
+        ),
+        (
+            "unknown area",
+            Some(OPERATOR),
+            "application/json",
+            br#"{"text":"x","level":"red","areas":["110101"]}"#.to_vec(),
+            422,
+            "refused",
+        ),
+        (
+            "bad area code",
+            Some(OPERATOR),
+            "application/json",
+            br#"{"text":"x","level":"red","areas":["4105"]}"#.to_vec(),
+            422,
+            "refused",
+        ),
+        (
+            "unknown field",
+            Some(OPERATOR),
+            "application/json",
+            br#"{"text":"x","level":"red","areas":["410503"],"colour":1}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "JSON syntax",
+            Some(OPERATOR),
+            "application/json",
+            b"{\"text\":".to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, token, content_type, body, status, kind) in cases {
+        let (got, answer) = bench.call("POST", "/v1/alerts", token, content_type, &body);
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(kind)),
+            "{what}: {answer:#}"
+        );
+        assert!(
+            !answer["message"].as_str().unwrap_or("").is_empty(),
+            "{what}: no message"
+        );
+    }
+    let (_, invalid) = bench.call(
+        "POST",
+        "/v1/alerts",
+        Some(OPERATOR),
+        "application/cap+xml",
+        cap("2026-07-21T06:30:00").as_bytes(),
+    );
+    assert_eq!(invalid["faults"][0]["path"], "alert/sent");
+
+    let (status, body) = bench.call("GET", "/v1/alerts/abc", Some(VIEWER), "", b"");
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    let (status, _) = bench.call("GET", "/v1/alerts/999", Some(VIEWER), "", b"");
+    assert_eq!(status, 404);
+
+    let (_, all) = bench.call("GET", "/v1/alerts?all=true", Some(VIEWER), "", b"");
+    assert_eq!(all, json!([]), "nothing stored");
+    assert_eq!(bench.streams_started("pole"), 0, "nothing played");
+}
+
+#[test]
+fn sigkill_loses_no_accepted_alert_replays_no_play_and_never_plays_an_expired_one() {
+    let mut bench = Bench::new("sigkill", &[("pole", "opus", "410503", false)], "");
+
+    // An alert of three plays, killed during its second.
+    let (status, body) = bench.send(
+        OPERATOR,
+        json!({"text": "第一条测试预警，请注意。", "level": "yellow", "areas": ["410503"], "repeat": 3}),
+    );
+    assert_eq!(status, 201);
+    let three = id_of(&body);
+    bench.wait_alert(three, Duration::from_secs(60), |a| a["plays_started"] == 2);
+    // A burst of alerts, each acknowledged before the kill.
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let (status, body) = bench.send(
+            OPERATOR,
+            json!({"text": format!("第{i}条"), "level": "blue", "areas": ["410503"], "repeat": 1, "valid_minutes": 30}),
+        );
+        assert_eq!(status, 201);
+        acknowledged.push(id_of(&body));
+    }
+    // One that expires while the node is down.
+    let now = chrono::Utc::now();
+    let expiring = format!(
+        r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>EXPIRING-1</identifier><sender>test@example.cn</sender><sent>{sent}</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope><info><category>Met</category><event>Storm</event><urgency>Immediate</urgency><severity>Extreme</severity><certainty>Observed</certainty><effective>{effective}</effective><expires>{expires}</expires><headline>EXPIRED</headline><area><areaDesc>A</areaDesc><geocode><valueName>GB/T 2260</valueName><value>410503</value></geocode></area></info></alert>"#,
+        sent = (now).format("%Y-%m-%dT%H:%M:%S+00:00"),
+        effective = (now + chrono::Duration::seconds(3)).format("%Y-%m-%dT%H:%M:%S+00:00"),
+        expires = (now + chrono::Duration::seconds(5)).format("%Y-%m-%dT%H:%M:%S+00:00"),
+    );
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/alerts",
+        Some(OPERATOR),
+        "application/cap+xml",
+        expiring.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    let expired = id_of(&body);
+    // Extreme and Actual: it waits for a second operator; confirm it, then kill.
+    let (status, _) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{expired}/confirm"),
+        Some(SUPERVISOR),
+        "",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let streams_before = bench.streams_started("pole");
+    bench.kill_district();
+    std::thread::sleep(Duration::from_secs(6));
+    bench.start_district();
+
+    for id in &acknowledged {
+        let alert = bench.alert(*id);
+        assert_ne!(alert["state"], "failed", "{alert:#}");
+    }
+    let done = bench.wait_alert(three, Duration::from_secs(120), |a| a["state"] == "done");
+    assert_eq!(
+        done["plays_started"], 3,
+        "the play cut by the kill counts: none is repeated"
+    );
+    let gone = bench.wait_alert(expired, Duration::from_secs(30), |a| {
+        a["state"] == "expired"
+    });
+    assert_eq!(gone["plays_started"], 0);
+    for id in &acknowledged {
+        bench.wait_alert(*id, Duration::from_secs(120), |a| a["state"] == "done");
+    }
+    // Three plays of the first alert, one of each of the twenty: the speaker saw no more.
+    let streams = bench.streams_started("pole");
+    assert!(
+        streams <= 3 + 20,
+        "{streams} streams ({streams_before} before the kill)"
+    );
+}
+
+#[test]
+fn the_openapi_document_describes_every_endpoint_and_needs_a_token() {
+    let bench = Bench::new("openapi", &[("pole", "opus", "410503", false)], "");
+    let (status, _) = bench.call("GET", "/openapi.json", None, "", b"");
+    assert_eq!(status, 401);
+    let (status, doc) = bench.call("GET", "/openapi.json", Some(VIEWER), "", b"");
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/alerts",
+        "/v1/alerts/{id}",
+        "/v1/alerts/{id}/confirm",
+        "/v1/alerts/{id}/update",
+        "/v1/alerts/{id}/cancel",
+        "/v1/alerts/{id}/receipts",
+        "/v1/audit",
+        "/v1/status",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[test]
+fn the_cli_speaks_to_the_node_with_exit_codes_scripts_can_trust() {
+    let bench = Bench::new("cli", &[("pole", "opus", "410503001001", false)], "");
+    let (emcomm, _) = common::binaries();
+    let token = bench.dir.join("token");
+    std::fs::write(&token, OPERATOR).expect("token file");
+    let node = bench.url("");
+    let run = |args: &[&str]| {
+        Command::new(&emcomm)
+            .args(args)
+            .args(["--node", &node, "--token-file"])
+            .arg(&token)
+            .output()
+            .expect("emcomm runs")
+    };
+
+    let out = run(&[
+        "alert",
+        "send",
+        "--text",
+        "测试",
+        "--level",
+        "blue",
+        "--area",
+        "410503001",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let preview: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(preview["dry_run"], true);
+
+    let out = run(&[
+        "alert",
+        "send",
+        "--text",
+        "测试",
+        "--level",
+        "purple",
+        "--area",
+        "410503001",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "refused: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown level"));
+
+    let out = run(&[
+        "alert",
+        "send",
+        "--text",
+        "测试",
+        "--level",
+        "blue",
+        "--area",
+        "410503001",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("alert 1  BLUE  actual"), "{stdout}");
+
+    let out = run(&["alert", "status", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["alert", "list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("district-test (district 410503)"));
+
+    let out = run(&["alert", "confirm", "1"]);
+    assert_eq!(out.status.code(), Some(1), "an operator cannot confirm");
+
+    let out = Command::new(&emcomm)
+        .args([
+            "alert",
+            "list",
+            "--node",
+            "http://127.0.0.1:1",
+            "--token-file",
+        ])
+        .arg(&token)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "unreachable node");
+    let out = Command::new(&emcomm)
+        .args(["alert", "list", "--node", &node])
+        .env_remove("EMCOMM_TOKEN")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "no token");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EMCOMM_TOKEN"));
+}
