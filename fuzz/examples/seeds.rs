@@ -139,6 +139,7 @@ fn rtcp_seeds() -> Vec<(&'static str, Vec<u8>)> {
         blocks: &blocks,
         cname: "district@410503",
         bye_reason: None,
+        note: None,
     });
     let rr = compound(&CompoundSpec {
         ssrc: 0xbbbb_0001,
@@ -150,6 +151,7 @@ fn rtcp_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ssrc: 0xbbbb_0001,
         cname: "village",
         bye_reason: Some("upstream went silent"),
+        note: None,
         ..Default::default()
     });
     let sr_bye = compound(&CompoundSpec {
@@ -157,6 +159,7 @@ fn rtcp_seeds() -> Vec<(&'static str, Vec<u8>)> {
         sender: Some(sender_info()),
         cname: "district@410503",
         bye_reason: Some("end of message"),
+        note: None,
         ..Default::default()
     });
     // A lone BYE: drop the empty RR (8 bytes) and the SDES after it, whose length
@@ -270,6 +273,7 @@ fn forwarder_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ssrc: UPSTREAM_SSRC,
         cname: "district@410503",
         bye_reason: Some("end of message"),
+        note: None,
         ..Default::default()
     });
     opus.extend(record(RTCP, 1, 0, &bye));

@@ -40,6 +40,7 @@ fuzz_target!(|datagram: &[u8]| {
         blocks: &blocks,
         cname: "fuzz",
         bye_reason: None,
+        note: None,
     };
     let rebuilt = build_compound(&spec).expect("an accepted report can be built again");
     let reparsed = parse_compound(&rebuilt).expect("a built compound parses");

@@ -215,6 +215,7 @@ impl Receiver {
             blocks: &[block],
             cname,
             bye_reason: None,
+            note: None,
         };
         build_compound(&spec).ok().map(|d| (to, d))
     }
@@ -601,6 +602,7 @@ mod tests {
             ssrc: stream.ssrc(),
             cname: "s",
             bye_reason: Some("end"),
+            note: None,
             ..Default::default()
         })
         .expect("bye");

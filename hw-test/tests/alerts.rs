@@ -16,6 +16,42 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "test-operator-token-0123456789";
 const SUPERVISOR: &str = "test-supervisor-token-0123456789";
 const VIEWER: &str = "test-viewer-token-0123456789";
+const STREET: &str = "test-street-token-0123456789";
+
+/// Starts a loudspeaker simulator that takes every stream; it and its RTP port.
+fn spawn_speaker(dir: &Path, speaker: &str, codec: &str) -> (Speaker, u16) {
+    let (_, bench) = common::binaries();
+    let port = free_port_pair().expect("ports");
+    let wav = dir.join(format!("{speaker}.wav"));
+    let log = dir.join(format!("{speaker}.log"));
+    let mut child = Command::new(&bench)
+        .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--codec", codec, "--name", speaker, "--streams", "0"])
+        .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "3600"])
+        .arg("--wav")
+        .arg(&wav)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("speaker starts");
+    let ready = watch(
+        child.stdout.take().expect("stdout"),
+        dir.join(format!("{speaker}.out")),
+        "listening",
+    );
+    let _ = watch(child.stderr.take().expect("stderr"), log.clone(), "");
+    let process = Supervised::new(speaker, child);
+    await_ready(speaker, &ready, Duration::from_secs(20)).expect("speaker ready");
+    (
+        Speaker {
+            name: speaker.to_string(),
+            wav,
+            log,
+            _process: process,
+        },
+        port,
+    )
+}
 
 /// A loudspeaker simulator taking every stream that comes.
 struct Speaker {
@@ -44,55 +80,41 @@ fn free_tcp_port() -> u16 {
 impl Bench {
     /// `speakers`: (name, codec, area, takes exercises).
     fn new(name: &str, speakers: &[(&str, &str, &str, bool)], extra_alerts: &str) -> Bench {
+        Bench::with(name, speakers, extra_alerts, "", free_tcp_port())
+    }
+
+    /// As [`Bench::new`], with more `[[downstream]]` tables (a street gateway) and the
+    /// control API on port `api`.
+    fn with(
+        name: &str,
+        speakers: &[(&str, &str, &str, bool)],
+        extra_alerts: &str,
+        extra_downstream: &str,
+        api: u16,
+    ) -> Bench {
         let dir = common::scratch(&format!("alerts-{name}"));
         let _ = std::fs::remove_dir_all(dir.join("state"));
-        let (_, bench) = common::binaries();
         std::fs::write(
             dir.join("operators.toml"),
             format!(
                 "[[operator]]\nname = \"zhang\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\n\
                  [[operator]]\nname = \"li\"\nrole = \"supervisor\"\ntoken = \"{SUPERVISOR}\"\n\n\
-                 [[operator]]\nname = \"wang\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n"
+                 [[operator]]\nname = \"wang\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n\n\
+                 [[operator]]\nname = \"street-test\"\nrole = \"node\"\ntoken = \"{STREET}\"\n"
             ),
         )
         .expect("operators file");
 
         let mut started = Vec::new();
-        let mut downstream = String::new();
+        let mut downstream = extra_downstream.to_string();
         for (speaker, codec, area, exercises) in speakers {
-            let port = free_port_pair().expect("ports");
-            let wav = dir.join(format!("{speaker}.wav"));
-            let log = dir.join(format!("{speaker}.log"));
-            let mut child = Command::new(&bench)
-                .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--codec", codec, "--name", speaker, "--streams", "0"])
-                .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "3600"])
-                .arg("--wav")
-                .arg(&wav)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("speaker starts");
-            let ready = watch(
-                child.stdout.take().expect("stdout"),
-                dir.join(format!("{speaker}.out")),
-                "listening",
-            );
-            let _ = watch(child.stderr.take().expect("stderr"), log.clone(), "");
-            let process = Supervised::new(*speaker, child);
-            await_ready(speaker, &ready, Duration::from_secs(20)).expect("speaker ready");
+            let (spawned, port) = spawn_speaker(&dir, speaker, codec);
             downstream.push_str(&format!(
                 "\n[[downstream]]\nname = \"{speaker}\"\naddress = \"127.0.0.1:{port}\"\ncodec = \"{codec}\"\narea = \"{area}\"\nexercises = {exercises}\n"
             ));
-            started.push(Speaker {
-                name: speaker.to_string(),
-                wav,
-                log,
-                _process: process,
-            });
+            started.push(spawned);
         }
 
-        let api = free_tcp_port();
         let config = dir.join("district.toml");
         std::fs::write(
             &config,
@@ -865,4 +887,71 @@ fn the_cli_speaks_to_the_node_with_exit_codes_scripts_can_trust() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "no token");
     assert!(String::from_utf8_lossy(&out.stderr).contains("EMCOMM_TOKEN"));
+}
+
+#[test]
+fn a_street_gateway_reports_which_of_its_loudspeakers_played_to_the_district() {
+    let dir = common::scratch("alerts-street");
+    let (emcomm, _) = common::binaries();
+    let (pole_1, port_1) = spawn_speaker(&dir, "street-pole-1", "opus");
+    let (pole_2, port_2) = spawn_speaker(&dir, "street-pole-2", "pcma");
+    let street_port = free_port_pair().expect("ports");
+    let api = free_tcp_port();
+    std::fs::write(dir.join("street-token"), STREET).expect("token");
+    let street_config = dir.join("street.toml");
+    std::fs::write(
+        &street_config,
+        format!(
+            "[node]\nname = \"street-test\"\ntier = \"street\"\narea = \"410503001\"\n\n\
+             [rtp]\nlisten = \"127.0.0.1:{street_port}\"\nrtcp_interval_ms = 500\n\n\
+             [upstream]\nallow = [\"127.0.0.1\"]\napi = \"http://127.0.0.1:{api}\"\ntoken_file = \"street-token\"\n\n\
+             [[downstream]]\nname = \"street-pole-1\"\naddress = \"127.0.0.1:{port_1}\"\n\n\
+             [[downstream]]\nname = \"street-pole-2\"\naddress = \"127.0.0.1:{port_2}\"\ncodec = \"pcma\"\n"
+        ),
+    )
+    .expect("street config");
+    let mut child = Command::new(&emcomm)
+        .args(["run", "--config"])
+        .arg(&street_config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("street starts");
+    let ready = watch(
+        child.stderr.take().expect("stderr"),
+        dir.join("street.log"),
+        "relay node started",
+    );
+    let _street = Supervised::new("street", child);
+    await_ready("street", &ready, Duration::from_secs(20)).expect("street ready");
+
+    let bench = Bench::with(
+        "street-district",
+        &[],
+        "",
+        &format!(
+            "\n[[downstream]]\nname = \"street-test\"\naddress = \"127.0.0.1:{street_port}\"\nkind = \"gateway\"\narea = \"410503001\"\n"
+        ),
+        api,
+    );
+    let (status, body) = bench.send(
+        OPERATOR,
+        json!({"text": "红旗路街道请注意，河水上涨。", "level": "blue", "areas": ["410503001"], "repeat": 1}),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["summary"]["silent_gateways"], json!(["street-test"]));
+    let done = bench.wait_alert(id_of(&body), Duration::from_secs(60), |a| {
+        a["summary"]["played"] == 2
+    });
+    assert_eq!(done["summary"]["text"], "2 of 2 loudspeakers played");
+    for pole in ["street-pole-1", "street-pole-2"] {
+        let r = receipt(&done, pole);
+        assert_eq!(
+            (r["state"].as_str(), r["via"].as_str()),
+            (Some("played"), Some("street-test")),
+            "{r}"
+        );
+    }
+    assert_eq!(done["summary"]["silent_gateways"], json!([]));
+    drop((pole_1, pole_2));
 }

@@ -56,6 +56,8 @@ pub enum RtcpEvent {
     },
     /// The canonical name of a source.
     Cname { ssrc: u32, cname: String },
+    /// A note about the source's current state (SDES NOTE).
+    Note { ssrc: u32, note: String },
     /// The sources are leaving (RFC 3550 §6.6).
     Bye {
         ssrcs: Vec<u32>,
@@ -74,6 +76,9 @@ pub struct CompoundSpec<'a> {
     pub cname: &'a str,
     /// Present when the source is leaving.
     pub bye_reason: Option<&'a str>,
+    /// An SDES NOTE item (RFC 3550 §6.5.7: the current state of the source); emcomm
+    /// names there the alert a stream carries, `alert=ID`.
+    pub note: Option<&'a str>,
 }
 
 fn block_builder(block: &ReportBlockData) -> ReportBlockBuilder {
@@ -111,8 +116,11 @@ pub fn build_compound(spec: &CompoundSpec<'_>) -> Result<Vec<u8>, RtcpError> {
             compound = compound.add_packet(rr);
         }
     }
-    let chunk =
+    let mut chunk =
         SdesChunk::builder(spec.ssrc).add_item(SdesItem::builder(SdesItem::CNAME, spec.cname));
+    if let Some(note) = spec.note {
+        chunk = chunk.add_item(SdesItem::builder(SdesItem::NOTE, note));
+    }
     compound = compound.add_packet(Sdes::builder().add_chunk(chunk));
     if let Some(reason) = spec.bye_reason {
         compound = compound.add_packet(Bye::builder().add_source(spec.ssrc).reason(reason));
@@ -180,6 +188,11 @@ pub fn parse_compound(datagram: &[u8]) -> Result<Vec<RtcpEvent>, RtcpError> {
                                 ssrc: chunk.ssrc(),
                                 cname: String::from_utf8_lossy(item.value()).into_owned(),
                             });
+                        } else if item.type_() == SdesItem::NOTE {
+                            events.push(RtcpEvent::Note {
+                                ssrc: chunk.ssrc(),
+                                note: String::from_utf8_lossy(item.value()).into_owned(),
+                            });
                         }
                     }
                 }
@@ -233,6 +246,7 @@ mod tests {
             blocks: &[block()],
             cname: "district@410503",
             bye_reason: Some("end of message"),
+            note: None,
         };
         let events = parse_compound(&build_compound(&spec).expect("build")).expect("parse");
         assert_eq!(

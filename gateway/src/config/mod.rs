@@ -140,6 +140,10 @@ fn one() -> u32 {
 struct RawUpstream {
     #[serde(default)]
     allow: Vec<IpAddr>,
+    /// The parent's control API, where receipts are reported.
+    api: Option<Spanned<String>>,
+    /// A file holding this node's token for the parent's API (role `node`).
+    token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +189,15 @@ pub struct Downstream {
     pub exercises: bool,
 }
 
+/// Where a node reports its loudspeakers' receipts: its parent's control API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamApi {
+    /// `http://HOST:PORT` of the parent's API.
+    pub url: String,
+    /// The file holding this node's token (role `node` at the parent).
+    pub token_file: PathBuf,
+}
+
 /// A validated node configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -204,6 +217,8 @@ pub struct Config {
     /// Hosts whose RTP is accepted; empty accepts any (see docs/limitations.md).
     pub upstream_allow: Vec<IpAddr>,
     pub downstream: Vec<Downstream>,
+    /// The parent's control API, to report receipts to; `None` when not reporting.
+    pub upstream_api: Option<UpstreamApi>,
     /// The control API; `None` when the node serves none.
     pub api: Option<ApiConfig>,
     /// The alert path; `None` when the node takes no alerts.
@@ -541,6 +556,36 @@ impl Config {
             });
         }
 
+        let upstream_api = match (&raw.upstream.api, &raw.upstream.token_file) {
+            (None, None) => None,
+            (Some(url), Some(token)) => {
+                if !url.get_ref().starts_with("http://") {
+                    return Err(at.error(
+                        url.span(),
+                        "upstream.api",
+                        "must be an http:// address of the parent's control API",
+                    ));
+                }
+                Some(UpstreamApi {
+                    url: url.get_ref().trim_end_matches('/').to_string(),
+                    token_file: base.join(token.get_ref()),
+                })
+            }
+            (Some(url), None) => {
+                return Err(at.error(
+                    url.span(),
+                    "upstream.token_file",
+                    "reporting to the parent needs this node's token: add token_file",
+                ));
+            }
+            (None, Some(token)) => {
+                return Err(at.error(
+                    token.span(),
+                    "upstream.api",
+                    "a token without the parent's API address: add api",
+                ));
+            }
+        };
         let api = raw.api.as_ref().map(|a| alerts::api(a, base));
         let alerts = match &raw.alerts {
             None => None,
@@ -564,7 +609,8 @@ impl Config {
             rtcp_interval,
             input_timeout,
             source,
-            upstream_allow: raw.upstream.allow,
+            upstream_allow: raw.upstream.allow.clone(),
+            upstream_api,
             downstream,
             api,
             alerts,

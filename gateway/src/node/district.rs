@@ -590,12 +590,14 @@ impl Playout {
                 StopReason::Expired => "alert expired".to_string(),
             };
             if let Some(sender) = group.packetizer.sender_info(now, &self.anchor) {
+                let note = format!("alert={alert}");
                 let spec = CompoundSpec {
                     ssrc: sender.ssrc,
                     sender: Some(sender),
                     blocks: &[],
                     cname: &self.cname,
                     bye_reason: Some(&why),
+                    note: Some(&note),
                 };
                 if let Ok(datagram) = build_compound(&spec) {
                     let rtcp: Vec<SocketAddr> =
@@ -677,6 +679,8 @@ impl Playout {
             if only.is_some_and(|o| o != *id) {
                 continue;
             }
+            // The relays downstream learn from the note which alert the stream is.
+            let note = format!("alert={}", session.alert);
             for group in &session.groups {
                 let Some(sender) = group.packetizer.sender_info(now, &self.anchor) else {
                     continue;
@@ -687,6 +691,7 @@ impl Playout {
                     blocks: &[],
                     cname: &self.cname,
                     bye_reason: bye,
+                    note: Some(&note),
                 };
                 if let Ok(datagram) = build_compound(&spec) {
                     let rtcp: Vec<SocketAddr> = group

@@ -7,6 +7,7 @@
 pub mod district;
 pub mod origin;
 pub mod relay;
+pub mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -236,6 +236,7 @@ fn send_reports(
             blocks: &[],
             cname,
             bye_reason: bye,
+            note: None,
         };
         match build_compound(&spec) {
             Ok(datagram) => {

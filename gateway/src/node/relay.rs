@@ -155,6 +155,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         "relay node started"
     );
 
+    let mut reporter = super::report::ReceiptReporter::new(&config, &formats);
+    if let Some(api) = &config.upstream_api {
+        info!(parent = %api.url, "receipts are reported to the parent's control API");
+    }
     let mut receivers = ReceiverTable::new();
     let mut latencies: Vec<u32> = Vec::new();
     let mut first_received: Option<Instant> = None;
@@ -166,7 +170,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     tokio::pin!(stop);
 
     loop {
-        let deadline = forwarder.next_deadline();
+        let deadline = [
+            forwarder.next_deadline(),
+            reporter.as_ref().and_then(|r| r.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             biased;
             _ = &mut stop => break,
@@ -218,9 +228,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             }
             _ = sleep_until_opt(deadline) => {
                 forwarder.poll(Instant::now(), &mut |t| outputs.transmit(t));
+                if let Some(r) = reporter.as_mut() {
+                    r.poll();
+                }
             }
         }
         for event in forwarder.drain_events() {
+            if let Some(r) = reporter.as_mut() {
+                report_event(r, &event);
+            }
             log_event(&event, &names, &mut receivers);
         }
     }
@@ -276,6 +292,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Hands the reporter what it needs of a forwarding event.
+fn report_event(reporter: &mut super::report::ReceiptReporter, event: &ForwardEvent) {
+    match event {
+        ForwardEvent::SourceNote { ssrc, note } => reporter.on_note(*ssrc, note),
+        ForwardEvent::StreamEnded { ssrc, outputs, .. } => reporter.on_stream_ended(*ssrc, outputs),
+        ForwardEvent::ReceiverReport { from, block, .. } => {
+            reporter.on_receiver_report(*from, block)
+        }
+        ForwardEvent::StreamStarted { .. } => {}
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -307,11 +335,13 @@ fn log_event(
         ForwardEvent::StreamStarted { ssrc, from, format } => {
             info!(ssrc, %from, codec = %format, "voice stream from upstream started")
         }
+        ForwardEvent::SourceNote { ssrc, note } => debug!(ssrc, note, "upstream note"),
         ForwardEvent::StreamEnded {
             ssrc,
             reason,
             received,
             lost,
+            ..
         } => {
             let reason = match reason {
                 EndReason::Bye => "BYE",

@@ -34,6 +34,9 @@ use drivers::rtp::stats::{ReceiverStats, ReportBlockData};
 
 use super::encoder::FrameEncoder;
 
+/// How many finished output streams are still recognised in receiver reports.
+const RETIRED_KEPT: usize = 32;
+
 /// What the forwarder wants sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Transmit<'a> {
@@ -58,7 +61,11 @@ pub enum ForwardEvent {
         reason: EndReason,
         received: u64,
         lost: i64,
+        /// What went out for it in each output group that carried it.
+        outputs: Vec<OutputStream>,
     },
+    /// The upstream's note about a source (SDES NOTE): the alert a stream carries.
+    SourceNote { ssrc: u32, note: String },
     /// A downstream receiver's report on one of our outputs.
     ReceiverReport {
         from: SocketAddr,
@@ -67,6 +74,16 @@ pub enum ForwardEvent {
         format: PayloadFormat,
         block: ReportBlockData,
     },
+}
+
+/// One output stream a finished input stream was sent as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStream {
+    pub group: usize,
+    pub ssrc: u32,
+    /// Sequence number of its first packet.
+    pub first_sequence: u16,
+    pub packets: u32,
 }
 
 /// Why an input stream ended.
@@ -102,6 +119,7 @@ struct Group {
     encoder: Option<FrameEncoder>,
     packets: u32,
     octets: u32,
+    first_sequence: Option<u16>,
     active: bool,
     datagram: Vec<u8>,
 }
@@ -121,6 +139,7 @@ impl Group {
             encoder: None,
             packets: 0,
             octets: 0,
+            first_sequence: None,
             active: false,
             datagram: Vec::with_capacity(1500),
         }
@@ -165,6 +184,8 @@ pub struct Forwarder {
     schedule: RtcpSchedule,
     counters: ForwardCounters,
     ssrc_to_group: HashMap<u32, usize>,
+    /// Output SSRCs of finished streams, newest first, with their group.
+    retired: std::collections::VecDeque<(u32, usize)>,
     events: Vec<ForwardEvent>,
     pcm: Vec<i16>,
 }
@@ -189,6 +210,7 @@ impl Forwarder {
             schedule,
             counters: ForwardCounters::default(),
             ssrc_to_group,
+            retired: std::collections::VecDeque::new(),
             events: Vec::new(),
             pcm: Vec::with_capacity(FRAME_SAMPLES),
         }
@@ -317,6 +339,12 @@ impl Forwarder {
                 }
             }
             let group = &mut self.groups[index];
+            if group.first_sequence.is_none() {
+                group.first_sequence = group
+                    .datagram
+                    .get(2..4)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]));
+            }
             group.packets = group.packets.wrapping_add(1);
             group.octets = group
                 .octets
@@ -378,7 +406,13 @@ impl Forwarder {
             match event {
                 RtcpEvent::SenderReport(info) => self.on_sender_report(info, from, now, out),
                 RtcpEvent::ReceptionReport { reporter, block } => {
-                    if let Some(&group) = self.ssrc_to_group.get(&block.ssrc) {
+                    let group = self.ssrc_to_group.get(&block.ssrc).copied().or_else(|| {
+                        self.retired
+                            .iter()
+                            .find(|(s, _)| *s == block.ssrc)
+                            .map(|(_, g)| *g)
+                    });
+                    if let Some(group) = group {
                         let format = self.groups[group].format;
                         self.events.push(ForwardEvent::ReceiverReport {
                             from,
@@ -393,6 +427,9 @@ impl Forwarder {
                     if self.input.as_ref().is_some_and(|i| ssrcs.contains(&i.ssrc)) {
                         self.end_input(EndReason::Bye, out);
                     }
+                }
+                RtcpEvent::Note { ssrc, note } => {
+                    self.events.push(ForwardEvent::SourceNote { ssrc, note });
                 }
                 RtcpEvent::Cname { .. } => {}
             }
@@ -429,6 +466,7 @@ impl Forwarder {
                 blocks: &[],
                 cname: &self.config.cname,
                 bye_reason: None,
+                note: None,
             };
             if let Ok(datagram) = build_compound(&spec) {
                 out(Transmit::GroupRtcp {
@@ -448,10 +486,17 @@ impl Forwarder {
             EndReason::Timeout => "upstream went silent",
             EndReason::Shutdown => "gateway shutting down",
         };
+        let mut outputs = Vec::new();
         for (index, group) in self.groups.iter_mut().enumerate() {
             if !group.active {
                 continue;
             }
+            outputs.push(OutputStream {
+                group: index,
+                ssrc: group.rewriter.out_ssrc(),
+                first_sequence: group.first_sequence.unwrap_or(0),
+                packets: group.packets,
+            });
             // The closing compound leads with an empty RR rather than an SR: this node
             // only knows the media clock through the upstream's reports, and a mapping
             // made from local arrival times would skew the receivers' latency figures.
@@ -461,6 +506,7 @@ impl Forwarder {
                 blocks: &[],
                 cname: &self.config.cname,
                 bye_reason: Some(reason_text),
+                note: None,
             };
             if let Ok(datagram) = build_compound(&spec) {
                 out(Transmit::GroupRtcp {
@@ -470,7 +516,11 @@ impl Forwarder {
             }
             // The next stream goes out under a new SSRC (RFC 3550 §8: a source that
             // said BYE is gone).
-            self.ssrc_to_group.remove(&group.rewriter.out_ssrc());
+            // Its receivers' last reports come after the BYE: keep knowing it a while.
+            if let Some(old) = self.ssrc_to_group.remove(&group.rewriter.out_ssrc()) {
+                self.retired.push_front((group.rewriter.out_ssrc(), old));
+                self.retired.truncate(RETIRED_KEPT);
+            }
             let format = group.format;
             *group = Group::new(format, 48_000);
             self.ssrc_to_group.insert(group.rewriter.out_ssrc(), index);
@@ -481,6 +531,7 @@ impl Forwarder {
             reason,
             received: input.stats.received(),
             lost: input.stats.lost(),
+            outputs,
         });
     }
 
@@ -503,6 +554,7 @@ impl Forwarder {
                     blocks: &[block],
                     cname: &self.config.cname,
                     bye_reason: None,
+                    note: None,
                 };
                 if let Ok(datagram) = build_compound(&spec) {
                     out(Transmit::UpstreamRtcp {
@@ -760,6 +812,7 @@ mod tests {
             ssrc: 0xd157,
             cname: "district",
             bye_reason: Some("end"),
+            note: None,
             ..Default::default()
         })
         .expect("bye");
