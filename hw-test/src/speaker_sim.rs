@@ -138,6 +138,11 @@ impl Receiver {
         self.ssrc.is_some()
     }
 
+    /// The source being played, once a stream has started.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
+    }
+
     /// Takes an RTP datagram.
     pub fn on_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
         let Ok(header) = RtpHeader::parse(datagram) else {
@@ -487,7 +492,12 @@ pub async fn run(options: SpeakerOptions) -> Result<SpeakerReport, SpeakerError>
                     schedule.start(at);
                 }
                 receiver.on_rtp(&buf[..len], from, at);
-                last_packet = at;
+                // Only the stream being played keeps it alive: another source's packets
+                // (a sender that restarted and lost its stream) must not.
+                let ssrc = buf.get(8..12).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                if ssrc.is_some() && ssrc == receiver.ssrc() {
+                    last_packet = at;
+                }
             }
             received = rtcp.recv_from(&mut rtcp_buf) => {
                 let (len, from) = received?;

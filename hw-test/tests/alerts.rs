@@ -27,7 +27,7 @@ fn spawn_speaker(dir: &Path, speaker: &str, codec: &str) -> (Speaker, u16) {
     let mut child = Command::new(&bench)
         .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--codec", codec, "--name", speaker, "--streams", "0"])
-        .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "3600"])
+        .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "2"])
         .arg("--wav")
         .arg(&wav)
         .stdout(Stdio::piped())
@@ -690,6 +690,11 @@ fn bad_input_gets_a_json_error_naming_the_fault_and_nothing_is_stored() {
     );
     assert_eq!(invalid["faults"][0]["path"], "alert/sent");
 
+    let (status, body) = bench.call("GET", "/v1/alerts/1/confirm", Some(VIEWER), "", b"");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let (status, body) = bench.call("GET", "/v1/alerts/abc", Some(VIEWER), "", b"");
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
     let (status, _) = bench.call("GET", "/v1/alerts/999", Some(VIEWER), "", b"");
@@ -701,18 +706,16 @@ fn bad_input_gets_a_json_error_naming_the_fault_and_nothing_is_stored() {
 }
 
 #[test]
-fn sigkill_loses_no_accepted_alert_replays_no_play_and_never_plays_an_expired_one() {
+fn sigkill_loses_no_accepted_alert_and_replays_no_play() {
     let mut bench = Bench::new("sigkill", &[("pole", "opus", "410503", false)], "");
 
-    // An alert of three plays, killed during its second.
+    // Twenty alerts acknowledged, queued behind one of three plays.
     let (status, body) = bench.send(
         OPERATOR,
         json!({"text": "第一条测试预警，请注意。", "level": "yellow", "areas": ["410503"], "repeat": 3}),
     );
     assert_eq!(status, 201);
     let three = id_of(&body);
-    bench.wait_alert(three, Duration::from_secs(60), |a| a["plays_started"] == 2);
-    // A burst of alerts, each acknowledged before the kill.
     let mut acknowledged = Vec::new();
     for i in 0..20 {
         let (status, body) = bench.send(
@@ -722,11 +725,30 @@ fn sigkill_loses_no_accepted_alert_replays_no_play_and_never_plays_an_expired_on
         assert_eq!(status, 201);
         acknowledged.push(id_of(&body));
     }
-    // One that expires while the node is down.
+    // Killed as soon as the second play has begun.
+    bench.wait_alert(three, Duration::from_secs(60), |a| a["plays_started"] == 2);
+    bench.kill_district();
+    bench.start_district();
+
+    let done = bench.wait_alert(three, Duration::from_secs(120), |a| a["state"] == "done");
+    assert_eq!(done["plays_started"], 3, "the play cut by the kill counts");
+    for id in &acknowledged {
+        bench.wait_alert(*id, Duration::from_secs(120), |a| a["state"] == "done");
+    }
+    // Every play started is one stream at the loudspeaker: three of the first alert
+    // (the second cut short by the kill), one of each other. A replayed play would
+    // make one more.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(bench.streams_started("pole"), 3 + 20);
+}
+
+#[test]
+fn an_alert_that_expires_while_the_node_is_down_never_plays() {
+    let mut bench = Bench::new("expiry", &[("pole", "opus", "410503", false)], "");
     let now = chrono::Utc::now();
-    let expiring = format!(
-        r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>EXPIRING-1</identifier><sender>test@example.cn</sender><sent>{sent}</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope><info><category>Met</category><event>Storm</event><urgency>Immediate</urgency><severity>Extreme</severity><certainty>Observed</certainty><effective>{effective}</effective><expires>{expires}</expires><headline>EXPIRED</headline><area><areaDesc>A</areaDesc><geocode><valueName>GB/T 2260</valueName><value>410503</value></geocode></area></info></alert>"#,
-        sent = (now).format("%Y-%m-%dT%H:%M:%S+00:00"),
+    let cap = format!(
+        r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>EXPIRING-1</identifier><sender>test@example.cn</sender><sent>{sent}</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope><info><category>Met</category><event>Storm</event><urgency>Immediate</urgency><severity>Moderate</severity><certainty>Observed</certainty><effective>{effective}</effective><expires>{expires}</expires><headline>EXPIRED</headline><area><areaDesc>A</areaDesc><geocode><valueName>GB/T 2260</valueName><value>410503</value></geocode></area></info></alert>"#,
+        sent = now.format("%Y-%m-%dT%H:%M:%S+00:00"),
         effective = (now + chrono::Duration::seconds(3)).format("%Y-%m-%dT%H:%M:%S+00:00"),
         expires = (now + chrono::Duration::seconds(5)).format("%Y-%m-%dT%H:%M:%S+00:00"),
     );
@@ -735,45 +757,69 @@ fn sigkill_loses_no_accepted_alert_replays_no_play_and_never_plays_an_expired_on
         "/v1/alerts",
         Some(OPERATOR),
         "application/cap+xml",
-        expiring.as_bytes(),
+        cap.as_bytes(),
     );
     assert_eq!(status, 201, "{body:#}");
-    let expired = id_of(&body);
-    // Extreme and Actual: it waits for a second operator; confirm it, then kill.
-    let (status, _) = bench.call(
-        "POST",
-        &format!("/v1/alerts/{expired}/confirm"),
-        Some(SUPERVISOR),
-        "",
-        b"",
-    );
-    assert_eq!(status, 200);
-    let streams_before = bench.streams_started("pole");
+    assert_eq!(body["state"], "accepted", "not yet effective");
+    let id = id_of(&body);
     bench.kill_district();
     std::thread::sleep(Duration::from_secs(6));
     bench.start_district();
 
-    for id in &acknowledged {
-        let alert = bench.alert(*id);
-        assert_ne!(alert["state"], "failed", "{alert:#}");
-    }
-    let done = bench.wait_alert(three, Duration::from_secs(120), |a| a["state"] == "done");
-    assert_eq!(
-        done["plays_started"], 3,
-        "the play cut by the kill counts: none is repeated"
-    );
-    let gone = bench.wait_alert(expired, Duration::from_secs(30), |a| {
-        a["state"] == "expired"
-    });
+    let gone = bench.wait_alert(id, Duration::from_secs(30), |a| a["state"] == "expired");
     assert_eq!(gone["plays_started"], 0);
-    for id in &acknowledged {
-        bench.wait_alert(*id, Duration::from_secs(120), |a| a["state"] == "done");
-    }
-    // Three plays of the first alert, one of each of the twenty: the speaker saw no more.
-    let streams = bench.streams_started("pole");
+    assert_eq!(receipt(&gone, "pole")["state"], "missed");
+    assert_eq!(bench.streams_started("pole"), 0);
+}
+
+#[test]
+fn a_cap_cancel_stops_a_playing_alert_everywhere() {
+    let bench = Bench::new(
+        "cap-cancel",
+        &[
+            ("pole-a", "opus", "410503001001", false),
+            ("pole-b", "pcmu", "410503002001", false),
+        ],
+        "",
+    );
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string();
+    let alert = format!(
+        r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>FLOOD-7</identifier><sender>weather@example.cn</sender><sent>{now}</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope><info><language>zh-CN</language><category>Met</category><event>洪水</event><urgency>Immediate</urgency><severity>Moderate</severity><certainty>Observed</certainty><headline>洪水黄色预警</headline><instruction>请沿河群众注意防范，远离河道，听从指挥，有序转移到安全地带。</instruction><area><areaDesc>北关区</areaDesc><geocode><valueName>GB/T 2260</valueName><value>410503</value></geocode></area></info></alert>"#
+    );
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/alerts",
+        Some(OPERATOR),
+        "application/cap+xml",
+        alert.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    let id = id_of(&body);
+    bench.wait_playing("pole-a", Some(id), Duration::from_secs(30));
+
+    let cancel = format!(
+        r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>FLOOD-7-CANCEL</identifier><sender>weather@example.cn</sender><sent>{now}</sent><status>Actual</status><msgType>Cancel</msgType><scope>Public</scope><references>weather@example.cn,FLOOD-7,{now}</references></alert>"#
+    );
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/alerts",
+        Some(OPERATOR),
+        "application/cap+xml",
+        cancel.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body:#}");
+    bench.wait_playing("pole-a", None, Duration::from_secs(5));
+    bench.wait_playing("pole-b", None, Duration::from_secs(5));
+    let stopped = bench.alert(id);
+    assert_eq!(stopped["state"], "cancelled");
     assert!(
-        streams <= 3 + 20,
-        "{streams} streams ({streams_before} before the kill)"
+        stopped["state_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CAP Cancel"),
+        "{stopped:#}"
     );
 }
 
@@ -953,5 +999,28 @@ fn a_street_gateway_reports_which_of_its_loudspeakers_played_to_the_district() {
         );
     }
     assert_eq!(done["summary"]["silent_gateways"], json!([]));
+
+    // A node speaks for its own loudspeakers only, and only for alerts sent to it.
+    let forged =
+        json!([{"loudspeaker": "street-test", "via": "", "state": "played", "detail": "forged"}]);
+    let (status, _) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{}/receipts", id_of(&done)),
+        Some(STREET),
+        "application/json",
+        forged.to_string().as_bytes(),
+    );
+    assert_eq!(
+        status, 400,
+        "the district's own destination is judged by the district"
+    );
+    let (status, _) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{}/receipts", id_of(&done)),
+        Some(OPERATOR),
+        "application/json",
+        b"[]",
+    );
+    assert_eq!(status, 403, "an operator is no node");
     drop((pole_1, pole_2));
 }

@@ -18,7 +18,7 @@ use crate::alert::cap::{self, CapError, MsgType};
 use crate::alert::intake::{Admitted, AlertForm, Kind, Refusal, Skipped};
 use crate::alert::model::AlertState;
 use crate::alert::playout::{self, programme};
-use crate::alert::store::{AlertRecord, AuditEntry, Receipt, Transition};
+use crate::alert::store::{AlertRecord, AuditEntry, NewAlert, Receipt, Transition};
 
 /// `?dry_run=true` on a submission.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -70,6 +70,8 @@ pub struct Summary {
     pub played: usize,
     pub unconfirmed: usize,
     pub failed: usize,
+    /// Ended (cancelled, expired, failed) before it played there.
+    pub missed: usize,
     pub pending: usize,
     pub skipped: usize,
     /// Gateways targeted that have reported no loudspeaker yet.
@@ -245,6 +247,26 @@ async fn admit(
     }
 }
 
+/// Refuses now, not after the 201, what could never be made into sound: text the
+/// speech engine cannot take in its language, or attached audio that does not decode.
+fn playable(submission: Submission) -> Result<Submission, ApiError> {
+    let alert = &submission.admitted;
+    if submission.msg_type == MsgType::Cancel || alert.kind == Kind::Broadcast {
+        return Ok(submission);
+    }
+    match &alert.audio {
+        Some(bytes) => {
+            codecs::audio_file::read_audio_bytes(bytes.clone(), std::path::Path::new("resource"))
+                .map_err(|e| ApiError::refused(format!("the attached audio cannot be played: {e}")))?;
+        }
+        None => {
+            crate::alert::speech::prepare(&alert.text, &alert.language)
+                .map_err(|e| ApiError::refused(format!("the text cannot be spoken: {e}")))?;
+        }
+    }
+    Ok(submission)
+}
+
 fn form_identifier(node: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     format!(
         "{node}-{}-{:08x}",
@@ -285,7 +307,10 @@ pub async fn submit(
     caller.may(Action::Send)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bytes = body(raw)?;
-    let submission = match admit(&state, &caller, &headers, &bytes).await {
+    let submission = match admit(&state, &caller, &headers, &bytes)
+        .await
+        .and_then(playable)
+    {
         Ok(s) => s,
         Err(e) => {
             info!(operator = %caller.0.name, error = %e.message, "alert refused");
@@ -338,7 +363,6 @@ async fn store_submission(
         msg_type,
     } = submission;
     let now = state.clock.now();
-    let replaces = admitted.replaces.clone();
     let initial = if msg_type == MsgType::Cancel {
         AlertState::Done
     } else if admitted.needs_confirmation {
@@ -347,10 +371,30 @@ async fn store_submission(
         AlertState::Accepted
     };
     let (level, purpose, headline) = (admitted.level, admitted.purpose, admitted.headline.clone());
-    let id = state
+    let loudspeakers = state
+        .destinations
+        .iter()
+        .filter(|d| d.kind == "loudspeaker" && admitted.targets.contains(&d.name))
+        .map(|d| d.name.clone())
+        .collect();
+    // A cancel stops what it names at once; an update replaces the old alert when it
+    // is accepted, which for one awaiting confirmation is at the confirmation.
+    let stop_replaced = initial != AlertState::AwaitingConfirmation;
+    let inserted = state
         .store
-        .insert(admitted, initial, caller.0.name.clone(), cap, now)
+        .insert(
+            NewAlert {
+                alert: admitted,
+                state: initial,
+                operator: caller.0.name.clone(),
+                cap,
+                loudspeakers,
+                stop_replaced,
+            },
+            now,
+        )
         .await?;
+    let id = inserted.id;
     info!(
         alert = id,
         operator = %caller.0.name,
@@ -359,53 +403,16 @@ async fn store_submission(
         msg_type = %msg_type,
         state = %initial,
         headline,
+        stopped = ?inserted.stopped,
         "alert accepted"
     );
-
-    match msg_type {
-        MsgType::Cancel => {
-            for old in replaces {
-                let reason = format!(
-                    "cancelled by CAP Cancel (alert {id}) from {}",
-                    caller.0.name
-                );
-                cancel_alert(state, old, caller, reason).await?;
-            }
-        }
-        _ if initial == AlertState::Accepted => {
-            supersede(state, id, &replaces, caller).await?;
-            state.tell_playout(playout::Command::Changed(id));
-        }
-        _ => {}
+    for old in &inserted.stopped {
+        state.tell_playout(playout::Command::Cancelled(*old));
+    }
+    if initial == AlertState::Accepted {
+        state.tell_playout(playout::Command::Changed(id));
     }
     view(state, state.store.get(id).await?).await
-}
-
-/// Cancels what an accepted update replaces.
-async fn supersede(
-    state: &ApiState,
-    id: i64,
-    replaces: &[i64],
-    caller: &Caller,
-) -> Result<(), ApiError> {
-    for old in replaces {
-        match state
-            .store
-            .transition(
-                *old,
-                Transition::supersede(id),
-                caller.0.name.clone(),
-                state.clock.now(),
-            )
-            .await
-        {
-            Ok(_) => state.tell_playout(playout::Command::Cancelled(*old)),
-            // Already over: nothing to stop.
-            Err(crate::alert::store::StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 async fn cancel_alert(
@@ -470,12 +477,13 @@ async fn preview(state: &ApiState, admitted: Admitted) -> Result<Preview, ApiErr
 pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, ApiError> {
     let receipts = state.store.receipts(record.id).await?;
     let count = |s: &str| receipts.iter().filter(|r| r.state == s).count();
-    let (played, unconfirmed, failed, pending, skipped) = (
+    let (played, unconfirmed, failed, pending, skipped, missed) = (
         count("played"),
         count("unconfirmed"),
         count("failed"),
         count("pending"),
         count("skipped"),
+        count("missed"),
     );
     let loudspeakers = receipts.len() - skipped;
     let silent_gateways: Vec<String> = state
@@ -489,6 +497,7 @@ pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, Ap
     for (n, what) in [
         (unconfirmed, "sent, not confirmed"),
         (failed, "failed"),
+        (missed, "not played"),
         (pending, "pending"),
         (skipped, "skipped (do not take exercises or tests)"),
     ] {
@@ -511,6 +520,7 @@ pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, Ap
             played,
             unconfirmed,
             failed,
+            missed,
             pending,
             skipped,
             silent_gateways,
@@ -562,18 +572,16 @@ pub async fn confirm(
 ) -> Result<Json<AlertView>, ApiError> {
     caller.may(Action::Confirm)?;
     let id = parse_id(&id)?;
-    let record = state
+    let confirmed = state
         .store
-        .transition(
-            id,
-            Transition::confirm(),
-            caller.0.name.clone(),
-            state.clock.now(),
-        )
+        .confirm(id, caller.0.name.clone(), state.clock.now())
         .await?;
-    info!(alert = id, operator = %caller.0.name, "alert confirmed");
-    supersede(&state, id, &record.alert.replaces, &caller).await?;
+    info!(alert = id, operator = %caller.0.name, stopped = ?confirmed.stopped, "alert confirmed");
+    for old in &confirmed.stopped {
+        state.tell_playout(playout::Command::Cancelled(*old));
+    }
     state.tell_playout(playout::Command::Changed(id));
+    let record = state.store.get(id).await?;
     Ok(Json(view(&state, record).await?))
 }
 
@@ -664,6 +672,29 @@ pub async fn report_receipts(
     caller.may(Action::ReportReceipts)?;
     let id = parse_id(&id)?;
     let mut receipts: Vec<Receipt> = json_form(&body(raw)?)?;
+    let record = state.store.get(id).await?;
+    // A gateway speaks for its own loudspeakers, for alerts sent to it, and never for
+    // this node's own destinations, whose receipts come from their RTCP reports here.
+    let gateway = &caller.0.name;
+    let sent_to_caller = state.destinations.iter().any(|d| {
+        &d.name == gateway && d.kind == "gateway" && record.alert.targets.contains(&d.name)
+    });
+    if !sent_to_caller {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("alert {id} was not sent to a gateway named {gateway}"),
+        ));
+    }
+    if let Some(own) = receipts
+        .iter()
+        .find(|r| state.destinations.iter().any(|d| d.name == r.loudspeaker))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{} is a destination of this node: its receipt comes from its own RTCP reports",
+            own.loudspeaker
+        )));
+    }
     for r in &mut receipts {
         if !matches!(
             r.state.as_str(),

@@ -252,6 +252,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/status", get(alerts::status))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // The body limit is checked here too, so an oversized body is refused
         // before it is read into memory.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
@@ -263,6 +264,14 @@ async fn not_found(_caller: Caller, State(_): State<Arc<ApiState>>) -> ApiError 
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint: see /openapi.json",
+    )
+}
+
+async fn method_not_allowed(_caller: Caller, State(_): State<Arc<ApiState>>) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method: see /openapi.json",
     )
 }
 

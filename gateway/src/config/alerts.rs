@@ -13,6 +13,10 @@ use super::{ConfigError, Locator};
 use crate::alert::model::Level;
 use crate::alert::speech::SpeechConfig;
 
+/// The longest siren signal accepted: longer than any civil air-defence signal (the
+/// all-clear is 3 minutes), short enough to be a typing error when exceeded.
+const MAX_SIREN_MS: u64 = 15 * 60_000;
+
 /// The control API's default address: this host only.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8470";
 
@@ -136,6 +140,7 @@ pub(super) fn api(raw: &RawApi, base: &Path) -> ApiConfig {
 
 pub(super) fn alerts(
     raw: &RawAlerts,
+    span: std::ops::Range<usize>,
     at: &Locator,
     base: &Path,
 ) -> Result<AlertsConfig, ConfigError> {
@@ -212,6 +217,25 @@ pub(super) fn alerts(
                 .with_timezone(&Utc),
         ),
     };
+    for (name, siren) in [
+        ("pre_warning", &raw.siren.pre_warning),
+        ("air_raid", &raw.siren.air_raid),
+        ("all_clear", &raw.siren.all_clear),
+    ] {
+        if let Some(siren) = siren {
+            let total = (siren.on_ms + siren.off_ms).saturating_mul(u64::from(siren.cycles));
+            if siren.cycles == 0 || siren.on_ms == 0 || total > MAX_SIREN_MS {
+                return Err(at.error(
+                    span.clone(),
+                    &format!("alerts.siren.{name}"),
+                    format!(
+                        "needs on_ms above 0, cycles above 0, and at most {} minutes in all",
+                        MAX_SIREN_MS / 60_000
+                    ),
+                ));
+            }
+        }
+    }
     let siren = |raw: &Option<RawSiren>, signal: AttentionSignal| {
         raw.as_ref()
             .map(|s| SirenTiming {

@@ -596,7 +596,7 @@ impl Config {
                     "alerts come in through the control API: add an [api] table with `operators`",
                 ));
             }
-            Some(a) => Some(alerts::alerts(a.get_ref(), &at, base)?),
+            Some(a) => Some(alerts::alerts(a.get_ref(), a.span(), &at, base)?),
         };
 
         Ok(Config {

@@ -84,6 +84,12 @@ struct Rendered {
     programme: Result<Programme, String>,
 }
 
+/// Speech engines run at once, at most.
+const RENDER_PERMITS: usize = 2;
+
+/// Tries to render an alert before it counts as failed, when the failure may pass.
+const RENDER_ATTEMPTS: u32 = 3;
+
 /// The rank of alerts that originate at a tier: the higher tier wins among equals.
 fn tier_rank(tier: Tier) -> u8 {
     match tier {
@@ -225,6 +231,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         cname: format!("{}@{}", config.name, config.area),
         programmes: HashMap::new(),
         rendering: HashSet::new(),
+        render_permits: Arc::new(tokio::sync::Semaphore::new(RENDER_PERMITS)),
+        purposes: HashMap::new(),
         cancelled: HashSet::new(),
     };
     playout.by_rtcp = playout
@@ -235,12 +243,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         .collect();
 
     let (rendered_tx, mut rendered_rx) = mpsc::unbounded_channel::<Rendered>();
-    for record in playout
+    // The highest alerts are rendered first, so after a restart a red alert does not
+    // wait behind blue ones for the speech engine.
+    let mut active = playout
         .store
         .list(true, 10_000)
         .await
-        .map_err(|e| NodeError::Setup(e.to_string()))?
-    {
+        .map_err(|e| NodeError::Setup(e.to_string()))?;
+    active.sort_by_key(|r| (std::cmp::Reverse(r.alert.level), r.id));
+    for record in active {
         playout.consider(record, &rendered_tx);
     }
 
@@ -316,6 +327,9 @@ struct Playout {
     programmes: HashMap<i64, Arc<Vec<i16>>>,
     /// Alerts being rendered, so a second notice does not render twice.
     rendering: HashSet<i64>,
+    render_permits: Arc<tokio::sync::Semaphore>,
+    /// Each held alert's purpose, for the logs and receipts.
+    purposes: HashMap<i64, crate::alert::model::Purpose>,
     /// Alerts cancelled while this node runs: a render that finishes after the
     /// cancel must not schedule them.
     cancelled: HashSet<i64>,
@@ -353,23 +367,53 @@ impl Playout {
         let store = self.store.clone();
         let config = self.config.clone();
         let engine = self.engine.clone();
+        let permits = self.render_permits.clone();
         let tx = rendered.clone();
-        tokio::spawn(async move {
+        let work = tokio::spawn(async move {
+            // A burst of alerts (or a restart with many) must not start a speech
+            // engine for each at once.
+            let _permit = permits.acquire_owned().await;
             let started = Instant::now();
             let audio = store.audio(id).await.ok().flatten();
-            let programme = programme::render(&record.alert, audio, &config, &engine)
-                .await
-                .map_err(|e| e.to_string());
+            let mut attempt = 1;
+            let programme = loop {
+                match programme::render(&record.alert, audio.clone(), &config, &engine).await {
+                    Ok(p) => break Ok(p),
+                    Err(e) if attempt < RENDER_ATTEMPTS && e.is_transient() => {
+                        warn!(alert = id, attempt, error = %e, "rendering failed, trying again");
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
             if let Ok(p) = &programme {
                 info!(
                     alert = id,
+                    purpose = %record.alert.purpose,
                     voice = %p.voice,
                     seconds = format!("{:.1}", p.duration().as_secs_f64()),
                     render_ms = started.elapsed().as_millis() as u64,
                     "alert rendered"
                 );
             }
-            let _ = tx.send(Rendered { record, programme });
+            Rendered { record, programme }
+        });
+        // A render that panics still answers, as a failure, so the alert is not left
+        // waiting for ever.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let rendered = match work.await {
+                Ok(rendered) => rendered,
+                Err(e) => match store.get(id).await {
+                    Ok(record) => Rendered {
+                        record,
+                        programme: Err(format!("rendering stopped: {e}")),
+                    },
+                    Err(_) => return,
+                },
+            };
+            let _ = tx.send(rendered);
         });
     }
 
@@ -380,8 +424,8 @@ impl Playout {
                 Err(e) => warn!(alert = id, error = %e, "cannot read a changed alert"),
             },
             Command::Cancelled(id) => {
+                // Plays that finished before the cancel still await their receipts.
                 self.cancelled.insert(id);
-                self.receipts.forget_pending(id);
                 let events = self.scheduler.cancel(id, self.clock.now());
                 self.apply(events).await;
             }
@@ -437,6 +481,7 @@ impl Playout {
             outputs,
         };
         self.programmes.insert(id, programme.samples.clone());
+        self.purposes.insert(id, record.alert.purpose);
         let events = self.scheduler.add(job, self.clock.now());
         self.apply(events).await;
     }
@@ -490,7 +535,9 @@ impl Playout {
         outputs: Vec<OutputId>,
         plays_started: u32,
     ) {
-        // Durable before the first packet: a crash from here on counts this play.
+        // Durable before the first packet: a crash from here on counts this play. If
+        // the database cannot take the write, the alert plays all the same: a missed
+        // alarm is worse than a repeat after a crash that nothing recorded.
         if let Err(e) = self
             .store
             .set_progress(
@@ -740,8 +787,14 @@ impl Playout {
     async fn record_receipts(&mut self, updates: Vec<Update>) {
         for update in updates {
             let o = &self.outputs[update.output];
+            let purpose = self
+                .purposes
+                .get(&update.alert)
+                .copied()
+                .unwrap_or(crate::alert::model::Purpose::Actual);
             info!(
                 alert = update.alert,
+                %purpose,
                 loudspeaker = %o.name,
                 receipt = update.verdict.state(),
                 detail = %update.verdict.detail(),

@@ -170,6 +170,11 @@ impl Rules {
             return Err(Refusal::MsgTypeNotPlayed(alert.msg_type));
         }
         let replaces = self.replaced(alert.msg_type, &alert.references, lookup)?;
+        if alert.msg_type == MsgType::Cancel {
+            // A cancel only has to name what it stops: it needs no info block, level,
+            // validity or target of its own, and never waits for a confirmation.
+            return Ok(self.cancel(alert, purpose, replaces));
+        }
         let info = alert.info_for(&self.language).ok_or(Refusal::NoInfo)?;
         let level = Level::from_severity(info.severity).ok_or(Refusal::NoWarningLevel)?;
 
@@ -201,7 +206,7 @@ impl Rules {
             level,
             language: info.language.clone(),
             headline: info.headline.clone().unwrap_or_else(|| info.event.clone()),
-            text: spoken_text(info),
+            text: marked(spoken_text(info), purpose, &info.language),
             areas,
             targets,
             skipped,
@@ -295,7 +300,11 @@ impl Rules {
                 .clone()
                 .unwrap_or_else(|| self.language.clone()),
             headline,
-            text: form.text.trim().to_string(),
+            text: marked(
+                form.text.trim().to_string(),
+                purpose,
+                form.language.as_deref().unwrap_or(&self.language),
+            ),
             areas,
             targets,
             skipped,
@@ -309,6 +318,40 @@ impl Rules {
                 && kind == Kind::Alert
                 && self.confirm_levels.contains(&level),
         })
+    }
+
+    fn cancel(&self, alert: &CapAlert, purpose: Purpose, replaces: Vec<i64>) -> Admitted {
+        let info = alert.info_for(&self.language);
+        let sent = alert.sent.with_timezone(&Utc);
+        Admitted {
+            kind: Kind::Alert,
+            identifier: alert.identifier.clone(),
+            sender: alert.sender.clone(),
+            sent,
+            purpose,
+            msg_type: MsgType::Cancel.to_string(),
+            replaces,
+            level: info
+                .and_then(|i| Level::from_severity(i.severity))
+                .unwrap_or(Level::Routine),
+            language: info
+                .map(|i| i.language.clone())
+                .unwrap_or_else(|| self.language.clone()),
+            headline: info
+                .and_then(|i| i.headline.clone())
+                .unwrap_or_else(|| "cancel".to_string()),
+            text: String::new(),
+            areas: Vec::new(),
+            targets: Vec::new(),
+            skipped: Vec::new(),
+            effective: sent,
+            expires: sent,
+            repeat: 0,
+            attention: "none".into(),
+            audio: None,
+            has_audio: false,
+            needs_confirmation: false,
+        }
     }
 
     fn replaced(
@@ -435,6 +478,21 @@ fn recorded_speech(info: &Info) -> Result<Option<Vec<u8>>, Refusal> {
                 resource.resource_desc
             ))
         })
+}
+
+/// An exercise or test says so before anything else, so nobody who hears it takes it
+/// for a real warning.
+fn marked(text: String, purpose: Purpose, language: &str) -> String {
+    let chinese = language.to_ascii_lowercase().starts_with("zh")
+        || language.to_ascii_lowercase().starts_with("cmn");
+    let mark = match (purpose, chinese) {
+        (Purpose::Actual, _) => return text,
+        (Purpose::Exercise, true) => "演练。",
+        (Purpose::Test, true) => "测试。",
+        (Purpose::Exercise, false) => "Exercise. ",
+        (Purpose::Test, false) => "Test. ",
+    };
+    format!("{mark}{text}")
 }
 
 /// What a loudspeaker says for a CAP `info`: the headline (or the event), then the

@@ -66,7 +66,7 @@ fn the_beiguan_exercise_targets_the_streets_that_take_exercises() {
     assert!(
         admitted
             .text
-            .starts_with("安阳市气象台发布暴雨红色预警信号。过去三小时")
+            .starts_with("演练。安阳市气象台发布暴雨红色预警信号。过去三小时")
     );
     assert!(admitted.text.ends_with("涵洞。"));
 }
@@ -81,7 +81,7 @@ fn a_node_configured_for_english_speaks_the_english_info() {
     assert_eq!(admitted.language, "en-US");
     assert_eq!(
         admitted.text,
-        "Rainstorm red warning for Beiguan district. Residents of low-lying riverside areas must move to safe ground now."
+        "Exercise. Rainstorm red warning for Beiguan district. Residents of low-lying riverside areas must move to safe ground now."
     );
 }
 
@@ -255,4 +255,27 @@ fn bad_forms_are_refused_with_the_field_named() {
     let mut f = form("x", "red", &["410503"]);
     f.attention = Some("klaxon".into());
     assert!(refuse(f).contains("unknown attention signal"));
+}
+
+#[test]
+fn a_bare_cap_cancel_needs_only_its_references() {
+    let mut cancel = beiguan();
+    cancel.msg_type = cap::MsgType::Cancel;
+    cancel.infos.clear();
+    cancel.references = vec![beiguan().reference()];
+    let known = |_: &Reference| Some(3);
+    let long_after = Utc
+        .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let admitted = rules()
+        .admit_cap(&cancel, "chime", long_after, known)
+        .expect("admitted");
+    assert_eq!(admitted.replaces, [3]);
+    assert_eq!(admitted.msg_type, "Cancel");
+    assert!(admitted.targets.is_empty());
+    assert!(
+        !admitted.needs_confirmation,
+        "stopping an alert never waits"
+    );
 }

@@ -52,6 +52,19 @@ pub enum RenderError {
     Attention(#[from] codecs::attention::UnknownAttentionSignal),
 }
 
+impl RenderError {
+    /// Whether trying again may succeed (the engine timed out or could not start),
+    /// as opposed to input that will fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RenderError::Speech(
+                SpeechError::Timeout { .. } | SpeechError::Spawn { .. } | SpeechError::Io { .. }
+            )
+        )
+    }
+}
+
 /// Renders one play of `alert`.
 pub async fn render(
     alert: &Admitted,

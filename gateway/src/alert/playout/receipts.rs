@@ -184,11 +184,6 @@ impl ReceiptTracker {
         self.waiting.iter().map(|w| w.deadline).min()
     }
 
-    /// Forgets an alert's pending plays (cancelled: nothing more to confirm).
-    pub fn forget_pending(&mut self, alert: i64) {
-        self.waiting.retain(|w| w.alert != alert);
-    }
-
     fn decide(&mut self, alert: i64, output: OutputId, verdict: Verdict) -> Option<Update> {
         let better = self
             .verdicts

@@ -98,6 +98,28 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
+/// A new alert to store.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub alert: Admitted,
+    pub state: AlertState,
+    pub operator: String,
+    /// The CAP document as received, if it came as CAP.
+    pub cap: Option<String>,
+    /// The loudspeakers it targets directly: each gets a pending receipt.
+    pub loudspeakers: Vec<String>,
+    /// Stop the live alerts `alert.replaces` names, in the same transaction.
+    pub stop_replaced: bool,
+}
+
+/// What [`Store::insert`] and [`Store::confirm`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: i64,
+    /// Alerts stopped because this one replaces them.
+    pub stopped: Vec<i64>,
+}
+
 /// A change of an alert's state made by an operator.
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -248,18 +270,21 @@ impl Store {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Stores an admitted alert in `state`, with a pending receipt per target and an
-    /// audit line; returns its id. An alert already stored (same sender and
-    /// identifier) is a conflict.
-    pub async fn insert(
-        &self,
-        alert: Admitted,
-        state: AlertState,
-        operator: String,
-        cap: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
+    /// Stores a new alert with a pending receipt per loudspeaker it targets and an
+    /// audit line; when `new.stop_replaced`, in the same transaction, stops the live
+    /// alerts it replaces (a CAP Cancel, or an Update that needs no confirmation).
+    /// Returns its id and the alerts it stopped. The same sender and identifier twice
+    /// is a conflict.
+    pub async fn insert(&self, new: NewAlert, now: DateTime<Utc>) -> Result<Inserted, StoreError> {
         self.call(move |db| {
+            let NewAlert {
+                alert,
+                state,
+                operator,
+                cap,
+                loudspeakers,
+                stop_replaced,
+            } = new;
             let body = serde_json::to_string(&alert)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let exists: Option<i64> = db
@@ -295,6 +320,9 @@ impl Store {
             for skipped in &alert.skipped {
                 insert_receipt(db, id, &skipped.name, "", "skipped", &skipped.reason, now)?;
             }
+            for loudspeaker in &loudspeakers {
+                insert_receipt(db, id, loudspeaker, "", "pending", "not played yet", now)?;
+            }
             audit(
                 db,
                 now,
@@ -310,9 +338,56 @@ impl Store {
                     alert.targets.join(", ")
                 ),
             )?;
-            Ok(id)
+            let stopped = if stop_replaced {
+                stop_replaced_alerts(db, id, &alert, &operator, now)?
+            } else {
+                Vec::new()
+            };
+            Ok(Inserted { id, stopped })
         })
         .await
+    }
+
+    /// A second operator confirms alert `id`; in the same transaction the alerts it
+    /// replaces stop. An expired alert cannot be confirmed: it is marked expired.
+    pub async fn confirm(
+        &self,
+        id: i64,
+        operator: String,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        let result = self
+            .call({
+                let operator = operator.clone();
+                move |db| {
+                    let record = read_alert(db, id)?.ok_or(StoreError::NotFound(id))?;
+                    if record.state == AlertState::AwaitingConfirmation
+                        && record.alert.expires <= now
+                    {
+                        return Ok(None);
+                    }
+                    apply_transition(db, id, Transition::confirm(), &operator, now)?;
+                    let stopped = stop_replaced_alerts(db, id, &record.alert, &operator, now)?;
+                    Ok(Some(Inserted { id, stopped }))
+                }
+            })
+            .await?;
+        match result {
+            Some(inserted) => Ok(inserted),
+            None => {
+                self.set_progress(
+                    id,
+                    AlertState::Expired,
+                    0,
+                    Some("expired before anyone confirmed it".into()),
+                    now,
+                )
+                .await?;
+                Err(StoreError::Conflict(format!(
+                    "alert {id} expired before it was confirmed; send it again if it still applies"
+                )))
+            }
+        }
     }
 
     /// The alert with `id`.
@@ -385,36 +460,8 @@ impl Store {
         operator: String,
         now: DateTime<Utc>,
     ) -> Result<AlertRecord, StoreError> {
-        let Transition {
-            from,
-            to,
-            action,
-            reason,
-        } = change;
-        self.call(move |db| {
-            let record = read_alert(db, id)?.ok_or(StoreError::NotFound(id))?;
-            if !from.contains(&record.state) {
-                return Err(StoreError::Conflict(format!(
-                    "alert {id} is {}; it cannot be {action}",
-                    record.state
-                )));
-            }
-            if action == "confirmed" && record.submitted_by == operator {
-                return Err(StoreError::Conflict(format!(
-                    "alert {id} was submitted by {operator}: a second operator must confirm it"
-                )));
-            }
-            db.execute(
-                "UPDATE alerts SET state = ?2, state_reason = ?3, updated_at = ?4,
-                 confirmed_by = CASE WHEN ?5 = 'confirmed' THEN ?6 ELSE confirmed_by END
-                 WHERE id = ?1",
-                params![id, to.as_str(), reason, time(now), action, operator],
-            )?;
-            let detail = reason.unwrap_or_else(|| format!("{} -> {}", record.state, to));
-            audit(db, now, &operator, action, Some(id), &detail)?;
-            read_alert(db, id)?.ok_or(StoreError::NotFound(id))
-        })
-        .await
+        self.call(move |db| apply_transition(db, id, change, &operator, now))
+            .await
     }
 
     /// Playout's record of an alert's own progress: the state, and how many plays
@@ -436,6 +483,7 @@ impl Store {
                 params![id, state.as_str(), plays_started, time(now), reason],
             )?;
             if changed == 1 && state.is_final() {
+                close_pending_receipts(db, id, state, now)?;
                 audit(db, now, "playout", state.as_str(), Some(id), &format!("{plays_started} plays"))?;
             }
             Ok(())
@@ -497,6 +545,93 @@ impl Store {
         })
         .await
     }
+}
+
+fn apply_transition(
+    db: &Connection,
+    id: i64,
+    change: Transition,
+    operator: &str,
+    now: DateTime<Utc>,
+) -> Result<AlertRecord, StoreError> {
+    let Transition {
+        from,
+        to,
+        action,
+        reason,
+    } = change;
+    let record = read_alert(db, id)?.ok_or(StoreError::NotFound(id))?;
+    if !from.contains(&record.state) {
+        return Err(StoreError::Conflict(format!(
+            "alert {id} is {}; it cannot be {action}",
+            record.state
+        )));
+    }
+    if action == "confirmed" && record.submitted_by == operator {
+        return Err(StoreError::Conflict(format!(
+            "alert {id} was submitted by {operator}: a second operator must confirm it"
+        )));
+    }
+    db.execute(
+        "UPDATE alerts SET state = ?2, state_reason = ?3, updated_at = ?4,
+         confirmed_by = CASE WHEN ?5 = 'confirmed' THEN ?6 ELSE confirmed_by END
+         WHERE id = ?1",
+        params![id, to.as_str(), reason, time(now), action, operator],
+    )?;
+    if to.is_final() {
+        close_pending_receipts(db, id, to, now)?;
+    }
+    let detail = reason.unwrap_or_else(|| format!("{} -> {}", record.state, to));
+    audit(db, now, operator, action, Some(id), &detail)?;
+    read_alert(db, id)?.ok_or(StoreError::NotFound(id))
+}
+
+/// Stops the live alerts that `alert` (stored as `id`) replaces; those already over
+/// are left as they are. Returns the ids stopped.
+fn stop_replaced_alerts(
+    db: &Connection,
+    id: i64,
+    alert: &Admitted,
+    operator: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stopped = Vec::new();
+    for old in &alert.replaces {
+        let change = if alert.msg_type == "Cancel" {
+            Transition::cancel(format!(
+                "cancelled by CAP Cancel (alert {id}) from {operator}"
+            ))
+        } else {
+            Transition::supersede(id)
+        };
+        match apply_transition(db, *old, change, operator, now) {
+            Ok(_) => stopped.push(*old),
+            Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(stopped)
+}
+
+/// When an alert ends before it played somewhere, the receipts still pending say so.
+fn close_pending_receipts(
+    db: &Connection,
+    id: i64,
+    state: AlertState,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let detail = match state {
+        AlertState::Cancelled => "not played: cancelled before it played here",
+        AlertState::Expired => "not played: it expired before it played here",
+        AlertState::Failed => "not played: the alert could not be made into sound",
+        AlertState::Done => return Ok(()),
+        _ => return Ok(()),
+    };
+    db.execute(
+        "UPDATE receipts SET state = 'missed', detail = ?2, updated_at = ?3 WHERE alert_id = ?1 AND state = 'pending'",
+        params![id, detail, time(now)],
+    )?;
+    Ok(())
 }
 
 fn insert_receipt(

@@ -43,6 +43,17 @@ fn admitted(identifier: &str) -> Admitted {
     }
 }
 
+fn new(alert: Admitted, state: AlertState, operator: String) -> NewAlert {
+    NewAlert {
+        alert,
+        state,
+        operator,
+        cap: None,
+        loudspeakers: vec!["pole-1".into()],
+        stop_replaced: true,
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,13 +69,15 @@ fn an_alert_survives_reopening_the_database() {
         let store = Store::open(&dir).expect("open");
         store
             .insert(
-                admitted("A-1"),
-                AlertState::AwaitingConfirmation,
-                "zhang".into(),
-                None,
+                new(
+                    admitted("A-1"),
+                    AlertState::AwaitingConfirmation,
+                    "zhang".into(),
+                ),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("insert")
     });
     let record = rt.block_on(async {
@@ -95,23 +108,19 @@ fn the_same_alert_twice_is_a_conflict() {
         let store = Store::open(&dir).expect("open");
         store
             .insert(
-                admitted("A-1"),
-                AlertState::Accepted,
-                "zhang".into(),
-                None,
+                new(admitted("A-1"), AlertState::Accepted, "zhang".into()),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("first");
         let second = store
             .insert(
-                admitted("A-1"),
-                AlertState::Accepted,
-                "li".into(),
-                None,
+                new(admitted("A-1"), AlertState::Accepted, "li".into()),
                 now(),
             )
-            .await;
+            .await
+            .map(|i| i.id);
         assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
         assert_eq!(store.list(false, 10).await.expect("list").len(), 1);
     });
@@ -125,13 +134,15 @@ fn the_submitter_cannot_confirm_their_own_alert() {
         let store = Store::open(&dir).expect("open");
         let id = store
             .insert(
-                admitted("A-1"),
-                AlertState::AwaitingConfirmation,
-                "zhang".into(),
-                None,
+                new(
+                    admitted("A-1"),
+                    AlertState::AwaitingConfirmation,
+                    "zhang".into(),
+                ),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("insert");
         let own = store
             .transition(id, Transition::confirm(), "zhang".into(), now())
@@ -158,13 +169,11 @@ fn the_audit_log_is_append_only() {
         let store = Store::open(&dir).expect("open");
         let id = store
             .insert(
-                admitted("A-1"),
-                AlertState::Accepted,
-                "zhang".into(),
-                None,
+                new(admitted("A-1"), AlertState::Accepted, "zhang".into()),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("insert");
         store
             .transition(
@@ -211,13 +220,11 @@ fn a_failing_call_leaves_the_rest_of_its_group_committed() {
             calls.push(tokio::spawn(async move {
                 store
                     .insert(
-                        admitted(&identifier),
-                        AlertState::Accepted,
-                        "zhang".into(),
-                        None,
+                        new(admitted(&identifier), AlertState::Accepted, "zhang".into()),
                         now(),
                     )
                     .await
+                    .map(|i| i.id)
             }));
         }
         let mut failed = 0;
@@ -239,13 +246,11 @@ fn playout_progress_never_goes_back_and_final_states_stick() {
         let store = Store::open(&dir).expect("open");
         let id = store
             .insert(
-                admitted("A-1"),
-                AlertState::Accepted,
-                "zhang".into(),
-                None,
+                new(admitted("A-1"), AlertState::Accepted, "zhang".into()),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("insert");
         store
             .set_progress(id, AlertState::Playing, 2, None, now())
@@ -277,13 +282,11 @@ fn receipts_replace_earlier_ones_of_the_same_loudspeaker() {
         let store = Store::open(&dir).expect("open");
         let id = store
             .insert(
-                admitted("A-1"),
-                AlertState::Accepted,
-                "zhang".into(),
-                None,
+                new(admitted("A-1"), AlertState::Accepted, "zhang".into()),
                 now(),
             )
             .await
+            .map(|i| i.id)
             .expect("insert");
         let receipt = |state: &str| Receipt {
             loudspeaker: "pole-1".into(),
@@ -307,6 +310,83 @@ fn receipts_replace_earlier_ones_of_the_same_loudspeaker() {
             store.put_receipts(99, vec![], now()).await,
             Err(StoreError::NotFound(99))
         ));
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_cancel_stops_what_it_replaces_in_the_same_commit_and_skips_what_is_over() {
+    let dir = scratch("cancel");
+    runtime().block_on(async {
+        let store = Store::open(&dir).expect("open");
+        let live = store
+            .insert(
+                new(admitted("A-1"), AlertState::Playing, "zhang".into()),
+                now(),
+            )
+            .await
+            .expect("insert")
+            .id;
+        let over = store
+            .insert(
+                new(admitted("A-2"), AlertState::Accepted, "zhang".into()),
+                now(),
+            )
+            .await
+            .expect("insert")
+            .id;
+        store
+            .set_progress(over, AlertState::Done, 2, None, now())
+            .await
+            .expect("done");
+        let mut cancel = admitted("C-1");
+        cancel.msg_type = "Cancel".into();
+        cancel.replaces = vec![live, over];
+        let inserted = store
+            .insert(new(cancel, AlertState::Done, "li".into()), now())
+            .await
+            .expect("cancel stored");
+        assert_eq!(inserted.stopped, [live], "the finished alert is left alone");
+        let record = store.get(live).await.expect("get");
+        assert_eq!(record.state, AlertState::Cancelled);
+        assert!(
+            record
+                .state_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("CAP Cancel")
+        );
+        let receipts = store.receipts(live).await.expect("receipts");
+        assert_eq!(
+            receipts[0].state, "missed",
+            "a loudspeaker that never heard it says so"
+        );
+        assert_eq!(store.get(over).await.expect("get").state, AlertState::Done);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_expired_alert_cannot_be_confirmed() {
+    let dir = scratch("confirm-expired");
+    runtime().block_on(async {
+        let store = Store::open(&dir).expect("open");
+        let id = store
+            .insert(
+                new(
+                    admitted("A-1"),
+                    AlertState::AwaitingConfirmation,
+                    "zhang".into(),
+                ),
+                now(),
+            )
+            .await
+            .expect("insert")
+            .id;
+        let late = now() + Duration::hours(2);
+        let refused = store.confirm(id, "li".into(), late).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(m)) if m.contains("expired")));
+        assert_eq!(store.get(id).await.expect("get").state, AlertState::Expired);
     });
     let _ = std::fs::remove_dir_all(dir);
 }

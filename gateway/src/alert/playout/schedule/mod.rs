@@ -5,10 +5,11 @@
 //! tier). Each output plays at most one alert at a time: the highest-ranked alert that
 //! targets it and is due. Rank is the level (red > orange > yellow > blue > routine),
 //! then the tier that originated the alert (the higher tier wins), then the earlier
-//! alert. A newly due alert that outranks what an output is playing pre-empts it at
-//! once; the pre-empted alert resumes on that output when the output is free again,
-//! from the start of the play it was in, if it is still valid. A cancel stops an
-//! alert everywhere.
+//! alert. A newly due alert of a higher level (or of the same level from a higher
+//! tier) pre-empts what an output is playing at once; an earlier alert of equal rank
+//! waits for the one playing to finish its play. A pre-empted alert resumes on that
+//! output when the output is free again, from the start of the play it was in, if it
+//! is still valid. A cancel stops an alert everywhere.
 //!
 //! Contract for the caller: feed [`Scheduler::add`] and [`Scheduler::cancel`] as
 //! alerts arrive, call [`Scheduler::poll`] at [`Scheduler::next_deadline`], and carry
@@ -233,6 +234,14 @@ impl Scheduler {
                 .max_by_key(|s| s.job.rank())
                 .map(|s| s.job.alert);
             let current = self.running.get(&output).map(|r| (r.alert, r.session));
+            // Only a higher level, or a higher tier at the same level, takes an output
+            // that is playing; the earlier of two equals merely goes first.
+            let winner = match (current, winner) {
+                (Some((playing, _)), Some(w)) if playing != w && !self.outranks(w, playing) => {
+                    Some(playing)
+                }
+                _ => winner,
+            };
             match (current, winner) {
                 (Some((playing, _)), Some(w)) if playing == w => {}
                 (Some((_, session)), Some(w)) => {
@@ -289,6 +298,16 @@ impl Scheduler {
 
         self.report_states(now, &mut events);
         events
+    }
+
+    /// Whether `a` may pre-empt `b`: a higher level, or the same level from a higher
+    /// tier.
+    fn outranks(&self, a: i64, b: i64) -> bool {
+        match (self.jobs.get(&a), self.jobs.get(&b)) {
+            (Some(a), Some(b)) => (a.job.level, a.job.tier_rank) > (b.job.level, b.job.tier_rank),
+            (Some(_), None) => true,
+            _ => false,
+        }
     }
 
     fn may_start(&self, alert: i64, output: OutputId, now: DateTime<Utc>) -> bool {

@@ -280,3 +280,19 @@ fn no_output_starts_more_plays_than_asked_whatever_the_interleaving() {
     }
     assert!(s.next_deadline().is_none(), "everything ended");
 }
+
+#[test]
+fn an_earlier_alert_of_equal_rank_waits_for_the_playing_one_instead_of_preempting_it() {
+    let mut s = Scheduler::new(Duration::zero());
+    // After a restart the later alert may be ready to play first.
+    s.add(job(2, Level::Blue, &[0]), t(0));
+    let events = s.add(job(1, Level::Blue, &[0]), t(1));
+    assert_eq!(stops(&events), [], "no pre-emption among equals");
+    assert_eq!(states(&events), [(1, AlertState::Queued)]);
+    let events = s.poll(t(10));
+    assert_eq!(
+        starts(&events),
+        [(1, vec![0])],
+        "then the earlier one goes first"
+    );
+}
