@@ -1,4 +1,4 @@
-# The two commands: `make demo` runs the bench cascade, `make test` runs every check.
+# The two commands: `make demo` runs the voice and alert cascades, `make test` runs every check.
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 CARGO ?= cargo
@@ -13,6 +13,7 @@ deps:
 demo: deps
 	$(CARGO) build --release --bins
 	$(BIN)/emcomm-bench demo
+	$(BIN)/emcomm-bench demo-alerts
 
 test: deps
 	$(CARGO) fmt --all -- --check

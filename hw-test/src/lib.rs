@@ -4,6 +4,8 @@
 //!   WAV recording of what it heard.
 //! * [`demo`]: the bench cascade that runs district, street and loudspeaker processes
 //!   and judges what every loudspeaker heard.
+//! * [`demo_alerts`]: the alert cascade: alerts through the district's control API to
+//!   six loudspeakers behind two streets, and their receipts back up.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
 //! * [`process`]: starting, watching and stopping the processes of a bench set-up.
@@ -11,6 +13,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_alerts;
 pub mod process;
 pub mod replay;
 pub mod speaker_sim;

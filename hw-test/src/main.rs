@@ -81,6 +81,23 @@ enum Command {
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
     },
+    /// Run the alert cascade: CAP and typed alerts through the district's control API
+    /// to six loudspeakers behind two streets; exits 0 only when every receipt is as
+    /// expected.
+    DemoAlerts {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        /// The CAP exercise alert to send.
+        #[arg(
+            long,
+            default_value = "gateway/tests/fixtures/cap/beiguan-rainstorm-red.xml"
+        )]
+        cap: PathBuf,
+        /// Folder for configurations, logs, recordings and reports.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
     /// Benchmark a street gateway's fan-out against GStreamer and a bare sendmmsg loop,
     /// each pinned to CPU core 1.
     Fanout {
@@ -231,6 +248,35 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("speaker: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DemoAlerts { emcomm, cap, out } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let options = hw_test::demo_alerts::AlertDemoOptions {
+                emcomm,
+                bench,
+                cap,
+                out,
+            };
+            match hw_test::demo_alerts::run(&options) {
+                Ok(outcomes) => {
+                    print!("{}", hw_test::demo_alerts::table(&outcomes));
+                    let passed = outcomes.iter().filter(|o| o.pass).count();
+                    println!(
+                        "{passed} of {} alerts played where they should, with every receipt back",
+                        outcomes.len()
+                    );
+                    if passed == outcomes.len() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("demo-alerts: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -84,6 +84,12 @@ struct Rendered {
     programme: Result<Programme, String>,
 }
 
+/// The SDES NOTE naming a session's alert for the relays: `alert=ID purpose=PURPOSE`.
+fn note(alert: i64, purpose: Option<crate::alert::model::Purpose>) -> String {
+    let purpose = purpose.unwrap_or(crate::alert::model::Purpose::Actual);
+    format!("alert={alert} purpose={purpose}")
+}
+
 /// Speech engines run at once, at most.
 const RENDER_PERMITS: usize = 2;
 
@@ -637,7 +643,7 @@ impl Playout {
                 StopReason::Expired => "alert expired".to_string(),
             };
             if let Some(sender) = group.packetizer.sender_info(now, &self.anchor) {
-                let note = format!("alert={alert}");
+                let note = note(alert, self.purposes.get(&alert).copied());
                 let spec = CompoundSpec {
                     ssrc: sender.ssrc,
                     sender: Some(sender),
@@ -727,7 +733,7 @@ impl Playout {
                 continue;
             }
             // The relays downstream learn from the note which alert the stream is.
-            let note = format!("alert={}", session.alert);
+            let note = note(session.alert, self.purposes.get(&session.alert).copied());
             for group in &session.groups {
                 let Some(sender) = group.packetizer.sender_info(now, &self.anchor) else {
                     continue;

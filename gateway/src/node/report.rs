@@ -25,8 +25,10 @@ pub struct ReceiptReporter {
     api: UpstreamApi,
     node: String,
     tracker: ReceiptTracker,
-    /// Upstream SSRC to the parent's alert id, newest last.
-    notes: Vec<(u32, i64)>,
+    /// Upstream SSRC to the parent's alert id and its purpose, newest last.
+    notes: Vec<(u32, i64, String)>,
+    /// The purpose of each alert seen, for the receipts' detail.
+    purposes: HashMap<i64, String>,
     /// Loudspeaker destinations of each output group, by index into the config.
     groups: Vec<Vec<usize>>,
     names: Vec<String>,
@@ -58,6 +60,7 @@ impl ReceiptReporter {
                 5.0,
             ),
             notes: Vec::new(),
+            purposes: HashMap::new(),
             groups,
             names: config.downstream.iter().map(|d| d.name.clone()).collect(),
             by_rtcp: config
@@ -69,17 +72,20 @@ impl ReceiptReporter {
         })
     }
 
-    /// The parent's note about an upstream source.
+    /// The parent's note about an upstream source: `alert=ID purpose=PURPOSE`.
     pub fn on_note(&mut self, ssrc: u32, note: &str) {
-        let Some(alert) = note
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("alert="))
-            .and_then(|id| id.parse::<i64>().ok())
-        else {
+        let field = |name: &str| {
+            note.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        let Some(alert) = field("alert=").and_then(|id| id.parse::<i64>().ok()) else {
             return;
         };
-        if !self.notes.iter().any(|(s, a)| *s == ssrc && *a == alert) {
-            self.notes.push((ssrc, alert));
+        let purpose = field("purpose=").unwrap_or_else(|| "actual".into());
+        self.purposes.insert(alert, purpose.clone());
+        if !self.notes.iter().any(|(s, a, _)| *s == ssrc && *a == alert) {
+            self.notes.push((ssrc, alert, purpose));
             if self.notes.len() > NOTES_KEPT {
                 self.notes.remove(0);
             }
@@ -88,7 +94,7 @@ impl ReceiptReporter {
 
     /// An upstream stream ended; `outputs` is what went out for it.
     pub fn on_stream_ended(&mut self, ssrc: u32, outputs: &[OutputStream]) {
-        let Some(&(_, alert)) = self.notes.iter().rev().find(|(s, _)| *s == ssrc) else {
+        let Some(&(_, alert, _)) = self.notes.iter().rev().find(|(s, _, _)| *s == ssrc) else {
             return;
         };
         let now = Utc::now();
@@ -135,7 +141,12 @@ impl ReceiptReporter {
                 loudspeaker: name.clone(),
                 via: self.node.clone(),
                 state: update.verdict.state().to_string(),
-                detail: update.verdict.detail(),
+                detail: match self.purposes.get(&update.alert).map(String::as_str) {
+                    None | Some("actual") => update.verdict.detail(),
+                    Some(purpose) => {
+                        format!("{}: {}", purpose.to_uppercase(), update.verdict.detail())
+                    }
+                },
             });
         }
         for (alert, receipts) in by_alert {
