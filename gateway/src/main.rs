@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gateway::cli::alert::AlertCommand;
+use gateway::cli::broadcast::BroadcastCommand;
 use gateway::cli::client::Connection;
 use gateway::config::Config;
 use gateway::node::{self, RunOptions};
@@ -41,6 +42,9 @@ enum Command {
     /// Alerts: check, send, confirm, watch, update and cancel.
     #[command(subcommand)]
     Alert(Box<AlertCommand>),
+    /// Live broadcasts: the command centre's own voice to chosen areas.
+    #[command(subcommand)]
+    Broadcast(Box<BroadcastCommand>),
     /// The node's status: clock, destinations, what is playing.
     Status {
         #[command(flatten)]
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Alert(command) => gateway::cli::alert::run(*command).into(),
+        Command::Broadcast(command) => gateway::cli::broadcast::run(*command).into(),
         Command::Status { connection, json } => {
             gateway::cli::alert::status(connection, json).into()
         }

@@ -139,10 +139,19 @@ impl Bench {
 
     fn start_district(&mut self) {
         let (emcomm, _) = common::binaries();
+        // No sound card: a live broadcast from the default capture device reads the
+        // file-backed ALSA device of tests/asound-file-null.conf.
+        let asound = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/asound-file-null.conf");
         let mut child = Command::new(emcomm)
             .args(["run", "--config"])
             .arg(&self.config)
             .env("EMCOMM_LOG", "info")
+            .env(
+                "ALSA_CONFIG_PATH",
+                format!("/usr/share/alsa/alsa.conf:{}", asound.display()),
+            )
+            .env("ALSA_IN_FILE", self.dir.join("microphone.raw"))
+            .env("ALSA_OUT_FILE", self.dir.join("alsa-out.wav"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -839,6 +848,8 @@ fn the_openapi_document_describes_every_endpoint_and_needs_a_token() {
         "/v1/alerts/{id}/receipts",
         "/v1/audit",
         "/v1/status",
+        "/v1/broadcasts",
+        "/v1/broadcasts/{id}/stop",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -1023,4 +1034,233 @@ fn a_street_gateway_reports_which_of_its_loudspeakers_played_to_the_district() {
     );
     assert_eq!(status, 403, "an operator is no node");
     drop((pole_1, pole_2));
+}
+
+/// Sends `seconds` of a 440 Hz tone as Opus RTP, paced in real time, to `port`: a
+/// dispatcher console as GStreamer plays it.
+fn console_tone(port: u16, seconds: u32) {
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "audiotestsrc", "is-live=true"])
+        .arg(format!("num-buffers={}", seconds * 50))
+        .args(["samplesperbuffer=960", "wave=sine", "freq=440"])
+        .args([
+            "!",
+            "audio/x-raw,rate=48000,channels=1",
+            "!",
+            "audioconvert",
+        ])
+        .args(["!", "opusenc", "bitrate=32000", "frame-size=20"])
+        .args([
+            "!",
+            "rtpopuspay",
+            "pt=111",
+            "!",
+            "udpsink",
+            "host=127.0.0.1",
+        ])
+        .arg(format!("port={port}"))
+        .status()
+        .expect("gst-launch-1.0 runs (install gstreamer1.0-tools)");
+    assert!(status.success());
+}
+
+#[test]
+fn a_live_broadcast_from_a_console_reaches_its_area_and_stops_on_command() {
+    let bench = Bench::new(
+        "broadcast",
+        &[
+            ("pole-in-area", "opus", "410503001001", false),
+            ("pole-elsewhere", "pcmu", "410503002001", false),
+        ],
+        "",
+    );
+    let (emcomm, _) = common::binaries();
+    let token = bench.dir.join("token");
+    std::fs::write(&token, OPERATOR).expect("token file");
+    let node = bench.url("");
+    let run = |args: &[&str]| {
+        Command::new(&emcomm)
+            .args(args)
+            .args(["--node", &node, "--token-file"])
+            .arg(&token)
+            .output()
+            .expect("emcomm runs")
+    };
+    let console = free_port_pair().expect("a port for the console");
+    let listen = format!("127.0.0.1:{console}");
+
+    let out = run(&[
+        "broadcast",
+        "start",
+        "--area",
+        "410503001",
+        "--rtp-listen",
+        &listen,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let started: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(started["kind"], "broadcast");
+    assert_eq!(started["level"], "routine");
+    assert_eq!(started["targets"], json!(["pole-in-area"]));
+    let id = id_of(&started);
+    bench.wait_playing("pole-in-area", Some(id), Duration::from_secs(10));
+
+    console_tone(console, 3);
+
+    let out = run(&["broadcast", "stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let done = bench.wait_alert(id, Duration::from_secs(20), |a| {
+        a["state"] == "done" && receipt(a, "pole-in-area")["state"] == "played"
+    });
+    assert_eq!(done["summary"]["text"], "1 of 1 loudspeakers played");
+    bench.wait_playing("pole-in-area", None, Duration::from_secs(10));
+
+    // The loudspeaker heard the console's tone, and only it heard anything.
+    let audio = codecs::read_audio(&bench.speakers[0].wav).expect("the loudspeaker recorded");
+    let rate = audio.sample_rate as usize;
+    assert!(
+        audio.samples.len() > 2 * rate,
+        "only {:.1} s heard",
+        audio.duration().as_secs_f64()
+    );
+    let middle = &audio.samples[rate / 2..2 * rate];
+    let hz = common::pitch(middle, audio.sample_rate);
+    assert!((hz - 440.0).abs() < 5.0, "heard {hz:.1} Hz, not 440 Hz");
+    assert_eq!(bench.streams_started("pole-elsewhere"), 0);
+
+    let (_, audit) = bench.call("GET", "/v1/audit", Some(VIEWER), "", b"");
+    let actions: Vec<(&str, &str)> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["alert_id"] == id)
+        .map(|e| {
+            (
+                e["operator"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("zhang", "stopped")), "{actions:?}");
+
+    let out = run(&["broadcast", "stop"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no live broadcast to stop"));
+}
+
+#[test]
+fn a_red_broadcast_waits_for_a_supervisor_and_a_missing_capture_device_fails_it_with_the_reason() {
+    let bench = Bench::new("broadcast-red", &[("pole", "opus", "410503", false)], "");
+    let form = json!({"areas": ["410503"], "level": "red", "device": "no-such-capture-device"});
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/broadcasts",
+        Some(VIEWER),
+        "application/json",
+        form.to_string().as_bytes(),
+    );
+    assert_eq!(status, 403, "a viewer may not broadcast: {body}");
+    let both = json!({"areas": ["410503"], "device": "default", "rtp_listen": "127.0.0.1:9"});
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/broadcasts",
+        Some(OPERATOR),
+        "application/json",
+        both.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "two sources: {body}");
+
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/broadcasts",
+        Some(OPERATOR),
+        "application/json",
+        form.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["state"], "awaiting_confirmation");
+    let id = id_of(&body);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        bench.streams_started("pole"),
+        0,
+        "nothing plays unconfirmed"
+    );
+
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/alerts/{id}/confirm"),
+        Some(SUPERVISOR),
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let failed = bench.wait_alert(id, Duration::from_secs(10), |a| a["state"] == "failed");
+    let reason = failed["state_reason"].as_str().unwrap_or("");
+    assert!(reason.contains("no-such-capture-device"), "{failed:#}");
+    assert_eq!(bench.streams_started("pole"), 0);
+
+    // An alert is cancelled, not stopped as a broadcast.
+    let (status, body) = bench.send(
+        OPERATOR,
+        json!({"text": "测试", "level": "blue", "areas": ["410503"]}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/broadcasts/{}/stop", id_of(&body)),
+        Some(OPERATOR),
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 409, "{body}");
+}
+
+#[test]
+fn a_live_broadcast_from_the_capture_device_plays_until_stopped() {
+    let bench = Bench::new(
+        "broadcast-mic",
+        &[("pole", "opus", "410503001001", false)],
+        "",
+    );
+    // What the command centre's microphone hears: a 600 Hz tone, raw S16_LE at 48 kHz.
+    let tone = codecs::tones::sine(600.0, -12.0, Duration::from_secs(4), 48_000);
+    let raw: Vec<u8> = tone
+        .iter()
+        .flat_map(|s| codecs::pcm::f32_to_i16(*s).to_le_bytes())
+        .collect();
+    std::fs::write(bench.dir.join("microphone.raw"), raw).expect("microphone file");
+
+    let form = json!({"areas": ["410503001"], "level": "blue", "device": "default"});
+    let (status, body) = bench.call(
+        "POST",
+        "/v1/broadcasts",
+        Some(OPERATOR),
+        "application/json",
+        form.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["level"], "blue");
+    let id = id_of(&body);
+    bench.wait_playing("pole", Some(id), Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bench.streams_started("pole") == 0 {
+        assert!(Instant::now() < deadline, "the loudspeaker never heard it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (status, body) = bench.call(
+        "POST",
+        &format!("/v1/broadcasts/{id}/stop"),
+        Some(OPERATOR),
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let done = bench.wait_alert(id, Duration::from_secs(20), |a| {
+        a["state"] == "done" && receipt(a, "pole")["state"] != "pending"
+    });
+    assert_eq!(receipt(&done, "pole")["state"], "played", "{done:#}");
+    bench.wait_playing("pole", None, Duration::from_secs(10));
 }

@@ -157,10 +157,10 @@ fn media_type(headers: &HeaderMap) -> String {
 }
 
 /// A submission, before it is stored or previewed.
-struct Submission {
-    admitted: Admitted,
-    cap: Option<String>,
-    msg_type: MsgType,
+pub(super) struct Submission {
+    pub(super) admitted: Admitted,
+    pub(super) cap: Option<String>,
+    pub(super) msg_type: MsgType,
 }
 
 async fn admit(
@@ -352,7 +352,8 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-async fn store_submission(
+/// Stores an admitted alert or broadcast durably, then tells playout; the view of it.
+pub(super) async fn store_submission(
     state: &ApiState,
     caller: &Caller,
     submission: Submission,
@@ -371,6 +372,7 @@ async fn store_submission(
         AlertState::Accepted
     };
     let (level, purpose, headline) = (admitted.level, admitted.purpose, admitted.headline.clone());
+    let kind = admitted.kind;
     let loudspeakers = state
         .destinations
         .iter()
@@ -397,6 +399,7 @@ async fn store_submission(
     let id = inserted.id;
     info!(
         alert = id,
+        ?kind,
         operator = %caller.0.name,
         %level,
         %purpose,

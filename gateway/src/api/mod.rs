@@ -16,12 +16,15 @@
 //! | POST | `/v1/alerts/{id}/update` | operator | replace with a new JSON form |
 //! | POST | `/v1/alerts/{id}/cancel` | operator | stop it everywhere |
 //! | POST | `/v1/alerts/{id}/receipts` | node | a child gateway reports its loudspeakers |
+//! | POST | `/v1/broadcasts` | operator | start a live broadcast (device or RTP) |
+//! | POST | `/v1/broadcasts/{id}/stop` | operator | stop it |
 //! | GET | `/v1/audit` | viewer | the audit log |
 //! | GET | `/v1/status` | viewer | the node, its destinations, what is playing |
 //! | GET | `/openapi.json` | viewer | this API, described |
 
 pub mod alerts;
 pub mod auth;
+pub mod broadcasts;
 pub mod openapi;
 
 use std::collections::HashMap;
@@ -248,6 +251,8 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/alerts/{id}/update", post(alerts::update))
         .route("/v1/alerts/{id}/cancel", post(alerts::cancel))
         .route("/v1/alerts/{id}/receipts", post(alerts::report_receipts))
+        .route("/v1/broadcasts", post(broadcasts::start))
+        .route("/v1/broadcasts/{id}/stop", post(broadcasts::stop))
         .route("/v1/audit", get(alerts::audit))
         .route("/v1/status", get(alerts::status))
         .route("/openapi.json", get(openapi::document))

@@ -25,6 +25,8 @@ use super::{ApiError, ApiState, Caller};
         super::alerts::update,
         super::alerts::cancel,
         super::alerts::report_receipts,
+        super::broadcasts::start,
+        super::broadcasts::stop,
         super::alerts::audit,
         super::alerts::status,
     ),

@@ -344,7 +344,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Prints the answer (JSON or human) and turns it into the exit outcome.
-fn finish(
+pub(super) fn finish(
     answer: Result<Answer, super::client::ClientError>,
     json: bool,
     human: impl FnOnce(&Value),
@@ -378,7 +378,7 @@ fn one_line(a: &Value) -> String {
     )
 }
 
-fn print_alert(a: &Value) {
+pub(super) fn print_alert(a: &Value) {
     say!(
         "alert {}  {}  {}  {}  (plays started {} of {})",
         a["id"],

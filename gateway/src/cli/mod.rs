@@ -14,6 +14,7 @@ macro_rules! say {
 }
 
 pub mod alert;
+pub mod broadcast;
 pub mod check;
 pub mod client;
 

@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::live::{self, LiveEvent, LiveSource};
 use super::{NodeError, bind, rtcp_address, stop_requested};
 use crate::alert::clock::Clock;
 use crate::alert::intake::{Destination, Rules};
@@ -68,6 +69,8 @@ struct Session {
     next: usize,
     start: Instant,
     groups: Vec<Group>,
+    /// Whether this is a live broadcast, whose voice follows its attention signal.
+    live: bool,
 }
 
 impl Session {
@@ -212,6 +215,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         Some(listen) => (listen, rtcp_address(listen)),
         None => (([0, 0, 0, 0], 0).into(), ([0, 0, 0, 0], 0).into()),
     };
+    let (live_events, mut live_rx) = mpsc::unbounded_channel::<LiveEvent>();
     let mut playout = Playout {
         rtp: bind("RTP", rtp_addr)?,
         rtcp: bind("RTCP", rtcp_addr)?,
@@ -239,6 +243,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         rendering: HashSet::new(),
         render_permits: Arc::new(tokio::sync::Semaphore::new(RENDER_PERMITS)),
         purposes: HashMap::new(),
+        broadcasts: HashMap::new(),
+        live_events,
+        opus_payload_type: config.opus_payload_type,
         cancelled: HashSet::new(),
     };
     playout.by_rtcp = playout
@@ -276,6 +283,10 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             }
             Some(command) = command_rx.recv() => playout.command(command, &rendered_tx).await,
             Some(rendered) = rendered_rx.recv() => playout.rendered(rendered).await,
+            Some(event) = live_rx.recv() => match event {
+                LiveEvent::Frame(alert, frame) => playout.on_live_frame(alert, frame),
+                LiveEvent::Lost(alert, reason) => playout.source_lost(alert, reason).await,
+            },
             received = playout.rtcp.recv_from(&mut rtcp_buf) => {
                 let (len, from) = received?;
                 playout.on_rtcp(&rtcp_buf[..len], from).await;
@@ -303,6 +314,20 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     }
     info!("alert node stopped; alerts not finished resume at the next start");
     Ok(())
+}
+
+/// Encodes one frame for `group` and sends it to the group's outputs.
+fn send_frame(group: &mut Group, frame: &[i16], at: Instant, rtp: &UdpSocket, session: SessionId) {
+    match group.encoder.encode(frame) {
+        Ok(payload) => {
+            let datagram = group.packetizer.packetize(payload, at);
+            if group.first_sequence.is_none() {
+                group.first_sequence = datagram.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            }
+            group.rtp.send(rtp, &datagram);
+        }
+        Err(e) => warn!(session, error = %e, "frame not encoded"),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -334,6 +359,11 @@ struct Playout {
     /// Alerts being rendered, so a second notice does not render twice.
     rendering: HashSet<i64>,
     render_permits: Arc<tokio::sync::Semaphore>,
+    /// The running sources of the live broadcasts the scheduler holds.
+    broadcasts: HashMap<i64, LiveSource>,
+    /// Where the live sources send their frames.
+    live_events: mpsc::UnboundedSender<LiveEvent>,
+    opus_payload_type: u8,
     /// Each held alert's purpose, for the logs and receipts.
     purposes: HashMap<i64, crate::alert::model::Purpose>,
     /// Alerts cancelled while this node runs: a render that finishes after the
@@ -449,19 +479,7 @@ impl Playout {
             Ok(p) => p,
             Err(reason) => {
                 error!(alert = id, %reason, "alert cannot be made into sound");
-                if let Err(e) = self
-                    .store
-                    .set_progress(
-                        id,
-                        AlertState::Failed,
-                        record.plays_started,
-                        Some(reason),
-                        self.clock.now(),
-                    )
-                    .await
-                {
-                    error!(alert = id, error = %e, "cannot record the failure");
-                }
+                self.fail(id, record.plays_started, reason).await;
                 return;
             }
         };
@@ -471,8 +489,27 @@ impl Playout {
             .iter()
             .filter_map(|name| self.outputs.iter().position(|o| &o.name == name))
             .collect();
-        // Whole frames, so the scheduler's end of a play is the last frame's end.
+        // Whole frames, so the scheduler's end of a play is the last frame's end; a
+        // live broadcast lasts until it is stopped or its validity ends.
         let frames = programme.samples.len().div_ceil(FRAME_SAMPLES) as u32;
+        let play_length = match &record.alert.broadcast {
+            Some(source) => {
+                let started =
+                    live::start(id, source, self.opus_payload_type, self.live_events.clone());
+                let live = match started {
+                    Ok(live) => live,
+                    Err(reason) => {
+                        error!(alert = id, %reason, "live broadcast cannot start");
+                        self.fail(id, record.plays_started, reason).await;
+                        return;
+                    }
+                };
+                self.broadcasts.insert(id, live);
+                record.alert.expires - record.alert.effective.max(self.clock.now())
+            }
+            None => chrono::Duration::from_std(PACKET_DURATION * frames)
+                .unwrap_or(chrono::Duration::zero()),
+        };
         let job = Job {
             alert: id,
             level: record.alert.level,
@@ -482,13 +519,39 @@ impl Playout {
             expires: record.alert.expires,
             plays_started: record.plays_started,
             repeat: record.alert.repeat,
-            play_length: chrono::Duration::from_std(PACKET_DURATION * frames)
-                .unwrap_or(chrono::Duration::zero()),
+            play_length,
             outputs,
         };
         self.programmes.insert(id, programme.samples.clone());
         self.purposes.insert(id, record.alert.purpose);
         let events = self.scheduler.add(job, self.clock.now());
+        self.apply(events).await;
+    }
+
+    /// Records that alert `id` failed, and why.
+    async fn fail(&self, id: i64, plays_started: u32, reason: String) {
+        let now = self.clock.now();
+        if let Err(e) = self
+            .store
+            .set_progress(id, AlertState::Failed, plays_started, Some(reason), now)
+            .await
+        {
+            error!(alert = id, error = %e, "cannot record the failure");
+        }
+    }
+
+    /// The source of live broadcast `alert` is lost: the broadcast ends as failed,
+    /// with the reason, and stops on every loudspeaker; what they played until then
+    /// still earns its receipts.
+    async fn source_lost(&mut self, alert: i64, reason: String) {
+        if self.broadcasts.remove(&alert).is_none() {
+            return;
+        }
+        warn!(alert, %reason, "live broadcast ends: its source is lost");
+        // The count of plays started is kept: MAX in the store.
+        self.fail(alert, 0, reason).await;
+        self.cancelled.insert(alert);
+        let events = self.scheduler.cancel(alert, self.clock.now());
         self.apply(events).await;
     }
 
@@ -514,6 +577,8 @@ impl Playout {
                 } => {
                     if state.is_final() {
                         self.programmes.remove(&alert);
+                        // Dropping a live source stops it.
+                        self.broadcasts.remove(&alert);
                     }
                     info!(alert, %state, plays_started, "alert playout");
                     // A cancel was recorded by the API with its reason already.
@@ -612,6 +677,7 @@ impl Playout {
                 next: 0,
                 start: Instant::now(),
                 groups,
+                live: self.broadcasts.contains_key(&alert),
             },
         );
         self.send_due_frames(Instant::now());
@@ -658,7 +724,10 @@ impl Playout {
                     Fanout::new(&rtcp).send(&self.rtcp, &datagram);
                 }
             }
-            if reason == StopReason::Finished {
+            // A live broadcast ends by being stopped: what was sent counts as its play.
+            let ended =
+                reason == StopReason::Finished || (session.live && reason == StopReason::Cancelled);
+            if ended {
                 for output in &leaving {
                     if self.outputs[*output].kind == DownstreamKind::Loudspeaker {
                         self.receipts.play_sent(
@@ -697,6 +766,21 @@ impl Playout {
         }
     }
 
+    /// A frame of live broadcast `alert`, sent to every play of it whose attention
+    /// signal has ended; a frame that comes while the signal sounds, or while the
+    /// broadcast is pre-empted, is dropped: the voice is live, not queued.
+    fn on_live_frame(&mut self, alert: i64, frame: Vec<i16>) {
+        let now = Instant::now();
+        for (id, session) in &mut self.sessions {
+            if session.alert != alert || !session.live || session.next < session.samples.len() {
+                continue;
+            }
+            for group in &mut session.groups {
+                send_frame(group, &frame, now, &self.rtp, *id);
+            }
+        }
+    }
+
     /// Sends every frame that is due, in every session.
     fn send_due_frames(&mut self, now: Instant) {
         for (id, session) in &mut self.sessions {
@@ -709,18 +793,8 @@ impl Playout {
                 frame.resize(FRAME_SAMPLES, 0);
                 session.next = end;
                 for group in &mut session.groups {
-                    match group.encoder.encode(&frame) {
-                        Ok(payload) => {
-                            // The stream's clock runs from the frame's nominal time.
-                            let datagram = group.packetizer.packetize(payload, due);
-                            if group.first_sequence.is_none() {
-                                group.first_sequence =
-                                    datagram.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                            }
-                            group.rtp.send(&self.rtp, &datagram);
-                        }
-                        Err(e) => warn!(session = id, error = %e, "frame not encoded"),
-                    }
+                    // The stream's clock runs from the frame's nominal time.
+                    send_frame(group, &frame, due, &self.rtp, *id);
                 }
             }
         }

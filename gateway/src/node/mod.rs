@@ -5,6 +5,7 @@
 //! they were sending, so downstream receivers know the stream ended.
 
 pub mod district;
+mod live;
 pub mod origin;
 pub mod relay;
 pub mod report;

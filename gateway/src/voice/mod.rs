@@ -3,4 +3,5 @@
 
 pub mod encoder;
 pub mod forward;
+pub mod live;
 pub mod programme;

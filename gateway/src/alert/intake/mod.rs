@@ -88,7 +88,22 @@ pub struct Admitted {
     pub audio: Option<Vec<u8>>,
     /// Whether recorded speech came with the alert.
     pub has_audio: bool,
+    /// For a live broadcast: where the voice comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<BroadcastSource>,
     pub needs_confirmation: bool,
+}
+
+/// Where a live broadcast's voice comes from: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BroadcastSource {
+    /// A capture device (`default` for the system's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// An address where a dispatcher console sends RTP (Opus, PCMU or PCMA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rtp_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why this node will not take an alert.
@@ -216,6 +231,7 @@ impl Rules {
             attention: attention.to_string(),
             has_audio: audio.is_some(),
             audio,
+            broadcast: None,
             needs_confirmation: purpose == Purpose::Actual && self.confirm_levels.contains(&level),
         })
     }
@@ -314,9 +330,9 @@ impl Rules {
             attention,
             audio: None,
             has_audio: false,
-            needs_confirmation: purpose == Purpose::Actual
-                && kind == Kind::Alert
-                && self.confirm_levels.contains(&level),
+            broadcast: None,
+            // A live broadcast at orange or red is guarded like an alert.
+            needs_confirmation: purpose == Purpose::Actual && self.confirm_levels.contains(&level),
         })
     }
 
@@ -350,6 +366,7 @@ impl Rules {
             attention: "none".into(),
             audio: None,
             has_audio: false,
+            broadcast: None,
             needs_confirmation: false,
         }
     }

@@ -73,6 +73,18 @@ pub async fn render(
     engine: &SpeechEngine,
 ) -> Result<Programme, RenderError> {
     let signal: AttentionSignal = alert.attention.parse()?;
+    if alert.broadcast.is_some() {
+        // A live broadcast's speech comes from its source as it is spoken.
+        let samples = attention_only(signal, config);
+        return Ok(Programme {
+            attention_duration: seconds(samples.len()),
+            samples,
+            attention: signal,
+            speech_duration: Duration::ZERO,
+            voice: "live".into(),
+            spoken: String::new(),
+        });
+    }
     let mut samples = attention::render(
         signal,
         config.timing(signal),

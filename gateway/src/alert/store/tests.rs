@@ -39,6 +39,7 @@ fn admitted(identifier: &str) -> Admitted {
         attention: "chime".into(),
         audio: Some(vec![1, 2, 3]),
         has_audio: true,
+        broadcast: None,
         needs_confirmation: true,
     }
 }
