@@ -9,6 +9,7 @@ packages=(
   libasound2-dev                     # cpal talks to ALSA
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # third-party RTP peer
   sox socat                          # test signals, pseudo-terminals
+  multimon-ng                        # a reference DTMF decoder for the tests
   espeak-ng                          # text-to-speech for alerts without recorded audio
 )
 

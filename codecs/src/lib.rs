@@ -22,6 +22,7 @@
 
 pub mod attention;
 pub mod audio_file;
+pub mod dtmf;
 pub mod error;
 pub mod fidelity;
 pub mod g711;

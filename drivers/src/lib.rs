@@ -6,11 +6,16 @@
 //! * [`net`]: the socket side of RTP that is worth its own code: fan-out of one
 //!   datagram to many destinations with `sendmmsg(2)`.
 //! * [`audio`]: sound cards through cpal, with errors an operator can act on.
+//! * [`serial`]: serial ports opened without keying a radio, and their modem lines.
+//! * [`radio`]: radios on accessory ports: PTT timing, carrier detection, DTMF, the
+//!   switches that key a transmitter, and the external backend's wire format.
 //!
-//! Nothing in [`rtp`] touches a socket or a clock: the caller passes bytes and `now`
+//! Nothing in [`rtp`] or in [`radio`]'s cores touches a socket or a clock: the caller passes bytes and `now`
 //! and asks when to call again.
 #![forbid(unsafe_code)]
 
 pub mod audio;
 pub mod net;
+pub mod radio;
 pub mod rtp;
+pub mod serial;

@@ -36,6 +36,9 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("jitter_buffer"), jitter_seeds())?;
     write_all(&corpus.join("forwarder"), forwarder_seeds())?;
     write_all(&corpus.join("config"), config_seeds()?)?;
+    write_all(&corpus.join("live_console"), live_console_seeds())?;
+    write_all(&corpus.join("radio_external"), radio_external_seeds())?;
+    write_all(&corpus.join("dtmf"), dtmf_seeds())?;
     Ok(())
 }
 
@@ -300,6 +303,83 @@ fn forwarder_seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
 
     vec![("opus-talk-sr-bye", opus), ("pcmu-talk-timeout", pcmu)]
+}
+
+/// A console's talk as `live_console` reads it: each datagram led by its length.
+fn live_console_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let t0 = Instant::now();
+    let frame = Duration::from_millis(20);
+    let talk = |format: PayloadFormat, payload: &[u8]| {
+        let mut stream = Packetizer::with_origin(format, UPSTREAM_SSRC, 0xfffe, 0);
+        let mut bytes = Vec::new();
+        for k in 0..10u32 {
+            let packet = stream.packetize(payload, t0 + frame * k);
+            bytes.push(packet.len() as u8);
+            bytes.extend(packet);
+        }
+        bytes
+    };
+    vec![
+        ("opus-talk", talk(PayloadFormat::OPUS, &OPUS_20MS)),
+        ("pcmu-talk", talk(PayloadFormat::Pcmu, &PCMU_20MS)),
+    ]
+}
+
+/// A simulator's side of a connection: inputs, a second of audio, a lost sound card;
+/// and a gateway's: hello and PTT up and down. Read in pieces of 7 and of 200 bytes.
+fn radio_external_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use drivers::radio::external::Message;
+    use drivers::serial::modem_lines::{InputLevels, OutputLevels};
+
+    let mut simulator = vec![7u8];
+    simulator.extend(
+        Message::Inputs(InputLevels {
+            dcd: true,
+            ..Default::default()
+        })
+        .encode(),
+    );
+    for k in 0..50 {
+        simulator.extend(Message::Audio(vec![k * 100; 960]).encode());
+    }
+    simulator.extend(
+        Message::AudioLost {
+            reason: "unplugged".into(),
+        }
+        .encode(),
+    );
+    let mut gateway = vec![200u8];
+    for message in [
+        Message::Hello {
+            port: "tg-1001".into(),
+        },
+        Message::Outputs(OutputLevels {
+            rts: true,
+            dtr: true,
+        }),
+        Message::Outputs(OutputLevels::default()),
+    ] {
+        gateway.extend(message.encode());
+    }
+    vec![("simulator", simulator), ("gateway", gateway)]
+}
+
+/// Keys `5` and `#` as 100 ms tones at -12 dBFS each, 48 kHz little-endian.
+fn dtmf_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let key = |low: f64, high: f64| -> Vec<u8> {
+        (0..4800)
+            .flat_map(|n| {
+                let t = f64::from(n) / 48_000.0;
+                let s = 0.25 * ((std::f64::consts::TAU * low * t).sin()
+                    + (std::f64::consts::TAU * high * t).sin());
+                ((s * 32_767.0) as i16).to_le_bytes()
+            })
+            .collect()
+    };
+    let mut two = key(770.0, 1336.0);
+    two.extend(vec![0u8; 4800]);
+    two.extend(key(941.0, 1477.0));
+    vec![("five-hash", two)]
 }
 
 fn config_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
