@@ -385,7 +385,7 @@ fn dtmf_seeds() -> Vec<(&'static str, Vec<u8>)> {
 fn config_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
     let mut seeds = Vec::new();
-    for name in ["district.toml", "street.toml", "village.toml"] {
+    for name in ["district.toml", "street.toml", "village.toml", "street-radio.toml"] {
         seeds.push((name, fs::read(examples.join(name))?));
     }
     let live_district = "[node]\nname = \"district-live\"\ntier = \"district\"\n\

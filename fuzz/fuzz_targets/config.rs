@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!e.to_string().is_empty());
         }
         Ok(config) => {
-            assert!(!config.downstream.is_empty());
+            assert!(!config.downstream.is_empty() || config.patching.is_some());
             assert!(matches!(config.area.len(), 6 | 9 | 12));
             assert!((96..=127).contains(&config.opus_payload_type));
             for downstream in &config.downstream {

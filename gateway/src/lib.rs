@@ -5,6 +5,7 @@
 //! * [`cli`]: the operator's commands other than running the daemon.
 //! * [`config`]: the node's TOML configuration, validated with located errors.
 //! * [`voice`]: the voice path: programme sources, encoding, the forwarding core.
+//! * [`patch`]: talkgroup patching: the patch bus, floor control, DTMF commands.
 //! * [`node`]: the tokio tasks that move bytes between sockets and the cores.
 #![forbid(unsafe_code)]
 
@@ -13,4 +14,5 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod node;
+pub mod patch;
 pub mod voice;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use gateway::cli::alert::AlertCommand;
 use gateway::cli::broadcast::BroadcastCommand;
 use gateway::cli::client::Connection;
+use gateway::cli::patch::PatchCommand;
 use gateway::config::Config;
 use gateway::node::{self, RunOptions};
 use tracing::error;
@@ -45,6 +46,16 @@ enum Command {
     /// Live broadcasts: the command centre's own voice to chosen areas.
     #[command(subcommand)]
     Broadcast(Box<BroadcastCommand>),
+    /// Talkgroup patches: make, list and remove them live.
+    #[command(subcommand)]
+    Patch(Box<PatchCommand>),
+    /// Make the node re-read its configuration (as SIGHUP does) without dropping audio.
+    Reload {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        json: bool,
+    },
     /// The node's status: clock, destinations, what is playing.
     Status {
         #[command(flatten)]
@@ -71,13 +82,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Alert(command) => gateway::cli::alert::run(*command).into(),
         Command::Broadcast(command) => gateway::cli::broadcast::run(*command).into(),
+        Command::Patch(command) => gateway::cli::patch::run(*command).into(),
+        Command::Reload { connection, json } => {
+            gateway::cli::patch::reload(connection, json).into()
+        }
         Command::Status { connection, json } => {
             gateway::cli::alert::status(connection, json).into()
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                let (radios, patches) = c
+                    .patching
+                    .as_ref()
+                    .map_or((0, 0), |p| (p.radios.len(), p.patches.len()));
                 println!(
-                    "{}: valid {} node {:?}, {} downstream",
+                    "{}: valid {} node {:?}, {} downstream, {radios} radios, {patches} permanent patches",
                     config.display(),
                     c.tier,
                     c.name,
@@ -91,7 +110,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, stats_out } => {
-            let config = match Config::load(&config) {
+            let config_path = config;
+            let config = match Config::load(&config_path) {
                 Ok(c) => c,
                 Err(e) => {
                     error!("invalid configuration: {e}");
@@ -108,7 +128,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(node::run(config, RunOptions { stats_out })) {
+            // Released PTT comes first on a panic, whatever else is broken.
+            drivers::radio::ptt_switch::release_all_on_panic();
+            let options = RunOptions {
+                stats_out,
+                config_path: Some(config_path),
+            };
+            match runtime.block_on(node::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e}");

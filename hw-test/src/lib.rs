@@ -6,6 +6,8 @@
 //!   and judges what every loudspeaker heard.
 //! * [`demo_alerts`]: the alert cascade: alerts through the district's control API to
 //!   six loudspeakers behind two streets, and their receipts back up.
+//! * [`radio_sim`]: a radio on the gateway's external line backend: receive audio
+//!   and COS from a schedule, transmit audio to a file, every line change logged.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
 //! * [`process`]: starting, watching and stopping the processes of a bench set-up.
@@ -15,5 +17,6 @@ pub mod bench;
 pub mod demo;
 pub mod demo_alerts;
 pub mod process;
+pub mod radio_sim;
 pub mod replay;
 pub mod speaker_sim;

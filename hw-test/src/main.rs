@@ -157,6 +157,37 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         limit: usize,
     },
+    /// Simulate a radio on the gateway's external line backend: receive audio and COS
+    /// from a schedule, transmit audio to a WAV file, every line change logged.
+    Radio {
+        /// The Unix socket to listen on (the gateway's `lines = "external:PATH"`).
+        #[arg(long)]
+        socket: PathBuf,
+        /// The line the gateway keys PTT on: rts, dtr, or inverted !rts, !dtr.
+        #[arg(long, default_value = "rts")]
+        ptt: String,
+        /// The line COS is raised on: dcd, cts, dsr, or inverted !dcd, ….
+        #[arg(long, default_value = "dcd")]
+        cos: String,
+        /// A schedule file: `SECONDS ACTION` per line, from the first connection.
+        #[arg(long)]
+        schedule: Option<PathBuf>,
+        /// Take actions typed on standard input too.
+        #[arg(long)]
+        stdin: bool,
+        /// Write what the gateway transmits (while PTT is keyed) to this WAV file.
+        #[arg(long)]
+        tx_wav: Option<PathBuf>,
+        /// Log every event as a JSON line to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Offer a command channel on a pseudo-terminal linked at this path.
+        #[arg(long)]
+        command_pty: Option<PathBuf>,
+        /// The receive noise floor, dBFS.
+        #[arg(long, default_value_t = -60.0, allow_hyphen_values = true)]
+        noise_dbfs: f32,
+    },
     /// The bare loop of the fan-out benchmark (run by `fanout` under taskset).
     #[command(hide = true)]
     BenchBareLoop {
@@ -328,6 +359,52 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { capture, wav_dir } => replay_capture(&capture, wav_dir.as_deref()),
+        Command::Radio {
+            socket,
+            ptt,
+            cos,
+            schedule,
+            stdin,
+            tx_wav,
+            log,
+            command_pty,
+            noise_dbfs,
+        } => {
+            let options = match radio_options(&ptt, &cos, schedule.as_deref()) {
+                Ok((ptt, cos, schedule)) => hw_test::radio_sim::RadioSimOptions {
+                    socket,
+                    ptt,
+                    cos,
+                    schedule,
+                    stdin,
+                    tx_wav,
+                    log,
+                    command_pty,
+                    noise_dbfs,
+                },
+                Err(e) => {
+                    eprintln!("radio: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = match runtime {
+                Ok(rt) => rt.block_on(hw_test::radio_sim::run(options)),
+                Err(e) => Err(hw_test::radio_sim::SimError::Setup(e.to_string())),
+            };
+            match result {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("radio: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Capture {
             listen,
             out,
@@ -477,4 +554,40 @@ fn replay_capture(capture: &std::path::Path, wav_dir: Option<&std::path::Path>) 
         }
     }
     ExitCode::SUCCESS
+}
+
+type RadioWiring = (
+    drivers::serial::modem_lines::Wired<drivers::serial::modem_lines::OutputLine>,
+    drivers::serial::modem_lines::Wired<drivers::serial::modem_lines::InputLine>,
+    Vec<(f64, hw_test::radio_sim::Action)>,
+);
+
+/// The simulated radio's wiring and schedule from the command line.
+fn radio_options(
+    ptt: &str,
+    cos: &str,
+    schedule: Option<&std::path::Path>,
+) -> Result<RadioWiring, String> {
+    use drivers::serial::modem_lines::Wired;
+    fn wired<L: std::str::FromStr>(text: &str) -> Result<Wired<L>, String>
+    where
+        L::Err: std::fmt::Display,
+    {
+        let (inverted, line) = match text.strip_prefix('!') {
+            Some(line) => (true, line),
+            None => (false, text),
+        };
+        let line = line.parse::<L>().map_err(|e| e.to_string())?;
+        Ok(Wired { line, inverted })
+    }
+    let schedule = match schedule {
+        None => Vec::new(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base = path.parent().unwrap_or(std::path::Path::new("."));
+            hw_test::radio_sim::parse_schedule(&text, base).map_err(|e| e.to_string())?
+        }
+    };
+    Ok((wired(ptt)?, wired(cos)?, schedule))
 }

@@ -68,6 +68,8 @@ pub enum FrameError {
     },
     #[error("message at byte {offset} is not UTF-8")]
     NotText { offset: u64 },
+    #[error("line levels 0x{byte:02x} at byte {offset} set bits no line has")]
+    UnknownLines { byte: u8, offset: u64 },
 }
 
 impl Message {
@@ -158,17 +160,27 @@ fn parse_body(kind: u8, body: &[u8], offset: u64) -> Result<Message, FrameError>
             .map_err(|_| FrameError::NotText { offset })
     };
     let bit = |n: u8| body.first().is_some_and(|b| b & (1 << n) != 0);
+    let lines = |defined: u8| match body.first() {
+        Some(&byte) if byte & !defined != 0 => Err(FrameError::UnknownLines { byte, offset }),
+        _ => Ok(()),
+    };
     Ok(match kind {
         HELLO => Message::Hello { port: text()? },
-        OUTPUTS => Message::Outputs(OutputLevels {
-            rts: bit(0),
-            dtr: bit(1),
-        }),
-        INPUTS => Message::Inputs(InputLevels {
-            cts: bit(0),
-            dsr: bit(1),
-            dcd: bit(2),
-        }),
+        OUTPUTS => {
+            lines(0b011)?;
+            Message::Outputs(OutputLevels {
+                rts: bit(0),
+                dtr: bit(1),
+            })
+        }
+        INPUTS => {
+            lines(0b111)?;
+            Message::Inputs(InputLevels {
+                cts: bit(0),
+                dsr: bit(1),
+                dcd: bit(2),
+            })
+        }
         AUDIO => Message::Audio(
             body.chunks_exact(2)
                 .map(|b| i16::from_le_bytes([b[0], b[1]]))
@@ -241,6 +253,25 @@ mod tests {
         assert_eq!(
             Decoder::new().push(&[HELLO, 0, 2, 0xff, 0xfe]),
             Err(FrameError::NotText { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn line_levels_with_bits_no_line_has_are_refused() {
+        // Found by the radio_external fuzz target: 0xbf read as RTS and DTR on would
+        // not say what the sender meant.
+        let mut wire = Message::Outputs(OutputLevels::default()).encode();
+        wire.extend([OUTPUTS, 0x00, 0x01, 0xbf]);
+        assert_eq!(
+            Decoder::new().push(&wire),
+            Err(FrameError::UnknownLines {
+                byte: 0xbf,
+                offset: 4
+            })
+        );
+        assert_eq!(
+            Decoder::new().push(&[INPUTS, 0, 1, 0x08]),
+            Err(FrameError::UnknownLines { byte: 8, offset: 0 })
         );
     }
 }

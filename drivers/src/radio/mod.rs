@@ -14,12 +14,13 @@
 //! * [`external`]: the wire format of the external backend, which owns a radio's lines
 //!   and audio where the machine has no serial lines or sound card.
 //!
-//! Everything but [`ptt_switch`] is sans-IO: timers are driven by the `now` the caller
+//! Everything but [`ptt_switch`] and [`external_link`] is sans-IO: timers are driven by the `now` the caller
 //! passes, and the next deadline is asked for.
 
 pub mod carrier;
 pub mod command;
 pub mod external;
+pub mod external_link;
 pub mod port;
 pub mod ptt;
 pub mod ptt_switch;

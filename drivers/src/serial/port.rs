@@ -98,6 +98,15 @@ pub struct SerialLines {
 }
 
 impl SerialLines {
+    /// A second handle on the same lines: one for PTT, one for reading COS.
+    pub fn try_clone(&self) -> Result<SerialLines, LinesError> {
+        let port = self.port.try_clone_native().map_err(|e| self.error(e))?;
+        Ok(SerialLines {
+            port,
+            device: self.device.clone(),
+        })
+    }
+
     fn error(&self, e: serialport::Error) -> LinesError {
         let reason = e.to_string();
         // ENOTTY ("Inappropriate ioctl for device", "Not a typewriter"): a

@@ -60,6 +60,10 @@ pub enum Action {
     ReportReceipts,
     Send,
     Confirm,
+    /// Make, change and remove live patches.
+    Patch,
+    /// Re-read the node's configuration.
+    Reload,
 }
 
 impl Action {
@@ -70,6 +74,8 @@ impl Action {
             Action::ReportReceipts => "report receipts: only a node may",
             Action::Send => "send, update or cancel alerts: only an operator or a supervisor may",
             Action::Confirm => "confirm alerts: only a supervisor may",
+            Action::Patch => "change patches: only an operator or a supervisor may",
+            Action::Reload => "reload the configuration: only a supervisor may",
         }
     }
 
@@ -80,7 +86,8 @@ impl Action {
             Action::Read => true,
             Action::ReportReceipts => matches!(role, Role::Node | Role::Supervisor),
             Action::Send => role >= Role::Operator,
-            Action::Confirm => role == Role::Supervisor,
+            Action::Confirm | Action::Reload => role == Role::Supervisor,
+            Action::Patch => role >= Role::Operator,
         }
     }
 }

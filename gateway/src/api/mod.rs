@@ -18,6 +18,10 @@
 //! | POST | `/v1/alerts/{id}/receipts` | node | a child gateway reports its loudspeakers |
 //! | POST | `/v1/broadcasts` | operator | start a live broadcast (device or RTP) |
 //! | POST | `/v1/broadcasts/{id}/stop` | operator | stop it |
+//! | GET | `/v1/patches` | viewer | patches and radio ports, with who is talking |
+//! | POST | `/v1/patches` | operator | make or change a live patch |
+//! | DELETE | `/v1/patches/{name}` | operator | remove a live patch |
+//! | POST | `/v1/reload` | supervisor | re-read the configuration, as SIGHUP does |
 //! | GET | `/v1/audit` | viewer | the audit log |
 //! | GET | `/v1/status` | viewer | the node, its destinations, what is playing |
 //! | GET | `/openapi.json` | viewer | this API, described |
@@ -26,6 +30,7 @@ pub mod alerts;
 pub mod auth;
 pub mod broadcasts;
 pub mod openapi;
+pub mod patches;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -207,13 +212,21 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<Arc<ApiState>> for Caller {
+/// A router's state that knows the operators, so its requests can be authenticated.
+pub trait Authenticates {
+    fn operators(&self) -> &Operators;
+}
+
+impl Authenticates for ApiState {
+    fn operators(&self) -> &Operators {
+        &self.operators
+    }
+}
+
+impl<S: Authenticates + Send + Sync> FromRequestParts<Arc<S>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<S>) -> Result<Caller, ApiError> {
         let unauthorised = |message: &str| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -234,7 +247,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .map(str::trim)
             .ok_or_else(|| unauthorised("the Authorization header must be `Bearer TOKEN`"))?;
         state
-            .operators
+            .operators()
             .authenticate(token)
             .cloned()
             .map(Caller)
@@ -242,9 +255,9 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     }
 }
 
-/// The API's routes.
-pub fn router(state: Arc<ApiState>) -> axum::Router {
-    axum::Router::new()
+/// The API's routes; `patches` adds the patching routes of a node that patches.
+pub fn router(state: Arc<ApiState>, patches: Option<axum::Router>) -> axum::Router {
+    let alerts = axum::Router::new()
         .route("/v1/alerts", post(alerts::submit).get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get_one))
         .route("/v1/alerts/{id}/confirm", post(alerts::confirm))
@@ -255,16 +268,23 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/v1/broadcasts/{id}/stop", post(broadcasts::stop))
         .route("/v1/audit", get(alerts::audit))
         .route("/v1/status", get(alerts::status))
-        .route("/openapi.json", get(openapi::document))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .route("/openapi.json", get(openapi::document::<ApiState>))
+        .fallback(not_found::<ApiState>)
+        .method_not_allowed_fallback(method_not_allowed::<ApiState>)
         // The body limit is checked here too, so an oversized body is refused
         // before it is read into memory.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
-        .with_state(state)
+        .with_state(state);
+    match patches {
+        Some(patches) => alerts.merge(patches),
+        None => alerts,
+    }
 }
 
-async fn not_found(_caller: Caller, State(_): State<Arc<ApiState>>) -> ApiError {
+async fn not_found<S: Authenticates + Send + Sync>(
+    _caller: Caller,
+    State(_): State<Arc<S>>,
+) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -272,7 +292,10 @@ async fn not_found(_caller: Caller, State(_): State<Arc<ApiState>>) -> ApiError 
     )
 }
 
-async fn method_not_allowed(_caller: Caller, State(_): State<Arc<ApiState>>) -> ApiError {
+async fn method_not_allowed<S: Authenticates + Send + Sync>(
+    _caller: Caller,
+    State(_): State<Arc<S>>,
+) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -280,13 +303,13 @@ async fn method_not_allowed(_caller: Caller, State(_): State<Arc<ApiState>>) -> 
     )
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<ApiState>,
+    router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

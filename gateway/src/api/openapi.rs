@@ -9,13 +9,13 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::auth::Action;
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, Authenticates, Caller};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "emcomm control API",
-        description = "Alerts, receipts and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
+        description = "Alerts, receipts, patches and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
     ),
     paths(
         super::alerts::submit,
@@ -29,6 +29,10 @@ use super::{ApiError, ApiState, Caller};
         super::broadcasts::stop,
         super::alerts::audit,
         super::alerts::status,
+        super::patches::list,
+        super::patches::upsert,
+        super::patches::remove,
+        super::patches::reload,
     ),
     modifiers(&Bearer)
 )]
@@ -46,8 +50,8 @@ impl Modify for Bearer {
     }
 }
 
-pub async fn document(
-    State(_): State<Arc<ApiState>>,
+pub async fn document<S: Authenticates + Send + Sync>(
+    State(_): State<Arc<S>>,
     caller: Caller,
 ) -> Result<Json<utoipa::openapi::OpenApi>, ApiError> {
     caller.may(Action::Read)?;

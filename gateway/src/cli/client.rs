@@ -145,4 +145,13 @@ impl Connection {
             .send(body);
         self.answer(response)
     }
+
+    pub fn delete(&self, path: &str) -> Result<Answer, ClientError> {
+        let token = self.token()?;
+        let response = Self::agent()
+            .delete(self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+            .call();
+        self.answer(response)
+    }
 }

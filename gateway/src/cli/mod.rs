@@ -17,6 +17,7 @@ pub mod alert;
 pub mod broadcast;
 pub mod check;
 pub mod client;
+pub mod patch;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@
 //! addresses are unique) are checked here against the same positions.
 
 mod alerts;
+mod patching;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -18,6 +19,9 @@ use std::time::Duration;
 use drivers::rtp::payload::PayloadFormat;
 
 pub use alerts::{AlertsConfig, ApiConfig, DEFAULT_API_LISTEN};
+pub use patching::{
+    AudioBackend, LinesBackend, PatchingConfig, PttWiring, RadioConfig, members as patch_members,
+};
 
 use crate::alert::model::AreaCode;
 use serde::Deserialize;
@@ -100,6 +104,11 @@ struct RawConfig {
     downstream: Vec<RawDownstream>,
     api: Option<alerts::RawApi>,
     alerts: Option<Spanned<alerts::RawAlerts>>,
+    patching: Option<Spanned<patching::RawPatching>>,
+    #[serde(default)]
+    radio: Vec<patching::RawRadio>,
+    #[serde(default)]
+    patch: Vec<patching::RawPatch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +232,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// The alert path; `None` when the node takes no alerts.
     pub alerts: Option<AlertsConfig>,
+    /// Radio ports and patches (`[patching]`, `[[radio]]`, `[[patch]]`).
+    pub patching: Option<PatchingConfig>,
 }
 
 /// Locates byte offsets of one file.
@@ -462,11 +473,13 @@ impl Config {
             }
         }
 
-        if raw.downstream.is_empty() {
+        let patching =
+            patching::patching(raw.patching.as_ref(), &raw.radio, &raw.patch, &at, base)?;
+        if raw.downstream.is_empty() && patching.is_none() {
             return Err(at.error(
                 raw.node.tier.span(),
                 "downstream",
-                "no [[downstream]] destination: the node would relay to nobody",
+                "no [[downstream]] destination and no [[radio]]: the node would relay to nobody",
             ));
         }
         let mut names = HashSet::new();
@@ -614,6 +627,7 @@ impl Config {
             downstream,
             api,
             alerts,
+            patching,
         })
     }
 }

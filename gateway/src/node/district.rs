@@ -132,7 +132,9 @@ pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
 }
 
 /// Runs the node until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), NodeError> {
+/// Runs an alert node; `patches` are the patching routes of its API, when it patches
+/// radios too.
+pub async fn run(config: Config, patches: Option<axum::Router>) -> Result<(), NodeError> {
     let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
         return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
     };
@@ -192,15 +194,10 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         live: live.clone(),
     });
 
-    let listener = tokio::net::TcpListener::bind(api.listen)
-        .await
-        .map_err(|source| NodeError::Bind {
-            what: "control API",
-            addr: api.listen,
-            source,
-        })?;
+    let listener = super::bind_api(api.listen).await?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = tokio::spawn(crate::api::serve(listener, state.clone(), async move {
+    let router = crate::api::router(state.clone(), patches);
+    let api_task = tokio::spawn(crate::api::serve(listener, router, async move {
         let _ = api_stopped.await;
     }));
     info!(

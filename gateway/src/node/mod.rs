@@ -7,6 +7,8 @@
 pub mod district;
 mod live;
 pub mod origin;
+pub mod patching;
+mod radio;
 pub mod relay;
 pub mod report;
 
@@ -46,15 +48,75 @@ pub enum NodeError {
 pub struct RunOptions {
     /// Where a relay writes its forwarding statistics as JSON when it stops.
     pub stats_out: Option<PathBuf>,
+    /// The configuration file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Runs the node described by `config` until its work is done or a stop signal.
+///
+/// Radio ports and patches, where configured, run beside the node's voice path and
+/// stop with it; a node with radios and no `[[downstream]]` runs them alone.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
-    match config.tier {
-        Tier::District if config.alerts.is_some() => district::run(config).await,
-        Tier::District => origin::run(config).await,
-        Tier::Street | Tier::Village => relay::run(config, options).await,
+    let mut patching = patching::Patching::start(&config, options.config_path.clone());
+    let patch_api = match (&config.api, &patching) {
+        (Some(api), Some(p)) => Some(std::sync::Arc::new(crate::api::patches::PatchApi {
+            operators: crate::api::auth::Operators::load(&api.operators)
+                .map_err(|e| NodeError::Setup(e.to_string()))?,
+            requests: p.requests.clone(),
+        })),
+        _ => None,
+    };
+    let alert_node = config.tier == Tier::District && config.alerts.is_some();
+    // A node that patches but takes no alerts serves the patching routes alone.
+    let mut patch_server = None;
+    if let (Some(state), false, Some(api)) = (&patch_api, alert_node, &config.api) {
+        let listener = bind_api(api.listen).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = crate::api::patches::router(state.clone());
+        tracing::info!(api = %api.listen, "control API listening (patching)");
+        let task = tokio::spawn(crate::api::serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        patch_server = Some((stop, task));
     }
+
+    let voice = async {
+        if config.downstream.is_empty() {
+            stop_requested().await;
+            return Ok(());
+        }
+        match config.tier {
+            Tier::District if config.alerts.is_some() => {
+                let routes = patch_api.map(crate::api::patches::routes);
+                district::run(config.clone(), routes).await
+            }
+            Tier::District => origin::run(config.clone()).await,
+            Tier::Street | Tier::Village => relay::run(config.clone(), options).await,
+        }
+    };
+    let result = match patching.take() {
+        None => voice.await,
+        Some(mut running) => {
+            let outcome = tokio::select! {
+                result = voice => Ok(result),
+                fault = running.failed() => Err(fault),
+            };
+            match outcome {
+                // The voice path ended (a stop signal, or its work done): stop patching.
+                Ok(result) => {
+                    let stopped = running.stop().await;
+                    result.and(stopped)
+                }
+                // Patching failed and has stopped its ports; the voice path stops too.
+                Err(fault) => Err(fault),
+            }
+        }
+    };
+    if let Some((stop, task)) = patch_server {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    result
 }
 
 /// The destinations of one payload format: an output group.
@@ -148,6 +210,17 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::UdpSocket, N
         std::net::UdpSocket::bind(addr).map_err(|source| NodeError::Bind { what, addr, source })?;
     socket.set_nonblocking(true)?;
     Ok(tokio::net::UdpSocket::from_std(socket)?)
+}
+
+/// Binds the control API's listening socket.
+pub(crate) async fn bind_api(listen: SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "control API",
+            addr: listen,
+            source,
+        })
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

@@ -1,0 +1,625 @@
+//! The `[patching]`, `[[radio]]` and `[[patch]]` tables: radio ports on their accessory
+//! ports, and the patches that join them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drivers::radio::carrier::{CarrierSource, RxSettings, VoxSettings};
+use drivers::radio::command::CommandTemplate;
+use drivers::radio::ptt::PttTiming;
+use drivers::serial::modem_lines::{InputLine, OutputLine, Wired};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Locator};
+use crate::patch::floor::FloorSettings;
+use crate::patch::{MemberId, PatchMode, PatchSpec};
+
+/// The TX lead accepted: a trunked channel grant takes 300–500 ms; beyond two seconds
+/// a talker loses the start of every over.
+const MAX_TX_LEAD_MS: u64 = 2_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPatching {
+    state_dir: Spanned<PathBuf>,
+    hang_ms: Option<u64>,
+    stuck_carrier_s: Option<Spanned<u64>>,
+    dtmf_pin: Option<Spanned<String>>,
+    dtmf_inter_digit_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRadio {
+    name: Spanned<String>,
+    #[serde(default)]
+    priority: bool,
+    lines: Spanned<String>,
+    #[serde(default = "default_baud")]
+    baud: u32,
+    ptt: Spanned<String>,
+    ptt_key_command: Option<Spanned<String>>,
+    ptt_release_command: Option<Spanned<String>>,
+    #[serde(default = "default_cos")]
+    cos: Spanned<String>,
+    vox_threshold_dbfs: Option<f32>,
+    vox_attack_ms: Option<u64>,
+    vox_hang_ms: Option<u64>,
+    #[serde(default = "default_audio")]
+    audio: String,
+    tx_lead_ms: Option<Spanned<u64>>,
+    ptt_hang_ms: Option<u64>,
+    timeout_s: Option<Spanned<u64>>,
+    timeout_reset_ms: Option<u64>,
+    rx_delay_ms: Option<u64>,
+    min_open_ms: Option<u64>,
+    talkgroup: Option<u32>,
+    select_command: Option<Spanned<String>>,
+    command_port: Option<PathBuf>,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+
+fn default_cos() -> Spanned<String> {
+    Spanned::new(0..0, "dcd".into())
+}
+
+fn default_audio() -> String {
+    "external".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPatch {
+    name: Spanned<String>,
+    number: Option<u16>,
+    members: Vec<String>,
+    simulselect_console: Option<String>,
+}
+
+/// Where a radio's modem lines are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinesBackend {
+    /// A serial port (USB adapter, on-board UART) at a speed.
+    Serial { path: PathBuf, baud: u32 },
+    /// A backend listening on a Unix socket: the radio simulator, a test rig.
+    External(PathBuf),
+}
+
+/// What keys a radio's transmitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PttWiring {
+    /// RTS or DTR of the port's lines.
+    Line(Wired<OutputLine>),
+    /// GPIO `pin` of a CM108 sound card's HID device.
+    Cm108 {
+        path: PathBuf,
+        pin: u8,
+        inverted: bool,
+    },
+    /// Commands on the radio's command channel.
+    Command { key: Vec<u8>, release: Vec<u8> },
+}
+
+/// Where a radio's audio is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioBackend {
+    /// In the external backend's connection.
+    External,
+    /// A sound card, by cpal device name (`default` for the system's default).
+    Device(String),
+}
+
+/// One radio on its accessory port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RadioConfig {
+    pub name: String,
+    /// A dispatcher's radio: pre-empts other talkers.
+    pub priority: bool,
+    pub lines: LinesBackend,
+    pub ptt: PttWiring,
+    /// The COS line, when the carrier comes from one.
+    pub cos: Option<Wired<InputLine>>,
+    pub rx: RxSettings,
+    pub tx: PttTiming,
+    pub audio: AudioBackend,
+    pub talkgroup: Option<u32>,
+    /// Sent on the command channel when the port starts, to select `talkgroup`.
+    pub select_command: Option<Vec<u8>>,
+    /// The radio's command channel, where it is not the lines' serial port.
+    pub command_port: Option<PathBuf>,
+}
+
+/// Patching on this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchingConfig {
+    /// Where live patches are kept across restarts.
+    pub state_dir: PathBuf,
+    pub floor: FloorSettings,
+    pub dtmf_pin: Option<String>,
+    pub dtmf_inter_digit: Duration,
+    pub radios: Vec<RadioConfig>,
+    /// The permanent patches.
+    pub patches: Vec<PatchSpec>,
+}
+
+pub(super) fn patching(
+    raw: Option<&Spanned<RawPatching>>,
+    radios: &[RawRadio],
+    patches: &[RawPatch],
+    at: &Locator,
+    base: &Path,
+) -> Result<Option<PatchingConfig>, ConfigError> {
+    let Some(spanned) = raw else {
+        if let Some(r) = radios.first() {
+            return Err(at.error(
+                r.name.span(),
+                "radio",
+                "radios need a [patching] table with `state_dir`",
+            ));
+        }
+        if let Some(p) = patches.first() {
+            return Err(at.error(
+                p.name.span(),
+                "patch",
+                "patches need a [patching] table with `state_dir`",
+            ));
+        }
+        return Ok(None);
+    };
+    let raw = spanned.get_ref();
+    let stuck_carrier = match &raw.stuck_carrier_s {
+        Some(s) if *s.get_ref() == 0 => {
+            return Err(at.error(s.span(), "patching.stuck_carrier_s", "must be at least 1 s"));
+        }
+        Some(s) => Duration::from_secs(*s.get_ref()),
+        None => FloorSettings::default().stuck_carrier,
+    };
+    let floor = FloorSettings {
+        hang: raw
+            .hang_ms
+            .map_or(FloorSettings::default().hang, Duration::from_millis),
+        stuck_carrier,
+    };
+    let dtmf_pin = match &raw.dtmf_pin {
+        Some(pin)
+            if pin.get_ref().is_empty()
+                || pin.get_ref().len() > 8
+                || !pin.get_ref().bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            return Err(at.error(pin.span(), "patching.dtmf_pin", "a PIN is 1 to 8 digits"));
+        }
+        Some(pin) => Some(pin.get_ref().clone()),
+        None => None,
+    };
+
+    let mut names = HashSet::new();
+    let mut configured = Vec::with_capacity(radios.len());
+    for (i, r) in radios.iter().enumerate() {
+        let name = r.name.get_ref();
+        if !names.insert(name.clone()) {
+            return Err(at.error(
+                r.name.span(),
+                &format!("radio[{i}].name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+        configured.push(radio(r, i, at, base)?);
+    }
+
+    let mut specs: Vec<PatchSpec> = Vec::with_capacity(patches.len());
+    for (i, p) in patches.iter().enumerate() {
+        let key = |field: &str| format!("patch[{i}].{field}");
+        let number = p.number.unwrap_or(i as u16 + 1);
+        for member in &p.members {
+            if !names.contains(member) {
+                return Err(at.error(
+                    p.name.span(),
+                    &key("members"),
+                    format!("{member:?} is not a [[radio]] of this node"),
+                ));
+            }
+        }
+        let mode = match &p.simulselect_console {
+            None => PatchMode::Patch,
+            Some(console) => PatchMode::Simulselect {
+                console: MemberId(console.clone()),
+            },
+        };
+        specs.push(PatchSpec {
+            name: p.name.get_ref().clone(),
+            number,
+            members: p.members.iter().map(|m| MemberId(m.clone())).collect(),
+            mode,
+            permanent: true,
+        });
+    }
+    // The bus checks the rest (loops, numbers, consoles) as it checks a live patch, so
+    // the configuration and the API refuse the same things.
+    let mut trial = crate::patch::bus::PatchBus::new(floor, members(&configured));
+    for (k, spec) in specs.iter().enumerate() {
+        if let Err(e) = trial.upsert(spec.clone(), std::time::Instant::now()) {
+            return Err(at.error(
+                patches[k].name.span(),
+                &format!("patch[{k}]"),
+                e.to_string(),
+            ));
+        }
+    }
+
+    Ok(Some(PatchingConfig {
+        state_dir: base.join(raw.state_dir.get_ref()),
+        floor,
+        dtmf_pin,
+        dtmf_inter_digit: Duration::from_millis(raw.dtmf_inter_digit_ms.unwrap_or(3_000)),
+        radios: configured,
+        patches: specs,
+    }))
+}
+
+/// The bus members of the configured radios.
+pub fn members(radios: &[RadioConfig]) -> Vec<(MemberId, crate::patch::bus::MemberInfo)> {
+    radios
+        .iter()
+        .map(|r| {
+            (
+                MemberId(r.name.clone()),
+                crate::patch::bus::MemberInfo {
+                    kind: crate::patch::MemberKind::Radio,
+                    priority: r.priority,
+                },
+            )
+        })
+        .collect()
+}
+
+fn radio(r: &RawRadio, i: usize, at: &Locator, base: &Path) -> Result<RadioConfig, ConfigError> {
+    let key = |field: &str| format!("radio[{i}].{field}");
+    let lines_text = r.lines.get_ref();
+    let lines = match lines_text.strip_prefix("external:") {
+        Some(path) if !path.is_empty() => LinesBackend::External(base.join(path)),
+        Some(_) => {
+            return Err(at.error(
+                r.lines.span(),
+                &key("lines"),
+                "external: needs the backend's socket path",
+            ));
+        }
+        None => LinesBackend::Serial {
+            path: PathBuf::from(lines_text),
+            baud: r.baud,
+        },
+    };
+
+    let template = |t: &Spanned<String>, field: &str, allowed: &[&str]| {
+        CommandTemplate::parse(t.get_ref(), allowed)
+            .map_err(|e| at.error(t.span(), &key(field), e.to_string()))
+    };
+    let ptt_text = r.ptt.get_ref().to_ascii_lowercase();
+    let ptt = if ptt_text == "command" {
+        let (Some(k), Some(rel)) = (&r.ptt_key_command, &r.ptt_release_command) else {
+            return Err(at.error(
+                r.ptt.span(),
+                &key("ptt"),
+                "PTT by command needs ptt_key_command and ptt_release_command",
+            ));
+        };
+        PttWiring::Command {
+            key: template(k, "ptt_key_command", &[])?.bytes(),
+            release: template(rel, "ptt_release_command", &[])?.bytes(),
+        }
+    } else if let Some(rest) = ptt_text.strip_prefix("cm108:") {
+        let (inverted, rest) = match rest.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, rest),
+        };
+        let parsed = rest
+            .rsplit_once(':')
+            .and_then(|(path, pin)| Some((path, pin.parse::<u8>().ok()?)))
+            .filter(|(path, pin)| !path.is_empty() && (1..=8).contains(pin));
+        let Some((path, pin)) = parsed else {
+            return Err(at.error(
+                r.ptt.span(),
+                &key("ptt"),
+                "CM108 PTT is cm108:/dev/hidrawN:PIN with PIN 1 to 8 (cm108:!… inverts)",
+            ));
+        };
+        PttWiring::Cm108 {
+            path: PathBuf::from(path),
+            pin,
+            inverted,
+        }
+    } else {
+        let (inverted, line) = match ptt_text.strip_prefix('!') {
+            Some(line) => (true, line),
+            None => (false, ptt_text.as_str()),
+        };
+        let line: OutputLine =
+            line.parse()
+                .map_err(|e: drivers::serial::modem_lines::UnknownLine| {
+                    at.error(r.ptt.span(), &key("ptt"), e.to_string())
+                })?;
+        PttWiring::Line(Wired { line, inverted })
+    };
+
+    let vox = VoxSettings {
+        threshold_dbfs: r
+            .vox_threshold_dbfs
+            .unwrap_or(VoxSettings::default().threshold_dbfs),
+        attack: r
+            .vox_attack_ms
+            .map_or(VoxSettings::default().attack, Duration::from_millis),
+        hang: r
+            .vox_hang_ms
+            .map_or(VoxSettings::default().hang, Duration::from_millis),
+    };
+    let cos_text = r.cos.get_ref().to_ascii_lowercase();
+    let (with_vox, line) = match cos_text.split_once('+') {
+        Some((line, "vox")) => (true, Some(line)),
+        _ if cos_text == "vox" => (true, None),
+        _ => (false, Some(cos_text.as_str())),
+    };
+    let cos = match line {
+        None => None,
+        Some(line) => {
+            let (inverted, line) = match line.strip_prefix('!') {
+                Some(line) => (true, line),
+                None => (false, line),
+            };
+            let line: InputLine =
+                line.parse()
+                    .map_err(|e: drivers::serial::modem_lines::UnknownLine| {
+                        at.error(
+                            r.cos.span(),
+                            &key("cos"),
+                            format!("{e}; or \"vox\", or a line and vox: \"dcd+vox\""),
+                        )
+                    })?;
+            Some(Wired { line, inverted })
+        }
+    };
+    let source = match (cos.is_some(), with_vox) {
+        (true, false) => CarrierSource::Cos,
+        (false, _) => CarrierSource::Vox(vox),
+        (true, true) => CarrierSource::CosAndVox(vox),
+    };
+    let defaults = RxSettings::default();
+    let rx = RxSettings {
+        source,
+        min_open: r
+            .min_open_ms
+            .map_or(defaults.min_open, Duration::from_millis),
+        delay: r.rx_delay_ms.map_or(defaults.delay, Duration::from_millis),
+    };
+
+    let timing = PttTiming::default();
+    let lead = match &r.tx_lead_ms {
+        Some(ms) if *ms.get_ref() > MAX_TX_LEAD_MS => {
+            return Err(at.error(
+                ms.span(),
+                &key("tx_lead_ms"),
+                format!("at most {MAX_TX_LEAD_MS} ms: a longer lead loses the start of every over"),
+            ));
+        }
+        Some(ms) => Duration::from_millis(*ms.get_ref()),
+        None => timing.lead,
+    };
+    let timeout = match &r.timeout_s {
+        Some(s) if *s.get_ref() == 0 => {
+            return Err(at.error(
+                s.span(),
+                &key("timeout_s"),
+                "the transmit time-out must be at least 1 s",
+            ));
+        }
+        Some(s) => Duration::from_secs(*s.get_ref()),
+        None => timing.timeout,
+    };
+    let tx = PttTiming {
+        lead,
+        hang: r.ptt_hang_ms.map_or(timing.hang, Duration::from_millis),
+        timeout,
+        timeout_reset: r
+            .timeout_reset_ms
+            .map_or(timing.timeout_reset, Duration::from_millis),
+        max_held: timing.max_held.max(lead + Duration::from_millis(500)),
+    };
+
+    let select_command = match &r.select_command {
+        None => None,
+        Some(t) => {
+            let Some(talkgroup) = r.talkgroup else {
+                return Err(at.error(
+                    t.span(),
+                    &key("select_command"),
+                    "selecting a talkgroup needs `talkgroup`",
+                ));
+            };
+            let values = std::collections::HashMap::from([("talkgroup", talkgroup.to_string())]);
+            Some(template(t, "select_command", &["talkgroup"])?.render(&values))
+        }
+    };
+    let needs_channel = select_command.is_some() || matches!(ptt, PttWiring::Command { .. });
+    if needs_channel && r.command_port.is_none() {
+        return Err(at.error(
+            r.name.span(),
+            &key("command_port"),
+            "commands to the radio need its command_port (a serial device)",
+        ));
+    }
+    let audio = match r.audio.as_str() {
+        "external" if !matches!(lines, LinesBackend::External(_)) => {
+            return Err(at.error(
+                r.name.span(),
+                &key("audio"),
+                "audio = \"external\" needs external lines; name a sound card instead",
+            ));
+        }
+        "external" => AudioBackend::External,
+        device => AudioBackend::Device(device.to_owned()),
+    };
+
+    Ok(RadioConfig {
+        name: r.name.get_ref().clone(),
+        priority: r.priority,
+        lines,
+        ptt,
+        cos,
+        rx,
+        tx,
+        audio,
+        talkgroup: r.talkgroup,
+        select_command,
+        command_port: r.command_port.as_ref().map(|p| base.join(p)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    const NODE: &str = r#"
+[node]
+name = "street-radio"
+tier = "street"
+area = "410503001"
+
+[rtp]
+listen = "127.0.0.1:5010"
+
+[patching]
+state_dir = "state"
+
+[[radio]]
+name = "tg-1001"
+lines = "external:tg-1001.sock"
+ptt = "rts"
+
+[[radio]]
+name = "tg-2002"
+lines = "/dev/ttyUSB0"
+ptt = "!dtr"
+cos = "cts+vox"
+audio = "default"
+talkgroup = 2002
+select_command = "AT+CTGS={talkgroup}\r"
+command_port = "/dev/ttyUSB1"
+
+[[radio]]
+name = "tg-3003"
+lines = "external:tg-3003.sock"
+ptt = "rts"
+cos = "vox"
+
+[[patch]]
+name = "joint"
+members = ["tg-1001", "tg-2002"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(Path::new("/etc/emcomm/street.toml"), text)
+    }
+
+    #[test]
+    fn radios_and_a_permanent_patch_parse_with_their_defaults() {
+        let config = parse(NODE).expect("valid");
+        let patching = config.patching.expect("patching");
+        assert_eq!(patching.state_dir, Path::new("/etc/emcomm/state"));
+        let [a, b, c] = &patching.radios[..] else {
+            panic!("three radios: {:?}", patching.radios);
+        };
+        assert_eq!(
+            a.lines,
+            LinesBackend::External("/etc/emcomm/tg-1001.sock".into())
+        );
+        assert_eq!(a.rx.source, CarrierSource::Cos);
+        assert_eq!(
+            a.cos,
+            Some(Wired {
+                line: InputLine::Dcd,
+                inverted: false
+            })
+        );
+        assert_eq!(a.tx.lead, Duration::from_millis(400));
+        assert_eq!(
+            b.ptt,
+            PttWiring::Line(Wired {
+                line: OutputLine::Dtr,
+                inverted: true
+            })
+        );
+        assert!(matches!(b.rx.source, CarrierSource::CosAndVox(_)));
+        assert_eq!(b.select_command.as_deref(), Some(&b"AT+CTGS=2002\r"[..]));
+        assert_eq!(b.audio, AudioBackend::Device("default".into()));
+        assert_eq!(c.cos, None);
+        assert!(matches!(c.rx.source, CarrierSource::Vox(_)));
+        assert_eq!(patching.patches[0].number, 1);
+        assert!(patching.patches[0].permanent);
+    }
+
+    #[test]
+    fn faults_name_the_key_and_say_what_is_expected() {
+        let cases = [
+            (
+                NODE.replace(
+                    "ptt = \"rts\"\n\n[[radio]]\nname = \"tg-2002\"",
+                    "ptt = \"cts\"\n\n[[radio]]\nname = \"tg-2002\"",
+                ),
+                "radio[0].ptt",
+                "not a modem line",
+            ),
+            (
+                NODE.replace("cos = \"vox\"", "cos = \"ring\""),
+                "radio[2].cos",
+                "\"ring\" is not a modem line",
+            ),
+            (
+                NODE.replace("ptt = \"!dtr\"", "ptt = \"!dtr\"\ntx_lead_ms = 5000"),
+                "radio[1].tx_lead_ms",
+                "at most 2000 ms",
+            ),
+            (
+                NODE.replace("\"tg-1001\", \"tg-2002\"]", "\"tg-1001\", \"tg-9\"]"),
+                "patch[0].members",
+                "\"tg-9\" is not a [[radio]]",
+            ),
+            (
+                NODE.replace("command_port = \"/dev/ttyUSB1\"\n", ""),
+                "radio[1].command_port",
+                "command_port",
+            ),
+            (
+                NODE.replace("[patching]\nstate_dir = \"state\"\n", ""),
+                "radio",
+                "[patching]",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let e = parse(&text).expect_err(key);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(message), "{e}");
+        }
+    }
+
+    #[test]
+    fn permanent_patches_that_loop_are_refused_as_a_live_one_would_be() {
+        let text =
+            format!("{NODE}\n[[patch]]\nname = \"second\"\nmembers = [\"tg-2002\", \"tg-1001\"]\n");
+        let e = parse(&text).expect_err("loop");
+        assert_eq!(e.key, "patch[1]");
+        assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn a_node_with_radios_needs_no_downstream() {
+        let config = parse(NODE).expect("valid");
+        assert!(config.downstream.is_empty());
+    }
+}

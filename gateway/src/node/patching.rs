@@ -1,0 +1,546 @@
+//! The patching task: the node's radio ports around one [`PatchBus`].
+//!
+//! It starts a task per `[[radio]]`, loads the permanent patches from the
+//! configuration and the live ones from the state directory, and then moves audio:
+//! what a port hears goes to the bus, what the bus routes goes to the ports. Operators
+//! change patches through [`PatchRequest`]s (the control API) and DTMF commands; live
+//! patches are written to the state directory on every change. SIGHUP re-reads the
+//! configuration: ports whose settings changed are restarted, the others and the audio
+//! they carry are left alone, and permanent patches are brought in line.
+//!
+//! A panic in a port task is a bug: its PTT has been released by then (the panic hook
+//! and the task's unwinding), and the node stops every other port and exits with an
+//! error, for the service manager to restart it clean.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::NodeError;
+use super::radio::{self, PortCommand, PortEvent, PortHandle};
+use crate::config::{Config, PatchingConfig, patch_members};
+use crate::patch::bus::{BusOutput, PatchBus, PatchError};
+use crate::patch::dtmf::{DtmfCommands, PatchCommand};
+use crate::patch::floor::FloorEvent;
+use crate::patch::store::PatchStore;
+use crate::patch::{MemberId, PatchMode, PatchSpec};
+
+/// How long stopping waits for the ports to release PTT and close.
+const STOP_LIMIT: Duration = Duration::from_secs(3);
+
+/// A patch as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PatchStatus {
+    pub name: String,
+    pub number: u16,
+    #[schema(value_type = Vec<String>)]
+    pub members: Vec<MemberId>,
+    /// `patch` or `simulselect`.
+    pub mode: String,
+    /// The simulselect console, if any.
+    pub console: Option<String>,
+    pub permanent: bool,
+    /// The member holding the floor now.
+    pub talking: Option<String>,
+}
+
+/// A radio port as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PortStatus {
+    pub name: String,
+    pub up: bool,
+    /// Why it is down.
+    pub fault: Option<String>,
+    pub receiving: bool,
+    pub locked_out: bool,
+}
+
+/// What an operator asks of the patching task.
+#[derive(Debug)]
+pub enum PatchRequest {
+    List(oneshot::Sender<(Vec<PatchStatus>, Vec<PortStatus>)>),
+    /// Create or change a live patch; a number of 0 takes the lowest free one.
+    Upsert(PatchSpec, oneshot::Sender<Result<PatchStatus, PatchError>>),
+    Remove(String, oneshot::Sender<Result<PatchStatus, PatchError>>),
+    /// Re-read the configuration, as SIGHUP does.
+    Reload(oneshot::Sender<Result<String, String>>),
+}
+
+/// The running patching task.
+pub struct Patching {
+    pub requests: mpsc::UnboundedSender<PatchRequest>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), NodeError>>,
+}
+
+impl Patching {
+    /// Starts patching as `config` describes; `config_path` is re-read on reload.
+    pub fn start(config: &Config, config_path: Option<PathBuf>) -> Option<Patching> {
+        let patching = config.patching.clone()?;
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(patching, config_path, inbox, stopped));
+        Some(Patching {
+            requests,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Resolves if the task ends by itself: only on a fault.
+    pub async fn failed(&mut self) -> NodeError {
+        match (&mut self.task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => NodeError::Setup("patching stopped".into()),
+            Err(e) => NodeError::Setup(format!("patching task: {e}")),
+        }
+    }
+
+    /// Stops every port (PTT released) and waits for them.
+    pub async fn stop(mut self) -> Result<(), NodeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(NodeError::Setup(format!("patching task: {e}"))),
+        }
+    }
+}
+
+struct State {
+    config: PatchingConfig,
+    config_path: Option<PathBuf>,
+    bus: PatchBus,
+    store: PatchStore,
+    ports: BTreeMap<MemberId, PortHandle>,
+    tasks: JoinSet<MemberId>,
+    events: mpsc::UnboundedSender<PortEvent>,
+    dtmf: HashMap<MemberId, DtmfCommands>,
+    faults: BTreeMap<MemberId, Option<String>>,
+    receiving: BTreeMap<MemberId, bool>,
+}
+
+async fn run(
+    config: PatchingConfig,
+    config_path: Option<PathBuf>,
+    mut inbox: mpsc::UnboundedReceiver<PatchRequest>,
+    mut stopped: oneshot::Receiver<()>,
+) -> Result<(), NodeError> {
+    let (events, mut port_events) = mpsc::unbounded_channel();
+    let store = PatchStore::new(&config.state_dir);
+    let bus = PatchBus::new(config.floor, patch_members(&config.radios));
+    let mut state = State {
+        config_path,
+        bus,
+        store,
+        ports: BTreeMap::new(),
+        tasks: JoinSet::new(),
+        events,
+        dtmf: HashMap::new(),
+        faults: BTreeMap::new(),
+        receiving: BTreeMap::new(),
+        config: config.clone(),
+    };
+    state.load_patches()?;
+    for radio in &config.radios {
+        state.start_port(radio.clone());
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+
+    let result = loop {
+        let deadline = state.bus.next_deadline();
+        tokio::select! {
+            _ = &mut stopped => break Ok(()),
+            Some(event) = port_events.recv() => state.on_port_event(event),
+            Some(request) = inbox.recv() => state.on_request(request),
+            _ = hangup.recv() => {
+                match state.reload() {
+                    Ok(summary) => info!(%summary, "configuration reloaded"),
+                    Err(e) => error!(error = %e, "reload refused; the running configuration stays"),
+                }
+            }
+            _ = sleep_until(deadline) => state.bus.poll(Instant::now()),
+            Some(ended) = state.tasks.join_next() => {
+                if let Err(e) = ended && e.is_panic() {
+                    break Err(NodeError::Setup(
+                        "a radio port task panicked; PTT was released on every port".into(),
+                    ));
+                }
+            }
+        }
+        state.carry_out();
+    };
+
+    state.stop_ports().await;
+    result
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    fn start_port(&mut self, radio: crate::config::RadioConfig) {
+        let name = MemberId(radio.name.clone());
+        self.dtmf.insert(
+            name.clone(),
+            DtmfCommands::new(self.config.dtmf_pin.clone(), self.config.dtmf_inter_digit),
+        );
+        self.faults.insert(name.clone(), Some("starting".into()));
+        let handle = radio::spawn(radio, self.events.clone(), &mut self.tasks);
+        self.ports.insert(name, handle);
+    }
+
+    fn load_patches(&mut self) -> Result<(), NodeError> {
+        let now = Instant::now();
+        for spec in self.config.patches.clone() {
+            if let Err(e) = self.bus.upsert(spec, now) {
+                return Err(NodeError::Setup(e.to_string()));
+            }
+        }
+        let stored = self
+            .store
+            .load()
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        for spec in stored {
+            let name = spec.name.clone();
+            if self.bus.patch(&name).is_some_and(|p| p.permanent) {
+                warn!(patch = %name, "stored live patch has the name of a permanent one: dropped");
+                continue;
+            }
+            match self.bus.upsert(spec, now) {
+                Ok(()) => info!(patch = %name, "live patch restored"),
+                Err(e) => {
+                    warn!(patch = %name, error = %e, "stored live patch no longer fits: dropped")
+                }
+            }
+        }
+        let count = self.bus.patches().count();
+        info!(patches = count, store = %self.store.path().display(), "patching ready");
+        Ok(())
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.store.save(self.bus.patches().map(|(spec, _)| spec)) {
+            error!(error = %e, "live patches not stored: they will not survive a restart");
+        }
+    }
+
+    fn on_port_event(&mut self, event: PortEvent) {
+        let now = Instant::now();
+        match event {
+            PortEvent::Up(name) => {
+                self.faults.insert(name, None);
+            }
+            PortEvent::Down(name, reason) => {
+                self.bus.on_carrier(&name, false, now);
+                self.receiving.insert(name.clone(), false);
+                self.faults.insert(name, Some(reason));
+            }
+            PortEvent::Carrier(name, open) => {
+                self.receiving.insert(name.clone(), open);
+                self.bus.on_carrier(&name, open, now);
+            }
+            PortEvent::Audio(name, frame) => self.bus.on_audio(&name, frame),
+            PortEvent::Dtmf(name, digit) => self.on_digit(name, digit, now),
+        }
+    }
+
+    fn on_digit(&mut self, member: MemberId, digit: char, now: Instant) {
+        let Some(reader) = self.dtmf.get_mut(&member) else {
+            return;
+        };
+        let command = match reader.on_digit(digit, now) {
+            None => return,
+            Some(Err(refusal)) => {
+                warn!(port = %member, %refusal, "DTMF patch command refused");
+                return;
+            }
+            Some(Ok(command)) => command,
+        };
+        let (number, joining) = match command {
+            PatchCommand::Join(n) => (n, true),
+            PatchCommand::Leave(n) => (n, false),
+        };
+        let Some(mut spec) = self.bus.patch_numbered(number).cloned() else {
+            warn!(port = %member, number, "DTMF: no patch with this number");
+            return;
+        };
+        if spec.permanent {
+            warn!(port = %member, patch = %spec.name, "DTMF: a permanent patch changes only in the configuration");
+            return;
+        }
+        let name = spec.name.clone();
+        // The transmission that carried the command is not for the patch: the member
+        // takes part from its next over.
+        self.bus.on_carrier(&member, false, now);
+        if joining {
+            if spec.members.contains(&member) {
+                return;
+            }
+            spec.members.push(member.clone());
+            match self.bus.upsert(spec, now) {
+                Ok(()) => info!(port = %member, patch = %name, number, "joined by DTMF"),
+                Err(e) => warn!(port = %member, error = %e, "DTMF join refused"),
+            }
+        } else {
+            spec.members.retain(|m| *m != member);
+            let result = if spec.members.len() < 2 {
+                self.bus.remove(&name, false, now).map(|_| ())
+            } else {
+                self.bus.upsert(spec, now)
+            };
+            match result {
+                Ok(()) => info!(port = %member, patch = %name, number, "left by DTMF"),
+                Err(e) => warn!(port = %member, error = %e, "DTMF leave refused"),
+            }
+        }
+        self.save();
+    }
+
+    fn on_request(&mut self, request: PatchRequest) {
+        let now = Instant::now();
+        match request {
+            PatchRequest::List(reply) => {
+                let _ = reply.send((self.patch_statuses(), self.port_statuses()));
+            }
+            PatchRequest::Upsert(mut spec, reply) => {
+                if spec.number == 0 {
+                    spec.number = self
+                        .bus
+                        .patch(&spec.name)
+                        .map_or_else(|| self.bus.free_number(), |p| p.number);
+                }
+                spec.permanent = false;
+                let name = spec.name.clone();
+                let result = match self.bus.patch(&name) {
+                    Some(existing) if existing.permanent => {
+                        Err(PatchError::Permanent(name.clone()))
+                    }
+                    _ => self.bus.upsert(spec, now),
+                };
+                let answer = result.map(|()| {
+                    info!(patch = %name, "patch made or changed");
+                    self.save();
+                    self.status_of(&name)
+                });
+                let _ = reply.send(answer.and_then(|s| s.ok_or(PatchError::UnknownPatch(name))));
+            }
+            PatchRequest::Remove(name, reply) => {
+                let talking = self
+                    .bus
+                    .patches()
+                    .find(|(s, _)| s.name == name)
+                    .and_then(|(_, t)| t.cloned());
+                let result = self.bus.remove(&name, false, now).map(|spec| {
+                    info!(patch = %name, "patch removed");
+                    self.save();
+                    status(&spec, talking.as_ref())
+                });
+                let _ = reply.send(result);
+            }
+            PatchRequest::Reload(reply) => {
+                let result = self.reload();
+                match &result {
+                    Ok(summary) => info!(%summary, "configuration reloaded"),
+                    Err(e) => error!(error = %e, "reload refused; the running configuration stays"),
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn status_of(&self, name: &str) -> Option<PatchStatus> {
+        self.bus
+            .patches()
+            .find(|(s, _)| s.name == name)
+            .map(|(s, talking)| status(s, talking))
+    }
+
+    fn patch_statuses(&self) -> Vec<PatchStatus> {
+        self.bus
+            .patches()
+            .map(|(s, talking)| status(s, talking))
+            .collect()
+    }
+
+    fn port_statuses(&self) -> Vec<PortStatus> {
+        self.ports
+            .keys()
+            .map(|name| {
+                let fault = self.faults.get(name).cloned().flatten();
+                PortStatus {
+                    name: name.0.clone(),
+                    up: fault.is_none(),
+                    fault,
+                    receiving: self.receiving.get(name).copied().unwrap_or(false),
+                    locked_out: self.bus.is_locked_out(name),
+                }
+            })
+            .collect()
+    }
+
+    /// Re-reads the configuration file; see the [module](self) notes.
+    fn reload(&mut self) -> Result<String, String> {
+        let Some(path) = self.config_path.clone() else {
+            return Err("this node was not started from a configuration file".into());
+        };
+        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        let Some(new) = config.patching else {
+            return Err("the new configuration has no [patching]: restart to stop patching".into());
+        };
+        if new.state_dir != self.config.state_dir {
+            return Err("patching.state_dir changed: restart to move the state".into());
+        }
+        let now = Instant::now();
+        let mut summary = Vec::new();
+
+        // Ports: stop the removed and changed ones, start the new and changed ones.
+        let wanted: BTreeMap<MemberId, crate::config::RadioConfig> = new
+            .radios
+            .iter()
+            .map(|r| (MemberId(r.name.clone()), r.clone()))
+            .collect();
+        let running: Vec<MemberId> = self.ports.keys().cloned().collect();
+        for name in running {
+            let unchanged = wanted
+                .get(&name)
+                .is_some_and(|r| self.ports.get(&name).is_some_and(|p| p.config == *r));
+            if !unchanged && let Some(port) = self.ports.remove(&name) {
+                let _ = port.commands.send(PortCommand::Stop);
+                self.faults.remove(&name);
+                summary.push(format!("port {name} stopped"));
+            }
+        }
+        self.config.dtmf_pin = new.dtmf_pin.clone();
+        self.config.dtmf_inter_digit = new.dtmf_inter_digit;
+        for (name, radio) in &wanted {
+            if !self.ports.contains_key(name) {
+                self.start_port(radio.clone());
+                summary.push(format!("port {name} started"));
+            }
+        }
+        for dropped in self.bus.set_members(patch_members(&new.radios), now) {
+            summary.push(format!("patch {dropped} removed: its members are gone"));
+        }
+
+        // Permanent patches: as the file now says.
+        let old_permanent: Vec<String> = self
+            .bus
+            .patches()
+            .filter(|(s, _)| s.permanent)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        for name in old_permanent {
+            if !new.patches.iter().any(|p| p.name == name) {
+                let _ = self.bus.remove(&name, true, now);
+                summary.push(format!("patch {name} removed"));
+            }
+        }
+        for spec in &new.patches {
+            let before = self.bus.patch(&spec.name).cloned();
+            if before.as_ref() == Some(spec) {
+                continue;
+            }
+            match self.bus.upsert(spec.clone(), now) {
+                Ok(()) => summary.push(format!("patch {} set", spec.name)),
+                Err(e) => summary.push(format!("patch {} refused: {e}", spec.name)),
+            }
+        }
+        self.config = PatchingConfig {
+            radios: new.radios,
+            patches: new.patches,
+            ..self.config.clone()
+        };
+        self.save();
+        if summary.is_empty() {
+            summary.push("nothing changed".into());
+        }
+        Ok(summary.join("; "))
+    }
+
+    fn carry_out(&mut self) {
+        let outputs: Vec<BusOutput> = self.bus.drain().collect();
+        for output in outputs {
+            match output {
+                BusOutput::Transmit { to, frame, .. } => {
+                    if let Some(port) = self.ports.get(&to) {
+                        let _ = port.commands.send(PortCommand::Transmit(frame));
+                    }
+                }
+                BusOutput::Carried { .. } => {}
+                BusOutput::Floor { patch, event } => log_floor(&patch, &event),
+                BusOutput::LockedOut { member, patch } => warn!(
+                    port = %member, %patch,
+                    "carrier stuck open: locked out of every patch until it drops"
+                ),
+                BusOutput::LockoutCleared { member } => {
+                    info!(port = %member, "carrier dropped: lock-out cleared");
+                }
+            }
+        }
+    }
+
+    async fn stop_ports(&mut self) {
+        info!(
+            ports = self.ports.len(),
+            "stopping radio ports: PTT released on each"
+        );
+        for port in self.ports.values() {
+            let _ = port.commands.send(PortCommand::Stop);
+        }
+        let all_done = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_LIMIT, all_done).await.is_err() {
+            error!(
+                "radio ports did not stop in time; their PTT switches release as the process exits"
+            );
+        }
+    }
+}
+
+fn status(spec: &PatchSpec, talking: Option<&MemberId>) -> PatchStatus {
+    let (mode, console) = match &spec.mode {
+        PatchMode::Patch => ("patch", None),
+        PatchMode::Simulselect { console } => ("simulselect", Some(console.0.clone())),
+    };
+    PatchStatus {
+        name: spec.name.clone(),
+        number: spec.number,
+        members: spec.members.clone(),
+        mode: mode.into(),
+        console,
+        permanent: spec.permanent,
+        talking: talking.map(|m| m.0.clone()),
+    }
+}
+
+fn log_floor(patch: &str, event: &FloorEvent) {
+    match event {
+        FloorEvent::Granted { member, preempted } => match preempted {
+            Some(other) => {
+                info!(%patch, port = %member, preempted = %other, "floor taken by priority")
+            }
+            None => info!(%patch, port = %member, "floor granted"),
+        },
+        FloorEvent::Released { member, held_for } => {
+            info!(%patch, port = %member, held_ms = held_for.as_millis() as u64, "floor released");
+        }
+        FloorEvent::HeldOff { member } => {
+            info!(%patch, port = %member, "held off: the floor is taken")
+        }
+        FloorEvent::StuckCarrier { member, held_for } => warn!(
+            %patch, port = %member, held_s = held_for.as_secs(),
+            "carrier held past the stuck-carrier time: taken off the floor"
+        ),
+        FloorEvent::Freed => debug!(%patch, "floor free"),
+    }
+}
