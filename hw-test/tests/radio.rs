@@ -23,6 +23,8 @@ struct RadioSpec {
     ptt: &'static str,
     cos: &'static str,
     schedule: String,
+    /// Wired to a second gateway, not the rig's main one.
+    far: bool,
 }
 
 impl RadioSpec {
@@ -32,6 +34,7 @@ impl RadioSpec {
             ptt: "rts",
             cos: "dcd",
             schedule: schedule.to_owned(),
+            far: false,
         }
     }
 }
@@ -42,6 +45,8 @@ struct Rig {
     radios: Vec<Supervised>,
     gateway: Option<Supervised>,
     gateway_log: PathBuf,
+    /// Other processes of the set-up: a second gateway, loudspeakers.
+    others: Vec<Supervised>,
 }
 
 impl Rig {
@@ -81,11 +86,13 @@ impl Rig {
         }
 
         let mut config = String::from(
-            "[node]\nname = \"street-radio\"\ntier = \"street\"\narea = \"410503001\"\n\n\
-             [rtp]\nlisten = \"127.0.0.1:5998\"\n\n",
+            "[node]\nname = \"street-radio\"\ntier = \"street\"\narea = \"410503001\"\n\n",
         );
+        if !patching.contains("[rtp]") {
+            config.push_str("[rtp]\nlisten = \"127.0.0.1:5998\"\n\n");
+        }
         config.push_str(patching);
-        for radio in radios {
+        for radio in radios.iter().filter(|r| !r.far) {
             config.push_str(&radio_table(radio));
         }
         std::fs::write(dir.join("node.toml"), &config).expect("config");
@@ -95,6 +102,7 @@ impl Rig {
             radios: sims,
             gateway: None,
             gateway_log: PathBuf::new(),
+            others: Vec::new(),
         };
         rig.start_gateway(&emcomm, env);
         rig
@@ -120,6 +128,31 @@ impl Rig {
         let gateway = Supervised::new("gateway", child);
         await_ready("gateway", &ready, Duration::from_secs(20)).expect("gateway starts");
         self.gateway = Some(gateway);
+    }
+
+    /// Starts another process of the set-up and waits for `ready` in its output.
+    fn start_other(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        ready_marker: &'static str,
+        stderr: bool,
+    ) {
+        let mut child = if stderr {
+            command.stderr(Stdio::piped()).stdout(Stdio::null())
+        } else {
+            command.stdout(Stdio::piped()).stderr(Stdio::null())
+        }
+        .spawn()
+        .expect("process starts");
+        let log = self.dir.join(format!("{name}.log"));
+        let ready = if stderr {
+            watch(child.stderr.take().expect("stderr"), log, ready_marker)
+        } else {
+            watch(child.stdout.take().expect("stdout"), log, ready_marker)
+        };
+        self.others.push(Supervised::new(name, child));
+        await_ready(name, &ready, Duration::from_secs(20)).expect("process comes up");
     }
 
     fn gateway(&mut self) -> &mut Supervised {
@@ -173,6 +206,10 @@ impl Rig {
             gateway.signal(Signal::SIGTERM);
             let _ = gateway.wait(Duration::from_secs(10));
         }
+        for other in &mut self.others {
+            other.signal(Signal::SIGTERM);
+            let _ = other.wait(Duration::from_secs(10));
+        }
         let mut reports = Vec::new();
         for sim in &mut self.radios {
             sim.signal(Signal::SIGTERM);
@@ -225,7 +262,7 @@ fn keyed_ms(report: &Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-const PATCH_AB: &str = "[patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n\
+const PATCH_AB: &str = "[patching]\nstate_dir = \"state\"\nhang_ms = 300\nrecordings = \"recordings\"\n\n\
     [[patch]]\nname = \"joint\"\nmembers = [\"tg-a\", \"tg-b\"]\n\n";
 
 #[test]
@@ -634,4 +671,176 @@ fn patches_made_from_the_cli_carry_audio_are_listed_and_survive_a_restart() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no patch named ops"), "{err}");
     rig.finish();
+}
+
+#[test]
+fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_rtp_link() {
+    let near = hw_test::process::free_port_pair().expect("port");
+    let far = hw_test::process::free_port_pair().expect("port");
+    let mut b = RadioSpec::new("tg-b", "");
+    b.far = true;
+    let mut rig = Rig::start(
+        "radio-link",
+        &[RadioSpec::new("tg-a", "2 transmit tone-3s.wav\n"), b],
+        &format!(
+            "[patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n\
+             [[link]]\nname = \"to-street-2\"\nlisten = \"127.0.0.1:{near}\"\nsend_to = \"127.0.0.1:{far}\"\n\n\
+             [[patch]]\nname = \"across\"\nmembers = [\"tg-a\", \"to-street-2\"]\n\n"
+        ),
+        &[],
+    );
+    let mut far_b = RadioSpec::new("tg-b", "");
+    far_b.far = true;
+    let config = format!(
+        "[node]\nname = \"street-2\"\ntier = \"street\"\narea = \"410503002\"\n\n\
+         [rtp]\nlisten = \"127.0.0.1:5996\"\n\n\
+         [patching]\nstate_dir = \"state-2\"\nhang_ms = 300\n\n\
+         [[link]]\nname = \"to-street-1\"\nlisten = \"127.0.0.1:{far}\"\nsend_to = \"127.0.0.1:{near}\"\n\n\
+         [[patch]]\nname = \"across\"\nmembers = [\"to-street-1\", \"tg-b\"]\n\n{}",
+        radio_table(&far_b)
+    );
+    std::fs::write(rig.dir.join("street-2.toml"), config).expect("config");
+    let (emcomm, _) = common::binaries();
+    let mut second = Command::new(&emcomm);
+    second
+        .args(["run", "--config"])
+        .arg(rig.dir.join("street-2.toml"))
+        .env("EMCOMM_LOG", "info");
+    rig.start_other("street-2", second, "patching ready", true);
+
+    let keyed = rig.wait_for("tg-b", Duration::from_secs(20), is_ptt(true));
+    rig.wait_after("tg-b", Some(&keyed), Duration::from_secs(20), is_ptt(false));
+    let dir = rig.dir.clone();
+    let (reports, _) = rig.finish();
+    assert_eq!(
+        keyed_ms(&reports[0]),
+        Vec::<u64>::new(),
+        "nothing comes back to tg-a"
+    );
+    assert_eq!(keyed_ms(&reports[1]).len(), 1, "{}", reports[1]);
+
+    let heard = codecs::audio_file::read_audio(dir.join("tg-b-tx.wav")).expect("tx recording");
+    let seconds = heard.duration().as_secs_f64();
+    assert!((2.6..=3.2).contains(&seconds), "transmitted {seconds:.2} s");
+    let samples = heard.to_i16();
+    let pitch = common::pitch(&samples[4800..samples.len() - 4800], 48_000);
+    assert!(
+        (pitch - 700.0).abs() < 5.0,
+        "a {pitch:.1} Hz tone after Opus"
+    );
+    let log = std::fs::read_to_string(dir.join("street-2.log")).unwrap_or_default();
+    assert!(
+        log.contains("floor granted patch=across port=to-street-1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_patch_into_a_loudspeaker_zone_yields_to_the_upstream_stream() {
+    let street = hw_test::process::free_port_pair().expect("port");
+    let pole_1 = hw_test::process::free_port_pair().expect("port");
+    let pole_2 = hw_test::process::free_port_pair().expect("port");
+    let mut rig = Rig::start(
+        "radio-zone",
+        &[RadioSpec::new("tg-a", "1 transmit tone-8s.wav\n")],
+        &format!(
+            "[rtp]\nlisten = \"127.0.0.1:{street}\"\ninput_timeout_ms = 1000\nrtcp_interval_ms = 500\n\n\
+             [upstream]\nallow = [\"127.0.0.1\"]\n\n\
+             [[downstream]]\nname = \"pole-1\"\naddress = \"127.0.0.1:{pole_1}\"\n\n\
+             [[downstream]]\nname = \"pole-2\"\naddress = \"127.0.0.1:{pole_2}\"\ncodec = \"pcmu\"\n\n\
+             [patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n\
+             [[zone]]\nname = \"east\"\narea = \"410503001\"\n\n\
+             [[patch]]\nname = \"to-east\"\nmembers = [\"tg-a\", \"east\"]\n\n"
+        ),
+        &[],
+    );
+    let (_, bench) = common::binaries();
+    for (name, port, codec) in [("pole-1", pole_1, "opus"), ("pole-2", pole_2, "pcmu")] {
+        let mut speaker = Command::new(&bench);
+        speaker
+            .args(["speaker", "--name", name, "--codec", codec, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "--streams",
+                "2",
+                "--silence-limit-s",
+                "2",
+                "--wait-limit-s",
+                "30",
+            ])
+            .arg("--wav")
+            .arg(rig.dir.join(format!("{name}.wav")))
+            .arg("--stats")
+            .arg(rig.dir.join(format!("{name}.json")));
+        rig.start_other(name, speaker, "listening", false);
+    }
+
+    // The patch plays tg-a's 700 Hz on the zone; 3 s in, the district's stream (a
+    // 1 kHz tone, from GStreamer) comes down and takes the loudspeakers.
+    rig.wait_for("tg-a", Duration::from_secs(20), |e| {
+        e["event"] == "cos" && e["on"] == true
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "audiotestsrc",
+            "is-live=true",
+            "num-buffers=100",
+            "samplesperbuffer=960",
+        ])
+        .args([
+            "wave=sine",
+            "freq=1000",
+            "!",
+            "audio/x-raw,rate=48000,channels=1",
+        ])
+        .args([
+            "!",
+            "audioconvert",
+            "!",
+            "opusenc",
+            "bitrate=32000",
+            "frame-size=20",
+        ])
+        .args([
+            "!",
+            "rtpopuspay",
+            "pt=111",
+            "!",
+            "udpsink",
+            "host=127.0.0.1",
+        ])
+        .arg(format!("port={street}"))
+        .status()
+        .expect("gst-launch-1.0 runs (install gstreamer1.0-tools)");
+    assert!(status.success());
+    let dir = rig.dir.clone();
+    for pole in &mut rig.others {
+        let _ = pole.wait(Duration::from_secs(30));
+    }
+    let (_, log) = rig.finish();
+    assert!(log.contains("the patch yields"), "{log}");
+
+    for (name, rate) in [("pole-1", 48_000), ("pole-2", 8_000)] {
+        let heard = codecs::audio_file::read_audio(dir.join(format!("{name}.wav"))).expect("wav");
+        let samples = heard.to_i16();
+        let second = |from: f64| {
+            let start = (from * f64::from(rate)) as usize;
+            let end = (start + rate as usize).min(samples.len());
+            common::pitch(&samples[start.min(end)..end], rate)
+        };
+        // The patch's tone first, then the district's.
+        let first = second(0.5);
+        assert!(
+            (first - 700.0).abs() < 10.0,
+            "{name} first heard {first:.0} Hz"
+        );
+        let duration = heard.duration().as_secs_f64();
+        let last = second(duration - 1.5);
+        assert!(
+            (last - 1000.0).abs() < 10.0,
+            "{name} last heard {last:.0} Hz"
+        );
+    }
 }

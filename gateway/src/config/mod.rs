@@ -20,7 +20,8 @@ use drivers::rtp::payload::PayloadFormat;
 
 pub use alerts::{AlertsConfig, ApiConfig, DEFAULT_API_LISTEN};
 pub use patching::{
-    AudioBackend, LinesBackend, PatchingConfig, PttWiring, RadioConfig, members as patch_members,
+    AudioBackend, LinesBackend, LinkConfig, PatchingConfig, PttWiring, RadioConfig, ZoneConfig,
+    ZoneSpeaker,
 };
 
 use crate::alert::model::AreaCode;
@@ -107,6 +108,10 @@ struct RawConfig {
     patching: Option<Spanned<patching::RawPatching>>,
     #[serde(default)]
     radio: Vec<patching::RawRadio>,
+    #[serde(default)]
+    link: Vec<patching::RawLink>,
+    #[serde(default)]
+    zone: Vec<patching::RawZone>,
     #[serde(default)]
     patch: Vec<patching::RawPatch>,
 }
@@ -232,7 +237,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// The alert path; `None` when the node takes no alerts.
     pub alerts: Option<AlertsConfig>,
-    /// Radio ports and patches (`[patching]`, `[[radio]]`, `[[patch]]`).
+    /// Radio ports, links, zones and patches (`[patching]`, `[[radio]]`, `[[link]]`,
+    /// `[[zone]]`, `[[patch]]`).
     pub patching: Option<PatchingConfig>,
 }
 
@@ -473,9 +479,9 @@ impl Config {
             }
         }
 
-        let patching =
-            patching::patching(raw.patching.as_ref(), &raw.radio, &raw.patch, &at, base)?;
-        if raw.downstream.is_empty() && patching.is_none() {
+        let patches_radios =
+            raw.patching.is_some() || !raw.radio.is_empty() || !raw.link.is_empty();
+        if raw.downstream.is_empty() && !patches_radios {
             return Err(at.error(
                 raw.node.tier.span(),
                 "downstream",
@@ -569,6 +575,20 @@ impl Config {
             });
         }
 
+        let patching = patching::patching(
+            &patching::RawTables {
+                patching: raw.patching.as_ref(),
+                radios: &raw.radio,
+                links: &raw.link,
+                zones: &raw.zone,
+                patches: &raw.patch,
+            },
+            &downstream,
+            tier == Tier::District && raw.alerts.is_some(),
+            (opus_payload_type, opus_bitrate),
+            &at,
+            base,
+        )?;
         let upstream_api = match (&raw.upstream.api, &raw.upstream.token_file) {
             (None, None) => None,
             (Some(url), Some(token)) => {

@@ -2,19 +2,22 @@
 //! ports, and the patches that join them.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drivers::radio::carrier::{CarrierSource, RxSettings, VoxSettings};
 use drivers::radio::command::CommandTemplate;
 use drivers::radio::ptt::PttTiming;
+use drivers::rtp::payload::PayloadFormat;
 use drivers::serial::modem_lines::{InputLine, OutputLine, Wired};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Locator};
+use super::{ConfigError, Downstream, DownstreamKind, Locator};
+use crate::patch::bus::MemberInfo;
 use crate::patch::floor::FloorSettings;
-use crate::patch::{MemberId, PatchMode, PatchSpec};
+use crate::patch::{MemberId, MemberKind, PatchMode, PatchSpec};
 
 /// The TX lead accepted: a trunked channel grant takes 300–500 ms; beyond two seconds
 /// a talker loses the start of every over.
@@ -28,6 +31,8 @@ pub(super) struct RawPatching {
     stuck_carrier_s: Option<Spanned<u64>>,
     dtmf_pin: Option<Spanned<String>>,
     dtmf_inter_digit_ms: Option<u64>,
+    recordings: Option<PathBuf>,
+    retention_days: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +75,33 @@ fn default_cos() -> Spanned<String> {
 
 fn default_audio() -> String {
     "external".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    name: Spanned<String>,
+    listen: Spanned<SocketAddr>,
+    send_to: Spanned<SocketAddr>,
+    #[serde(default)]
+    priority: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawZone {
+    name: Spanned<String>,
+    loudspeakers: Option<Vec<String>>,
+    area: Option<String>,
+}
+
+/// The patching tables of a configuration file, as read.
+pub(super) struct RawTables<'a> {
+    pub patching: Option<&'a Spanned<RawPatching>>,
+    pub radios: &'a [RawRadio],
+    pub links: &'a [RawLink],
+    pub zones: &'a [RawZone],
+    pub patches: &'a [RawPatch],
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +166,32 @@ pub struct RadioConfig {
     pub command_port: Option<PathBuf>,
 }
 
+/// An RTP link to another gateway: Opus both ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub name: String,
+    /// Where the far gateway's RTP arrives (its RTCP on the next port).
+    pub listen: SocketAddr,
+    /// The far gateway's link address.
+    pub send_to: SocketAddr,
+    pub priority: bool,
+}
+
+/// One loudspeaker of a zone: where its RTP goes and in which format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSpeaker {
+    pub name: String,
+    pub address: SocketAddr,
+    pub format: PayloadFormat,
+}
+
+/// A set of this node's loudspeakers that a patch can talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub loudspeakers: Vec<ZoneSpeaker>,
+}
+
 /// Patching on this node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchingConfig {
@@ -142,31 +200,42 @@ pub struct PatchingConfig {
     pub floor: FloorSettings,
     pub dtmf_pin: Option<String>,
     pub dtmf_inter_digit: Duration,
+    /// Where patched transmissions are recorded, if they are.
+    pub recordings: Option<PathBuf>,
+    /// How long a recording is kept.
+    pub retention: Duration,
     pub radios: Vec<RadioConfig>,
+    pub links: Vec<LinkConfig>,
+    pub zones: Vec<ZoneConfig>,
+    /// The Opus bit rate links and zones send at.
+    pub opus_bitrate: u32,
+    /// The payload type of Opus on links.
+    pub opus_payload_type: u8,
     /// The permanent patches.
     pub patches: Vec<PatchSpec>,
 }
 
 pub(super) fn patching(
-    raw: Option<&Spanned<RawPatching>>,
-    radios: &[RawRadio],
-    patches: &[RawPatch],
+    tables: &RawTables,
+    downstream: &[Downstream],
+    alert_node: bool,
+    opus: (u8, u32),
     at: &Locator,
     base: &Path,
 ) -> Result<Option<PatchingConfig>, ConfigError> {
-    let Some(spanned) = raw else {
-        if let Some(r) = radios.first() {
+    let (radios, patches) = (tables.radios, tables.patches);
+    let Some(spanned) = tables.patching else {
+        let first = radios
+            .first()
+            .map(|r| (r.name.span(), "radio"))
+            .or(tables.links.first().map(|l| (l.name.span(), "link")))
+            .or(tables.zones.first().map(|z| (z.name.span(), "zone")))
+            .or(patches.first().map(|p| (p.name.span(), "patch")));
+        if let Some((span, key)) = first {
             return Err(at.error(
-                r.name.span(),
-                "radio",
-                "radios need a [patching] table with `state_dir`",
-            ));
-        }
-        if let Some(p) = patches.first() {
-            return Err(at.error(
-                p.name.span(),
-                "patch",
-                "patches need a [patching] table with `state_dir`",
+                span,
+                key,
+                format!("[[{key}]] needs a [patching] table with `state_dir`"),
             ));
         }
         return Ok(None);
@@ -197,6 +266,18 @@ pub(super) fn patching(
         None => None,
     };
 
+    let retention = match &raw.retention_days {
+        Some(days) if *days.get_ref() == 0 => {
+            return Err(at.error(
+                days.span(),
+                "patching.retention_days",
+                "recordings are kept at least 1 day",
+            ));
+        }
+        Some(days) => Duration::from_secs(u64::from(*days.get_ref()) * 86_400),
+        None => Duration::from_secs(30 * 86_400),
+    };
+
     let mut names = HashSet::new();
     let mut configured = Vec::with_capacity(radios.len());
     for (i, r) in radios.iter().enumerate() {
@@ -211,6 +292,116 @@ pub(super) fn patching(
         configured.push(radio(r, i, at, base)?);
     }
 
+    let mut links = Vec::with_capacity(tables.links.len());
+    for (i, l) in tables.links.iter().enumerate() {
+        let key = |field: &str| format!("link[{i}].{field}");
+        let name = l.name.get_ref();
+        if !names.insert(name.clone()) {
+            return Err(at.error(
+                l.name.span(),
+                &key("name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+        let listen = *l.listen.get_ref();
+        if matches!(listen.port(), 0 | u16::MAX) {
+            return Err(at.error(
+                l.listen.span(),
+                &key("listen"),
+                "needs a fixed port below 65535 (RTCP uses the next one)",
+            ));
+        }
+        let send_to = *l.send_to.get_ref();
+        if matches!(send_to.port(), 0 | u16::MAX) {
+            return Err(at.error(
+                l.send_to.span(),
+                &key("send_to"),
+                "needs a port from 1 to 65534 (RTCP uses the next one)",
+            ));
+        }
+        links.push(LinkConfig {
+            name: name.clone(),
+            listen,
+            send_to,
+            priority: l.priority,
+        });
+    }
+
+    let mut zones = Vec::with_capacity(tables.zones.len());
+    for (i, z) in tables.zones.iter().enumerate() {
+        let key = |field: &str| format!("zone[{i}].{field}");
+        let name = z.name.get_ref();
+        if alert_node {
+            return Err(at.error(
+                z.name.span(),
+                &key("name"),
+                "an alert node does not patch into loudspeaker zones yet: patch into a zone at a street or village gateway",
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(at.error(
+                z.name.span(),
+                &key("name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+        let speakers: Vec<&Downstream> = match (&z.loudspeakers, &z.area) {
+            (Some(list), None) => {
+                let mut found = Vec::with_capacity(list.len());
+                for wanted in list {
+                    match downstream.iter().find(|d| d.name == *wanted) {
+                        Some(d) if d.kind == DownstreamKind::Loudspeaker => found.push(d),
+                        Some(_) => {
+                            return Err(at.error(
+                                z.name.span(),
+                                &key("loudspeakers"),
+                                format!("{wanted:?} is a gateway, not a loudspeaker"),
+                            ));
+                        }
+                        None => {
+                            return Err(at.error(
+                                z.name.span(),
+                                &key("loudspeakers"),
+                                format!("{wanted:?} is not a [[downstream]] of this node"),
+                            ));
+                        }
+                    }
+                }
+                found
+            }
+            (None, Some(area)) => downstream
+                .iter()
+                .filter(|d| d.kind == DownstreamKind::Loudspeaker)
+                .filter(|d| d.area.as_str().starts_with(area.as_str()))
+                .collect(),
+            _ => {
+                return Err(at.error(
+                    z.name.span(),
+                    &key("name"),
+                    "give either `loudspeakers` (names) or `area` (a division code)",
+                ));
+            }
+        };
+        if speakers.is_empty() {
+            return Err(at.error(
+                z.name.span(),
+                &key("area"),
+                "no loudspeaker of this node is in the zone",
+            ));
+        }
+        zones.push(ZoneConfig {
+            name: name.clone(),
+            loudspeakers: speakers
+                .into_iter()
+                .map(|d| ZoneSpeaker {
+                    name: d.name.clone(),
+                    address: d.address,
+                    format: d.format,
+                })
+                .collect(),
+        });
+    }
+
     let mut specs: Vec<PatchSpec> = Vec::with_capacity(patches.len());
     for (i, p) in patches.iter().enumerate() {
         let key = |field: &str| format!("patch[{i}].{field}");
@@ -220,7 +411,7 @@ pub(super) fn patching(
                 return Err(at.error(
                     p.name.span(),
                     &key("members"),
-                    format!("{member:?} is not a [[radio]] of this node"),
+                    format!("{member:?} is not a [[radio]], [[link]] or [[zone]] of this node"),
                 ));
             }
         }
@@ -240,7 +431,7 @@ pub(super) fn patching(
     }
     // The bus checks the rest (loops, numbers, consoles) as it checks a live patch, so
     // the configuration and the API refuse the same things.
-    let mut trial = crate::patch::bus::PatchBus::new(floor, members(&configured));
+    let mut trial = crate::patch::bus::PatchBus::new(floor, members(&configured, &links, &zones));
     for (k, spec) in specs.iter().enumerate() {
         if let Err(e) = trial.upsert(spec.clone(), std::time::Instant::now()) {
             return Err(at.error(
@@ -256,25 +447,46 @@ pub(super) fn patching(
         floor,
         dtmf_pin,
         dtmf_inter_digit: Duration::from_millis(raw.dtmf_inter_digit_ms.unwrap_or(3_000)),
+        recordings: raw.recordings.as_ref().map(|d| base.join(d)),
+        retention,
         radios: configured,
+        links,
+        zones,
+        opus_payload_type: opus.0,
+        opus_bitrate: opus.1,
         patches: specs,
     }))
 }
 
-/// The bus members of the configured radios.
-pub fn members(radios: &[RadioConfig]) -> Vec<(MemberId, crate::patch::bus::MemberInfo)> {
+/// The bus members of the configured radios, links and zones.
+pub fn members(
+    radios: &[RadioConfig],
+    links: &[LinkConfig],
+    zones: &[ZoneConfig],
+) -> Vec<(MemberId, MemberInfo)> {
+    let member =
+        |name: &str, kind, priority| (MemberId(name.to_owned()), MemberInfo { kind, priority });
     radios
         .iter()
-        .map(|r| {
-            (
-                MemberId(r.name.clone()),
-                crate::patch::bus::MemberInfo {
-                    kind: crate::patch::MemberKind::Radio,
-                    priority: r.priority,
-                },
-            )
-        })
+        .map(|r| member(&r.name, MemberKind::Radio, r.priority))
+        .chain(
+            links
+                .iter()
+                .map(|l| member(&l.name, MemberKind::Link, l.priority)),
+        )
+        .chain(
+            zones
+                .iter()
+                .map(|z| member(&z.name, MemberKind::Zone, false)),
+        )
         .collect()
+}
+
+impl PatchingConfig {
+    /// The bus members this configuration has.
+    pub fn members(&self) -> Vec<(MemberId, MemberInfo)> {
+        members(&self.radios, &self.links, &self.zones)
+    }
 }
 
 fn radio(r: &RawRadio, i: usize, at: &Locator, base: &Path) -> Result<RadioConfig, ConfigError> {
@@ -615,6 +827,26 @@ members = ["tg-1001", "tg-2002"]
         let e = parse(&text).expect_err("loop");
         assert_eq!(e.key, "patch[1]");
         assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn a_zone_by_area_takes_the_loudspeakers_under_it_in_their_codecs() {
+        let text = format!(
+            "{NODE}\n[[zone]]\nname = \"east\"\narea = \"410503001002\"\n\n\
+             [[downstream]]\nname = \"p1\"\naddress = \"127.0.0.1:6000\"\narea = \"410503001002\"\n\n\
+             [[downstream]]\nname = \"p2\"\naddress = \"127.0.0.1:6002\"\narea = \"410503001003\"\n\n\
+             [[downstream]]\nname = \"p3\"\naddress = \"127.0.0.1:6004\"\narea = \"410503001002\"\ncodec = \"pcma\"\n"
+        );
+        let patching = parse(&text).expect("valid").patching.expect("patching");
+        let names: Vec<(&str, PayloadFormat)> = patching.zones[0]
+            .loudspeakers
+            .iter()
+            .map(|s| (s.name.as_str(), s.format))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("p1", PayloadFormat::OPUS), ("p3", PayloadFormat::Pcma)]
+        );
     }
 
     #[test]

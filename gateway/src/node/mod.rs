@@ -5,10 +5,12 @@
 //! they were sending, so downstream receivers know the stream ended.
 
 pub mod district;
+mod link;
 mod live;
 pub mod origin;
 pub mod patching;
 mod radio;
+mod recorder;
 pub mod relay;
 pub mod report;
 
@@ -57,7 +59,10 @@ pub struct RunOptions {
 /// Radio ports and patches, where configured, run beside the node's voice path and
 /// stop with it; a node with radios and no `[[downstream]]` runs them alone.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
-    let mut patching = patching::Patching::start(&config, options.config_path.clone());
+    // The relay says when it forwards a stream from upstream; zones yield to it.
+    let (upstream_active, upstream_seen) = tokio::sync::watch::channel(false);
+    let mut patching =
+        patching::Patching::start(&config, options.config_path.clone(), upstream_seen);
     let patch_api = match (&config.api, &patching) {
         (Some(api), Some(p)) => Some(std::sync::Arc::new(crate::api::patches::PatchApi {
             operators: crate::api::auth::Operators::load(&api.operators)
@@ -91,7 +96,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                 district::run(config.clone(), routes).await
             }
             Tier::District => origin::run(config.clone()).await,
-            Tier::Street | Tier::Village => relay::run(config.clone(), options).await,
+            Tier::Street | Tier::Village => {
+                relay::run(config.clone(), options, Some(upstream_active)).await
+            }
         }
     };
     let result = match patching.take() {

@@ -1,6 +1,7 @@
-//! The patching task: the node's radio ports around one [`PatchBus`].
+//! The patching task: the node's radio ports, RTP links and loudspeaker zones around
+//! one [`PatchBus`].
 //!
-//! It starts a task per `[[radio]]`, loads the permanent patches from the
+//! It starts a task per `[[radio]]`, `[[link]]` and `[[zone]]`, loads the permanent patches from the
 //! configuration and the live ones from the state directory, and then moves audio:
 //! what a port hears goes to the bus, what the bus routes goes to the ports. Operators
 //! change patches through [`PatchRequest`]s (the control API) and DTMF commands; live
@@ -22,8 +23,10 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::NodeError;
-use super::radio::{self, PortCommand, PortEvent, PortHandle};
-use crate::config::{Config, PatchingConfig, patch_members};
+use super::link::{self, NetSettings};
+use super::radio::{self, MemberConfig, PortCommand, PortEvent, PortHandle};
+use super::recorder::{Recorder, RecorderConfig};
+use crate::config::{Config, PatchingConfig};
 use crate::patch::bus::{BusOutput, PatchBus, PatchError};
 use crate::patch::dtmf::{DtmfCommands, PatchCommand};
 use crate::patch::floor::FloorEvent;
@@ -79,12 +82,17 @@ pub struct Patching {
 }
 
 impl Patching {
-    /// Starts patching as `config` describes; `config_path` is re-read on reload.
-    pub fn start(config: &Config, config_path: Option<PathBuf>) -> Option<Patching> {
+    /// Starts patching as `config` describes; `config_path` is re-read on reload;
+    /// `upstream_active` says when the node relays a stream its zones yield to.
+    pub fn start(
+        config: &Config,
+        config_path: Option<PathBuf>,
+        upstream_active: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Patching> {
         let patching = config.patching.clone()?;
         let (requests, inbox) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(patching, config_path, inbox, stopped));
+        let task = tokio::spawn(run(patching, config_path, upstream_active, inbox, stopped));
         Some(Patching {
             requests,
             stop: Some(stop),
@@ -124,18 +132,38 @@ struct State {
     dtmf: HashMap<MemberId, DtmfCommands>,
     faults: BTreeMap<MemberId, Option<String>>,
     receiving: BTreeMap<MemberId, bool>,
+    recorder: Option<Recorder>,
+    net: NetSettings,
 }
 
 async fn run(
     config: PatchingConfig,
     config_path: Option<PathBuf>,
+    upstream_active: tokio::sync::watch::Receiver<bool>,
     mut inbox: mpsc::UnboundedReceiver<PatchRequest>,
     mut stopped: oneshot::Receiver<()>,
 ) -> Result<(), NodeError> {
     let (events, mut port_events) = mpsc::unbounded_channel();
     let store = PatchStore::new(&config.state_dir);
-    let bus = PatchBus::new(config.floor, patch_members(&config.radios));
+    let bus = PatchBus::new(config.floor, config.members());
+    let recorder = match &config.recordings {
+        None => None,
+        Some(dir) => Some(
+            Recorder::start(RecorderConfig {
+                dir: dir.clone(),
+                retention: config.retention,
+            })
+            .map_err(NodeError::Setup)?,
+        ),
+    };
+    let net = NetSettings {
+        opus_payload_type: config.opus_payload_type,
+        opus_bitrate: config.opus_bitrate,
+        upstream_active,
+    };
     let mut state = State {
+        net,
+        recorder,
         config_path,
         bus,
         store,
@@ -148,8 +176,8 @@ async fn run(
         config: config.clone(),
     };
     state.load_patches()?;
-    for radio in &config.radios {
-        state.start_port(radio.clone());
+    for member in members_of(&config) {
+        state.start_member(member);
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
 
@@ -181,7 +209,26 @@ async fn run(
     result
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Every member task the configuration asks for.
+fn members_of(config: &PatchingConfig) -> Vec<MemberConfig> {
+    let radios = config
+        .radios
+        .iter()
+        .map(|r| MemberConfig::Radio(Box::new(r.clone())));
+    let links = config.links.iter().cloned().map(MemberConfig::Link);
+    let zones = config.zones.iter().cloned().map(MemberConfig::Zone);
+    radios.chain(links).chain(zones).collect()
+}
+
+fn member_name(member: &MemberConfig) -> MemberId {
+    MemberId(match member {
+        MemberConfig::Radio(r) => r.name.clone(),
+        MemberConfig::Link(l) => l.name.clone(),
+        MemberConfig::Zone(z) => z.name.clone(),
+    })
+}
+
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
@@ -189,14 +236,27 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl State {
-    fn start_port(&mut self, radio: crate::config::RadioConfig) {
-        let name = MemberId(radio.name.clone());
-        self.dtmf.insert(
-            name.clone(),
-            DtmfCommands::new(self.config.dtmf_pin.clone(), self.config.dtmf_inter_digit),
-        );
+    fn start_member(&mut self, member: MemberConfig) {
+        let events = self.events.clone();
+        let (name, handle) = match member {
+            MemberConfig::Radio(radio) => {
+                let name = MemberId(radio.name.clone());
+                self.dtmf.insert(
+                    name.clone(),
+                    DtmfCommands::new(self.config.dtmf_pin.clone(), self.config.dtmf_inter_digit),
+                );
+                (name, radio::spawn(*radio, events, &mut self.tasks))
+            }
+            MemberConfig::Link(l) => (
+                MemberId(l.name.clone()),
+                link::spawn_link(l, &self.net, events, &mut self.tasks),
+            ),
+            MemberConfig::Zone(z) => (
+                MemberId(z.name.clone()),
+                link::spawn_zone(z, &self.net, events, &mut self.tasks),
+            ),
+        };
         self.faults.insert(name.clone(), Some("starting".into()));
-        let handle = radio::spawn(radio, self.events.clone(), &mut self.tasks);
         self.ports.insert(name, handle);
     }
 
@@ -405,10 +465,9 @@ impl State {
         let mut summary = Vec::new();
 
         // Ports: stop the removed and changed ones, start the new and changed ones.
-        let wanted: BTreeMap<MemberId, crate::config::RadioConfig> = new
-            .radios
-            .iter()
-            .map(|r| (MemberId(r.name.clone()), r.clone()))
+        let wanted: BTreeMap<MemberId, MemberConfig> = members_of(&new)
+            .into_iter()
+            .map(|m| (member_name(&m), m))
             .collect();
         let running: Vec<MemberId> = self.ports.keys().cloned().collect();
         for name in running {
@@ -423,13 +482,13 @@ impl State {
         }
         self.config.dtmf_pin = new.dtmf_pin.clone();
         self.config.dtmf_inter_digit = new.dtmf_inter_digit;
-        for (name, radio) in &wanted {
+        for (name, member) in &wanted {
             if !self.ports.contains_key(name) {
-                self.start_port(radio.clone());
+                self.start_member(member.clone());
                 summary.push(format!("port {name} started"));
             }
         }
-        for dropped in self.bus.set_members(patch_members(&new.radios), now) {
+        for dropped in self.bus.set_members(new.members(), now) {
             summary.push(format!("patch {dropped} removed: its members are gone"));
         }
 
@@ -458,6 +517,8 @@ impl State {
         }
         self.config = PatchingConfig {
             radios: new.radios,
+            links: new.links,
+            zones: new.zones,
             patches: new.patches,
             ..self.config.clone()
         };
@@ -477,8 +538,15 @@ impl State {
                         let _ = port.commands.send(PortCommand::Transmit(frame));
                     }
                 }
-                BusOutput::Carried { .. } => {}
-                BusOutput::Floor { patch, event } => log_floor(&patch, &event),
+                BusOutput::Carried { patch, frame, .. } => {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.frame(&patch, &frame);
+                    }
+                }
+                BusOutput::Floor { patch, event } => {
+                    log_floor(&patch, &event);
+                    self.record(&patch, &event);
+                }
                 BusOutput::LockedOut { member, patch } => warn!(
                     port = %member, %patch,
                     "carrier stuck open: locked out of every patch until it drops"
@@ -490,7 +558,24 @@ impl State {
         }
     }
 
+    fn record(&mut self, patch: &str, event: &FloorEvent) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        match event {
+            FloorEvent::Granted { member, .. } => recorder.begin(patch, member, now),
+            FloorEvent::Released { .. } => recorder.end(patch, "released", now),
+            FloorEvent::Preempted { .. } => recorder.end(patch, "preempted", now),
+            FloorEvent::StuckCarrier { .. } => recorder.end(patch, "stuck_carrier", now),
+            FloorEvent::HeldOff { .. } | FloorEvent::Freed => {}
+        }
+    }
+
     async fn stop_ports(&mut self) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.end_all(chrono::Utc::now());
+        }
         info!(
             ports = self.ports.len(),
             "stopping radio ports: PTT released on each"
@@ -533,6 +618,9 @@ fn log_floor(patch: &str, event: &FloorEvent) {
         },
         FloorEvent::Released { member, held_for } => {
             info!(%patch, port = %member, held_ms = held_for.as_millis() as u64, "floor released");
+        }
+        FloorEvent::Preempted { member, held_for } => {
+            info!(%patch, port = %member, held_ms = held_for.as_millis() as u64, "pre-empted");
         }
         FloorEvent::HeldOff { member } => {
             info!(%patch, port = %member, "held off: the floor is taken")

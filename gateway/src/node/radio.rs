@@ -53,9 +53,17 @@ pub enum PortCommand {
     Stop,
 }
 
-/// A running port task.
+/// What a member's task was started from, to tell on reload whether it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberConfig {
+    Radio(Box<RadioConfig>),
+    Link(crate::config::LinkConfig),
+    Zone(crate::config::ZoneConfig),
+}
+
+/// A running member task: a radio port, a link or a zone.
 pub struct PortHandle {
-    pub config: RadioConfig,
+    pub config: MemberConfig,
     pub commands: mpsc::UnboundedSender<PortCommand>,
 }
 
@@ -73,7 +81,10 @@ pub fn spawn(
         run(port, events, inbox).await;
         name
     });
-    PortHandle { config, commands }
+    PortHandle {
+        config: MemberConfig::Radio(Box::new(config)),
+        commands,
+    }
 }
 
 /// Why one opening of the port ended.

@@ -113,7 +113,13 @@ impl From<ForwardCounters> for CountersJson {
 }
 
 /// Runs a street or village node until it is stopped.
-pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
+/// Runs the relay; `upstream_active`, when given, is kept true while a stream from
+/// upstream is being forwarded (the node's loudspeaker zones yield to it).
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    upstream_active: Option<tokio::sync::watch::Sender<bool>>,
+) -> Result<(), NodeError> {
     let Some(listen) = config.listen else {
         return Err(NodeError::Config("a relay node needs rtp.listen"));
     };
@@ -236,6 +242,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         for event in forwarder.drain_events() {
             if let Some(r) = reporter.as_mut() {
                 report_event(r, &event);
+            }
+            if let Some(active) = &upstream_active {
+                match event {
+                    ForwardEvent::StreamStarted { .. } => active.send_replace(true),
+                    ForwardEvent::StreamEnded { .. } => active.send_replace(false),
+                    _ => false,
+                };
             }
             log_event(&event, &names, &mut receivers);
         }

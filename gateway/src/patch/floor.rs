@@ -50,9 +50,14 @@ pub enum FloorEvent {
     },
     /// `member` keyed while the floor was taken and waits.
     HeldOff { member: MemberId },
-    /// `member` stopped holding the floor after `held_for`: it unkeyed, was pre-empted,
-    /// or left the patch.
+    /// `member` stopped holding the floor after `held_for`: it unkeyed or left the
+    /// patch.
     Released {
+        member: MemberId,
+        held_for: Duration,
+    },
+    /// `member` lost the floor to a priority member after `held_for`, and waits.
+    Preempted {
         member: MemberId,
         held_for: Duration,
     },
@@ -126,7 +131,7 @@ impl Floor {
                 since,
             } if priority => {
                 let (holder, since) = (holder.clone(), *since);
-                events.push(FloorEvent::Released {
+                events.push(FloorEvent::Preempted {
                     member: holder.clone(),
                     held_for: now.saturating_duration_since(since),
                 });
@@ -334,7 +339,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                FloorEvent::Released {
+                FloorEvent::Preempted {
                     member: m("field"),
                     held_for: 500 * MS
                 },

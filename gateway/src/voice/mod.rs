@@ -3,5 +3,6 @@
 
 pub mod encoder;
 pub mod forward;
+pub mod link;
 pub mod live;
 pub mod programme;

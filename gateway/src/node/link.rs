@@ -1,0 +1,267 @@
+//! The tasks of a patch's network members: an RTP link to another gateway, and a zone
+//! of this node's loudspeakers. They speak to the patching task as a radio port does
+//! ([`PortEvent`], [`PortCommand`]), so the bus treats every member alike.
+//!
+//! A zone yields to the node's own voice stream: while the relay forwards a stream from
+//! upstream (which carries the district's alerts and programmes) the zone sends
+//! nothing, and a zone stream that was playing ends with RTCP BYE so the loudspeakers
+//! take the upstream stream at once.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use drivers::rtp::payload::PayloadFormat;
+use drivers::rtp::rtcp::{CompoundSpec, build_compound};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::radio::{PortCommand, PortEvent, PortHandle};
+use super::rtcp_address;
+use crate::config::{LinkConfig, ZoneConfig};
+use crate::patch::MemberId;
+use crate::voice::link::{LinkEvent, LinkReceiver, LinkSender};
+
+/// What a network member's task needs besides its own table.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub opus_payload_type: u8,
+    pub opus_bitrate: u32,
+    /// True while the node relays a stream from upstream, which zones yield to.
+    pub upstream_active: watch::Receiver<bool>,
+}
+
+/// Starts the task of RTP link `config`.
+pub fn spawn_link(
+    config: LinkConfig,
+    settings: &NetSettings,
+    events: mpsc::UnboundedSender<PortEvent>,
+    tasks: &mut JoinSet<MemberId>,
+) -> PortHandle {
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let name = MemberId(config.name.clone());
+    let settings = settings.clone();
+    let task_config = config.clone();
+    tasks.spawn(async move {
+        if let Err(reason) = run_link(&task_config, &settings, &events, inbox).await {
+            warn!(link = %task_config.name, %reason, "link down");
+            let _ = events.send(PortEvent::Down(name.clone(), reason));
+        }
+        name
+    });
+    PortHandle {
+        config: super::radio::MemberConfig::Link(config),
+        commands,
+    }
+}
+
+async fn run_link(
+    config: &LinkConfig,
+    settings: &NetSettings,
+    events: &mpsc::UnboundedSender<PortEvent>,
+    mut inbox: mpsc::UnboundedReceiver<PortCommand>,
+) -> Result<(), String> {
+    let name = MemberId(config.name.clone());
+    let bind = |addr: SocketAddr| {
+        std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| format!("cannot bind {addr}: {e}"))
+    };
+    let rtp = bind(config.listen)?;
+    let rtcp = bind(rtcp_address(config.listen))?;
+    let mut sender =
+        LinkSender::new(PayloadFormat::OPUS, settings.opus_bitrate).map_err(|e| e.to_string())?;
+    let mut receiver =
+        LinkReceiver::new(settings.opus_payload_type, Instant::now()).map_err(|e| e.to_string())?;
+    info!(link = %name, listen = %config.listen, send_to = %config.send_to, "RTP link up");
+    let _ = events.send(PortEvent::Up(name.clone()));
+
+    let mut rtp_buffer = vec![0u8; 1500];
+    let mut rtcp_buffer = vec![0u8; 1500];
+    loop {
+        let deadline = receiver.next_deadline();
+        tokio::select! {
+            command = inbox.recv() => match command {
+                Some(PortCommand::Transmit(frame)) => {
+                    match sender.send(&frame, Instant::now()) {
+                        Ok(packet) => {
+                            let _ = rtp.send_to(&packet, config.send_to).await;
+                        }
+                        Err(e) => warn!(link = %name, error = %e, "cannot encode for the link"),
+                    }
+                }
+                None | Some(PortCommand::Stop) => {
+                    send_bye(&rtcp, sender.ssrc(), rtcp_address(config.send_to)).await;
+                    return Ok(());
+                }
+            },
+            read = rtp.recv_from(&mut rtp_buffer) => {
+                if let Ok((n, _)) = read {
+                    receiver.on_rtp(&rtp_buffer[..n], Instant::now());
+                }
+            }
+            read = rtcp.recv_from(&mut rtcp_buffer) => {
+                if let Ok((n, _)) = read {
+                    receiver.on_rtcp(&rtcp_buffer[..n]);
+                }
+            }
+            _ = super::patching::sleep_until(deadline) => {}
+        }
+        for event in receiver.poll(Instant::now()) {
+            let event = match event {
+                LinkEvent::Open => PortEvent::Carrier(name.clone(), true),
+                LinkEvent::Frame(frame) => PortEvent::Audio(name.clone(), frame),
+                LinkEvent::Close => PortEvent::Carrier(name.clone(), false),
+            };
+            let _ = events.send(event);
+        }
+    }
+}
+
+async fn send_bye(socket: &UdpSocket, ssrc: u32, to: SocketAddr) {
+    let spec = CompoundSpec {
+        ssrc,
+        sender: None,
+        blocks: &[],
+        cname: "emcomm",
+        bye_reason: Some("patch ended"),
+        note: None,
+    };
+    if let Ok(bye) = build_compound(&spec) {
+        let _ = socket.send_to(&bye, to).await;
+    }
+}
+
+/// Starts the task of loudspeaker zone `config`.
+pub fn spawn_zone(
+    config: ZoneConfig,
+    settings: &NetSettings,
+    events: mpsc::UnboundedSender<PortEvent>,
+    tasks: &mut JoinSet<MemberId>,
+) -> PortHandle {
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let name = MemberId(config.name.clone());
+    let settings = settings.clone();
+    let task_config = config.clone();
+    tasks.spawn(async move {
+        if let Err(reason) = run_zone(&task_config, settings, &events, inbox).await {
+            warn!(zone = %task_config.name, %reason, "zone down");
+            let _ = events.send(PortEvent::Down(name.clone(), reason));
+        }
+        name
+    });
+    PortHandle {
+        config: super::radio::MemberConfig::Zone(config),
+        commands,
+    }
+}
+
+/// One payload format's stream to the zone's loudspeakers that take it.
+struct ZoneStream {
+    sender: LinkSender,
+    rtp: Vec<SocketAddr>,
+}
+
+async fn run_zone(
+    config: &ZoneConfig,
+    mut settings: NetSettings,
+    events: &mpsc::UnboundedSender<PortEvent>,
+    mut inbox: mpsc::UnboundedReceiver<PortCommand>,
+) -> Result<(), String> {
+    let name = MemberId(config.name.clone());
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(UdpSocket::from_std)
+        .map_err(|e| format!("cannot bind a socket: {e}"))?;
+    let mut streams: Vec<FormatStream> = Vec::new();
+    for speaker in &config.loudspeakers {
+        let format = match speaker.format {
+            PayloadFormat::Opus { .. } => PayloadFormat::Opus {
+                payload_type: settings.opus_payload_type,
+            },
+            other => other,
+        };
+        match streams.iter_mut().find(|s| s.sender_format == format) {
+            Some(stream) => stream.stream.rtp.push(speaker.address),
+            None => streams.push(FormatStream {
+                sender_format: format,
+                stream: ZoneStream {
+                    sender: LinkSender::new(format, settings.opus_bitrate)
+                        .map_err(|e| e.to_string())?,
+                    rtp: vec![speaker.address],
+                },
+            }),
+        }
+    }
+    info!(zone = %name, loudspeakers = config.loudspeakers.len(), "loudspeaker zone ready");
+    let _ = events.send(PortEvent::Up(name.clone()));
+
+    let mut yielding = *settings.upstream_active.borrow();
+    // Without a relay on this node (its sender gone) there is nothing to yield to.
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            command = inbox.recv() => match command {
+                Some(PortCommand::Transmit(frame)) if !yielding => {
+                    let now = Instant::now();
+                    for s in &mut streams {
+                        match s.stream.sender.send(&frame, now) {
+                            Ok(packet) => {
+                                for to in &s.stream.rtp {
+                                    let _ = socket.send_to(&packet, *to).await;
+                                }
+                            }
+                            Err(e) => warn!(zone = %name, error = %e, "cannot encode for the zone"),
+                        }
+                    }
+                }
+                Some(PortCommand::Transmit(_)) => {}
+                None | Some(PortCommand::Stop) => {
+                    end_streams(&socket, byes(&streams)).await;
+                    return Ok(());
+                }
+            },
+            changed = settings.upstream_active.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let active = *settings.upstream_active.borrow();
+                if active && !yielding {
+                    info!(zone = %name, "upstream voice takes the zone's loudspeakers: the patch yields");
+                    end_streams(&socket, byes(&streams)).await;
+                } else if !active && yielding {
+                    info!(zone = %name, "upstream voice ended: the zone takes patch audio again");
+                }
+                yielding = active;
+            }
+        }
+    }
+}
+
+struct FormatStream {
+    sender_format: PayloadFormat,
+    stream: ZoneStream,
+}
+
+/// Where to say BYE for every zone stream.
+fn byes(streams: &[FormatStream]) -> Vec<(u32, SocketAddr)> {
+    streams
+        .iter()
+        .flat_map(|s| {
+            s.stream
+                .rtp
+                .iter()
+                .map(|to| (s.stream.sender.ssrc(), rtcp_address(*to)))
+        })
+        .collect()
+}
+
+/// Says BYE for every zone stream, so loudspeakers end it at once.
+async fn end_streams(socket: &UdpSocket, byes: Vec<(u32, SocketAddr)>) {
+    for (ssrc, to) in byes {
+        send_bye(socket, ssrc, to).await;
+    }
+}
