@@ -28,3 +28,4 @@ bench: deps
 	$(CARGO) build --release --bins
 	$(BIN)/emcomm-bench fanout --destinations 100 1000
 	$(BIN)/emcomm-bench alerts --loudspeakers 1000 --rounds 5
+	$(BIN)/emcomm-bench patching --patches 1 10 50 --seconds 10

@@ -132,6 +132,22 @@ enum Command {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
+    /// Benchmark radio patching: mouth-to-ear latency on three paths, and the CPU of N
+    /// patches of two radios each, the gateway pinned to CPU core 1.
+    Patching {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        /// Patch counts to measure the CPU of.
+        #[arg(long, num_args = 1.., default_values_t = [1usize, 10, 50])]
+        patches: Vec<usize>,
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Folder for configurations, logs and the JSON figures.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
     /// Replay the RTP streams of a pcap capture through the jitter buffer with their
     /// captured timing, and report loss, lateness, concealment and added delay.
     Replay {
@@ -328,6 +344,55 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("alerts: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Patching {
+            emcomm,
+            patches,
+            seconds,
+            out,
+        } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let options = hw_test::bench::radio::RadioBenchOptions {
+                emcomm,
+                out,
+                patches,
+                seconds,
+            };
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| hw_test::bench::radio::RadioBenchError::Setup(e.to_string()))
+                .and_then(|rt| rt.block_on(hw_test::bench::radio::run(options)));
+            match result {
+                Ok(report) => {
+                    println!("| path | bursts | median | p95 | max |");
+                    println!("|---|---|---|---|---|");
+                    for l in &report.latency {
+                        println!(
+                            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+                            l.path, l.bursts, l.median_ms, l.p95_ms, l.max_ms
+                        );
+                    }
+                    println!();
+                    println!("| patches | CPU of one core | per patch | frames delivered |");
+                    println!("|---|---|---|---|");
+                    for c in &report.cpu {
+                        println!(
+                            "| {} | {:.1} % | {:.2} % | {:.1} % |",
+                            c.patches,
+                            c.cpu_percent,
+                            c.cpu_percent_per_patch,
+                            c.frames_delivered_percent
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("patching: {e}");
                     ExitCode::FAILURE
                 }
             }

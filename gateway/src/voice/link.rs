@@ -30,6 +30,11 @@ const TALKSPURT_GAP: Duration = Duration::from_millis(60);
 /// Empty playout slots after which a link's carrier drops: 200 ms.
 const CLOSE_FRAMES: u32 = 10;
 
+/// The playout delay of a link's first talkspurt, before any jitter is measured: links
+/// run between gateways on managed networks, and the buffer grows (to 400 ms) where the
+/// network asks for more.
+const INITIAL_DELAY: Duration = Duration::from_millis(40);
+
 /// The sending side of a link or zone.
 pub struct LinkSender {
     encoder: FrameEncoder,
@@ -122,6 +127,7 @@ impl LinkReceiver {
     fn jitter_config() -> JitterConfig {
         JitterConfig {
             idle_frames: CLOSE_FRAMES,
+            initial_delay: INITIAL_DELAY,
             ..JitterConfig::for_clock(48_000, true)
         }
     }

@@ -2,3 +2,4 @@
 
 pub mod alerts;
 pub mod fanout;
+pub mod radio;
