@@ -25,6 +25,9 @@ struct RadioSpec {
     schedule: String,
     /// Wired to a second gateway, not the rig's main one.
     far: bool,
+    /// More keys of its `[[radio]]` table; `{pty}` stands for its command channel, which
+    /// the simulator then offers on a pseudo-terminal.
+    extra: &'static str,
 }
 
 impl RadioSpec {
@@ -35,6 +38,7 @@ impl RadioSpec {
             cos: "dcd",
             schedule: schedule.to_owned(),
             far: false,
+            extra: "",
         }
     }
 }
@@ -62,8 +66,17 @@ impl Rig {
         for radio in radios {
             let schedule = dir.join(format!("{}.schedule", radio.name));
             std::fs::write(&schedule, &radio.schedule).expect("schedule");
-            let mut child = Command::new(&bench)
-                .args(["radio", "--ptt", radio.ptt, "--cos", radio.cos, "--socket"])
+            let mut command = Command::new(&bench);
+            if radio.extra.contains("{pty}") {
+                command
+                    .arg("radio")
+                    .arg("--command-pty")
+                    .arg(dir.join(format!("{}.pty", radio.name)));
+            } else {
+                command.arg("radio");
+            }
+            let mut child = command
+                .args(["--ptt", radio.ptt, "--cos", radio.cos, "--socket"])
                 .arg(dir.join(format!("{}.sock", radio.name)))
                 .arg("--schedule")
                 .arg(&schedule)
@@ -230,12 +243,17 @@ impl Rig {
 }
 
 fn radio_table(radio: &RadioSpec) -> String {
+    let ptt = if radio.extra.contains("ptt_key_command") {
+        "command"
+    } else {
+        radio.ptt
+    };
     format!(
         "[[radio]]\nname = \"{name}\"\nlines = \"external:{name}.sock\"\nptt = \"{ptt}\"\n\
-         cos = \"{cos}\"\ntx_lead_ms = 300\nptt_hang_ms = 300\n\n",
+         cos = \"{cos}\"\ntx_lead_ms = 300\nptt_hang_ms = 300\n{extra}\n",
         name = radio.name,
-        ptt = radio.ptt,
         cos = radio.cos,
+        extra = radio.extra.replace("{pty}", &format!("{}.pty", radio.name)),
     )
 }
 
@@ -843,4 +861,47 @@ fn a_patch_into_a_loudspeaker_zone_yields_to_the_upstream_stream() {
             "{name} last heard {last:.0} Hz"
         );
     }
+}
+
+#[test]
+fn talkgroup_selection_and_ptt_by_command_go_over_the_radios_command_channel() {
+    let mut b = RadioSpec::new("tg-b", "");
+    b.extra = "talkgroup = 2002\nselect_command = \"AT+CTGS={talkgroup}\\r\"\n\
+               ptt_key_command = \"AT+PTT=1\\r\"\nptt_release_command = \"AT+PTT=0\\r\"\n\
+               command_port = \"{pty}\"\n";
+    let rig = Rig::start(
+        "radio-command",
+        &[
+            // A squelch blip first: it must not key the patch.
+            RadioSpec::new("tg-a", "1 blip 40\n2 transmit tone-3s.wav\n"),
+            b,
+        ],
+        PATCH_AB,
+        &[],
+    );
+    rig.wait_for("tg-b", Duration::from_secs(20), |e| {
+        e["text"] == "AT+CTGS=2002"
+    });
+    rig.wait_for("tg-b", Duration::from_secs(20), |e| e["text"] == "AT+PTT=1");
+    rig.wait_for("tg-b", Duration::from_secs(20), |e| e["text"] == "AT+PTT=0");
+    let (reports, log) = rig.finish();
+    let commands: Vec<&str> = reports[1]["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // Released as the port opens, the talkgroup selected, keyed once for the
+    // transmission (not for the blip), released after it and again as the port stops.
+    assert_eq!(commands.first(), Some(&"AT+PTT=0"), "{commands:?}");
+    assert_eq!(commands.get(1), Some(&"AT+CTGS=2002"), "{commands:?}");
+    assert_eq!(
+        commands.iter().filter(|c| **c == "AT+PTT=1").count(),
+        1,
+        "{commands:?}"
+    );
+    let keyed = commands.iter().position(|c| *c == "AT+PTT=1").unwrap_or(0);
+    assert_eq!(commands.get(keyed + 1), Some(&"AT+PTT=0"), "{commands:?}");
+    assert_eq!(commands.last(), Some(&"AT+PTT=0"), "{commands:?}");
+    assert!(log.contains("talkgroup selected"), "{log}");
 }
