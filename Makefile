@@ -1,4 +1,4 @@
-# The two commands: `make demo` runs the voice and alert cascades, `make test` runs every check.
+# The two commands: `make demo` runs the voice and alert cascades and the radio patch, `make test` runs every check.
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 CARGO ?= cargo
@@ -14,6 +14,7 @@ demo: deps
 	$(CARGO) build --release --bins
 	$(BIN)/emcomm-bench demo
 	$(BIN)/emcomm-bench demo-alerts
+	$(BIN)/emcomm-bench demo-radio
 
 test: deps
 	$(CARGO) fmt --all -- --check

@@ -45,6 +45,11 @@ impl Level {
     }
 }
 
+/// The linear amplitude factor of a gain in dB: +6.02 dB doubles, -6.02 dB halves.
+pub fn db_to_gain(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
+}
+
 fn mean(sum: f64, len: usize) -> f64 {
     if len == 0 { 0.0 } else { sum / len as f64 }
 }
@@ -55,6 +60,13 @@ mod tests {
     use crate::pcm;
     use crate::tones;
     use std::time::Duration;
+
+    #[test]
+    fn a_gain_in_db_is_its_amplitude_factor() {
+        assert!((db_to_gain(0.0) - 1.0).abs() < 1e-6);
+        assert!((db_to_gain(20.0) - 10.0).abs() < 1e-4);
+        assert!((db_to_gain(-6.0206) - 0.5).abs() < 1e-4);
+    }
 
     #[test]
     fn a_full_scale_sine_has_rms_minus_3_01_dbfs() {

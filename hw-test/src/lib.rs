@@ -6,6 +6,8 @@
 //!   and judges what every loudspeaker heard.
 //! * [`demo_alerts`]: the alert cascade: alerts through the district's control API to
 //!   six loudspeakers behind two streets, and their receipts back up.
+//! * [`demo_radio`]: the radio demo: three simulated radios patched at a street gateway,
+//!   a call and the dispatcher's answer judged on every talkgroup, PTT released at stop.
 //! * [`radio_sim`]: a radio on the gateway's external line backend: receive audio
 //!   and COS from a schedule, transmit audio to a file, every line change logged.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
@@ -16,6 +18,7 @@
 pub mod bench;
 pub mod demo;
 pub mod demo_alerts;
+pub mod demo_radio;
 pub mod process;
 pub mod radio_sim;
 pub mod replay;

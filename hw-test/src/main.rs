@@ -98,6 +98,23 @@ enum Command {
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
     },
+    /// Run the radio demo: three simulated radios patched at a street gateway, a call
+    /// and the dispatcher's answer; exits 0 only when every transmission is whole and
+    /// every PTT is released at the end.
+    DemoRadio {
+        /// The emcomm daemon to run (default: next to this program).
+        #[arg(long)]
+        emcomm: Option<PathBuf>,
+        /// The field unit's call.
+        #[arg(long, default_value = "assets/audio/english.wav")]
+        call: PathBuf,
+        /// The dispatcher's answer.
+        #[arg(long, default_value = "assets/audio/chinese.flac")]
+        answer: PathBuf,
+        /// Folder for configurations, logs and recordings.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
     /// Benchmark a street gateway's fan-out against GStreamer and a bare sendmmsg loop,
     /// each pinned to CPU core 1.
     Fanout {
@@ -344,6 +361,36 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("alerts: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DemoRadio {
+            emcomm,
+            call,
+            answer,
+            out,
+        } => {
+            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let options = hw_test::demo_radio::RadioDemoOptions {
+                emcomm,
+                bench,
+                call,
+                answer,
+                out,
+            };
+            match hw_test::demo_radio::run(&options) {
+                Ok(verdicts) => {
+                    print!("{}", hw_test::demo_radio::table(&verdicts));
+                    if verdicts.iter().all(|v| v.pass) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("demo-radio: {e}");
                     ExitCode::FAILURE
                 }
             }

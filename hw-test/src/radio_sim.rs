@@ -129,12 +129,12 @@ impl Action {
 
 const KEYS: &str = "0123456789*#ABCD";
 
-/// Reads a schedule: one `SECONDS ACTION` a line; `#` starts a comment line.
+/// Reads a schedule: one `SECONDS ACTION` a line; a line starting with `#` is a comment.
 pub fn parse_schedule(text: &str, base: &Path) -> Result<Vec<(f64, Action)>, SimError> {
     let mut schedule = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with("//") || line.starts_with("# ") {
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let bad = |reason: String| SimError::Schedule {
@@ -167,6 +167,9 @@ pub struct RadioReport {
     pub connections: u32,
     /// Transmissions: PTT keyed to released, in ms since start.
     pub overs: Vec<(u64, u64)>,
+    /// Frames transmitted in each over, in the order of `overs`: the transmit WAV file
+    /// holds them one over after the other.
+    pub over_frames: Vec<u64>,
     pub tx_frames: u64,
     /// Frames the gateway sent while PTT was not keyed: a radio would not send them.
     pub frames_while_unkeyed: u64,
@@ -325,7 +328,12 @@ pub async fn run(options: RadioSimOptions) -> Result<RadioReport, SimError> {
                                         if let Some(wav) = &mut tx_wav {
                                             wav.write(&frame)?;
                                         }
-                                        if let Ok(mut r) = report.lock() { r.tx_frames += 1; }
+                                        if let Ok(mut r) = report.lock() {
+                                            r.tx_frames += 1;
+                                            if let Some(n) = r.over_frames.last_mut() {
+                                                *n += 1;
+                                            }
+                                        }
                                     } else if let Ok(mut r) = report.lock() {
                                         r.frames_while_unkeyed += 1;
                                     }
@@ -375,10 +383,18 @@ pub async fn run(options: RadioSimOptions) -> Result<RadioReport, SimError> {
                     write_log(json!({"event": "cos", "on": on}));
                 }
                 Action::Transmit(path) => {
-                    let audio = read_audio(&path)?
-                        .to_rate(48_000)
-                        .map_err(|e| SimError::Setup(e.to_string()))?;
-                    let samples = audio.to_i16();
+                    let audio = read_audio(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|a| a.to_rate(48_000).map_err(|e| e.to_string()));
+                    let samples = match audio {
+                        Ok(audio) => audio.to_i16(),
+                        Err(e) => {
+                            // A typing error must not hang the radio up.
+                            eprintln!("transmit: {e}");
+                            write_log(json!({"event": "error", "error": e}));
+                            continue;
+                        }
+                    };
                     receiver
                         .queue
                         .extend(samples.chunks(FRAME_SAMPLES).map(|c| {
@@ -478,7 +494,12 @@ fn note_ptt(
     report: &Mutex<RadioReport>,
 ) {
     match (was, now) {
-        (false, true) => *keyed_since = Some(t_ms),
+        (false, true) => {
+            *keyed_since = Some(t_ms);
+            if let Ok(mut r) = report.lock() {
+                r.over_frames.push(0);
+            }
+        }
         (true, false) => {
             if let (Some(since), Ok(mut r)) = (keyed_since.take(), report.lock()) {
                 r.overs.push((since, t_ms));

@@ -285,12 +285,11 @@ const PATCH_AB: &str = "[patching]\nstate_dir = \"state\"\nhang_ms = 300\nrecord
 
 #[test]
 fn what_one_talkgroup_hears_is_transmitted_on_the_patched_one_and_not_echoed() {
+    let mut b = RadioSpec::new("tg-b", "");
+    b.extra = "tx_gain_db = -6.0206\n";
     let rig = Rig::start(
         "radio-patch",
-        &[
-            RadioSpec::new("tg-a", "1 transmit tone-3s.wav\n"),
-            RadioSpec::new("tg-b", ""),
-        ],
+        &[RadioSpec::new("tg-a", "1 transmit tone-3s.wav\n"), b],
         PATCH_AB,
         &[],
     );
@@ -315,11 +314,15 @@ fn what_one_talkgroup_hears_is_transmitted_on_the_patched_one_and_not_echoed() {
     let seconds = heard.duration().as_secs_f64();
     assert!((2.7..=3.1).contains(&seconds), "transmitted {seconds:.2} s");
     let samples = heard.to_i16();
-    let pitch = common::pitch(&samples[4800..samples.len() - 4800], 48_000);
+    let steady = &samples[4800..samples.len() - 4800];
+    let pitch = common::pitch(steady, 48_000);
     assert!(
         (pitch - 700.0).abs() < 5.0,
         "transmitted a {pitch:.1} Hz tone"
     );
+    // The -12 dBFS tone (-15 dBFS RMS) at tg-b's transmit gain of -6 dB.
+    let rms = codecs::level::Level::of_i16(steady).rms_dbfs;
+    assert!((rms + 21.0).abs() < 0.5, "transmitted at {rms:.1} dBFS RMS");
     assert!(
         log.contains("floor granted") && log.contains("PTT released"),
         "{log}"
@@ -386,7 +389,7 @@ fn ptt_is_released_when_the_sound_card_is_lost_and_the_port_comes_back() {
         "radio-audio-lost",
         &[
             RadioSpec::new("tg-a", "1 transmit tone-8s.wav\n"),
-            RadioSpec::new("tg-b", "3 lose-audio\n"),
+            RadioSpec::new("tg-b", "3 lose-audio\n6 hang-up\n"),
         ],
         PATCH_AB,
         &[],
@@ -414,9 +417,13 @@ fn ptt_is_released_when_the_sound_card_is_lost_and_the_port_comes_back() {
     let reconnected = rig.wait_for("tg-b", Duration::from_secs(20), |e| {
         e["event"] == "connected" && e["t_ms"].as_u64() > events[lost]["t_ms"].as_u64()
     });
-    assert!(reconnected["t_ms"].is_u64());
+    // The adapter unplugged (the backend hangs up): down, then open again.
+    rig.wait_after("tg-b", Some(&reconnected), Duration::from_secs(20), |e| {
+        e["event"] == "connected"
+    });
     let (_, log) = rig.finish();
     assert!(log.contains("radio port down"), "{log}");
+    assert!(log.contains("the backend closed the connection"), "{log}");
 }
 
 #[test]

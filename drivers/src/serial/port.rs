@@ -91,6 +91,28 @@ pub fn open_for_radio(
     Ok((stream, lines))
 }
 
+/// One handle on a radio's command channel.
+pub type CommandChannel = Box<dyn io::Write + Send>;
+
+/// Opens a radio's command channel at `baud`, raw (no echo, no line editing, no `\n`
+/// to `\r\n`), 8N1, and gives two handles on it: one for PTT commands, one for the
+/// rest. It must not be the port PTT hangs on: opening raises RTS and DTR.
+pub fn open_command_channel(
+    path: &Path,
+    baud: u32,
+) -> Result<(CommandChannel, CommandChannel), OpenError> {
+    let device = path.display().to_string();
+    let open_error = |e: serialport::Error| OpenError::Open {
+        device: device.clone(),
+        reason: e.to_string(),
+    };
+    let port = serialport::new(device.clone(), baud)
+        .open_native()
+        .map_err(open_error)?;
+    let second = port.try_clone_native().map_err(open_error)?;
+    Ok((Box::new(port), Box::new(second)))
+}
+
 /// The modem lines of a real serial port.
 pub struct SerialLines {
     port: TTYPort,

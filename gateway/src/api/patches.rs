@@ -1,7 +1,9 @@
 //! The patching routes: live patches and radio ports, for radio operators.
 //!
 //! Each request is handed to the node's patching task ([`crate::node::patching`]) and
-//! answered with what the task did; a change is stored before the answer.
+//! answered with what the task did. A change is stored before the answer; if storing
+//! fails the answer is a 500 saying the change is in force but will not survive a
+//! restart.
 
 use std::sync::Arc;
 
@@ -105,6 +107,9 @@ fn patch_error(e: PatchError) -> ApiError {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
         }
         PatchError::Permanent(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        PatchError::NotStored(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        }
         other => ApiError::refused(other.to_string()),
     }
 }

@@ -27,10 +27,10 @@ const MAX_TX_LEAD_MS: u64 = 2_000;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPatching {
     state_dir: Spanned<PathBuf>,
-    hang_ms: Option<u64>,
+    hang_ms: Option<Spanned<u64>>,
     stuck_carrier_s: Option<Spanned<u64>>,
     dtmf_pin: Option<Spanned<String>>,
-    dtmf_inter_digit_ms: Option<u64>,
+    dtmf_inter_digit_ms: Option<Spanned<u64>>,
     recordings: Option<PathBuf>,
     retention_days: Option<Spanned<u32>>,
 }
@@ -63,6 +63,10 @@ pub(super) struct RawRadio {
     talkgroup: Option<u32>,
     select_command: Option<Spanned<String>>,
     command_port: Option<PathBuf>,
+    #[serde(default = "default_baud")]
+    command_baud: u32,
+    rx_gain_db: Option<Spanned<f32>>,
+    tx_gain_db: Option<Spanned<f32>>,
 }
 
 fn default_baud() -> u32 {
@@ -162,8 +166,14 @@ pub struct RadioConfig {
     pub talkgroup: Option<u32>,
     /// Sent on the command channel when the port starts, to select `talkgroup`.
     pub select_command: Option<Vec<u8>>,
-    /// The radio's command channel, where it is not the lines' serial port.
+    /// The radio's command channel: a serial port of its own, never the one PTT hangs
+    /// on (opening a port raises its lines).
     pub command_port: Option<PathBuf>,
+    pub command_baud: u32,
+    /// Gain applied to what the radio hears, before COS/VOX and the patch.
+    pub rx_gain_db: f32,
+    /// Gain applied to what the radio transmits.
+    pub tx_gain_db: f32,
 }
 
 /// An RTP link to another gateway: Opus both ways.
@@ -241,31 +251,59 @@ pub(super) fn patching(
         return Ok(None);
     };
     let raw = spanned.get_ref();
-    let stuck_carrier = match &raw.stuck_carrier_s {
-        Some(s) if *s.get_ref() == 0 => {
-            return Err(at.error(s.span(), "patching.stuck_carrier_s", "must be at least 1 s"));
-        }
-        Some(s) => Duration::from_secs(*s.get_ref()),
-        None => FloorSettings::default().stuck_carrier,
+    let within = |value: &Option<Spanned<u64>>,
+                  key: &str,
+                  range: std::ops::RangeInclusive<u64>,
+                  unit: &str| match value {
+        Some(v) if !range.contains(v.get_ref()) => Err(at.error(
+            v.span(),
+            key,
+            format!("must be {} to {} {unit}", range.start(), range.end()),
+        )),
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
     };
+    let stuck_carrier = within(
+        &raw.stuck_carrier_s,
+        "patching.stuck_carrier_s",
+        1..=3600,
+        "s",
+    )?
+    .map_or(FloorSettings::default().stuck_carrier, Duration::from_secs);
+    let hang = within(&raw.hang_ms, "patching.hang_ms", 0..=10_000, "ms")?
+        .map_or(FloorSettings::default().hang, Duration::from_millis);
+    let inter_digit = within(
+        &raw.dtmf_inter_digit_ms,
+        "patching.dtmf_inter_digit_ms",
+        500..=10_000,
+        "ms",
+    )?
+    .unwrap_or(3_000);
     let floor = FloorSettings {
-        hang: raw
-            .hang_ms
-            .map_or(FloorSettings::default().hang, Duration::from_millis),
+        hang,
         stuck_carrier,
     };
     let dtmf_pin = match &raw.dtmf_pin {
         Some(pin)
-            if pin.get_ref().is_empty()
+            if pin.get_ref().len() < 4
                 || pin.get_ref().len() > 8
                 || !pin.get_ref().bytes().all(|b| b.is_ascii_digit()) =>
         {
-            return Err(at.error(pin.span(), "patching.dtmf_pin", "a PIN is 1 to 8 digits"));
+            return Err(at.error(pin.span(), "patching.dtmf_pin", "a PIN is 4 to 8 digits"));
         }
         Some(pin) => Some(pin.get_ref().clone()),
         None => None,
     };
 
+    let state_dir = base.join(raw.state_dir.get_ref());
+    let recordings = raw.recordings.as_ref().map(|d| base.join(d));
+    if recordings.as_ref() == Some(&state_dir) {
+        return Err(at.error(
+            spanned.span(),
+            "patching.recordings",
+            "recordings need a folder of their own, apart from state_dir (old recordings are deleted there)",
+        ));
+    }
     let retention = match &raw.retention_days {
         Some(days) if *days.get_ref() == 0 => {
             return Err(at.error(
@@ -406,6 +444,13 @@ pub(super) fn patching(
     for (i, p) in patches.iter().enumerate() {
         let key = |field: &str| format!("patch[{i}].{field}");
         let number = p.number.unwrap_or(i as u16 + 1);
+        if number == 0 {
+            return Err(at.error(
+                p.name.span(),
+                &key("number"),
+                "patch numbers start at 1 (they are keyed by DTMF)",
+            ));
+        }
         for member in &p.members {
             if !names.contains(member) {
                 return Err(at.error(
@@ -443,11 +488,11 @@ pub(super) fn patching(
     }
 
     Ok(Some(PatchingConfig {
-        state_dir: base.join(raw.state_dir.get_ref()),
+        state_dir,
         floor,
         dtmf_pin,
-        dtmf_inter_digit: Duration::from_millis(raw.dtmf_inter_digit_ms.unwrap_or(3_000)),
-        recordings: raw.recordings.as_ref().map(|d| base.join(d)),
+        dtmf_inter_digit: Duration::from_millis(inter_digit),
+        recordings,
         retention,
         radios: configured,
         links,
@@ -663,6 +708,16 @@ fn radio(r: &RawRadio, i: usize, at: &Locator, base: &Path) -> Result<RadioConfi
             "commands to the radio need its command_port (a serial device)",
         ));
     }
+    let command_port = r.command_port.as_ref().map(|p| base.join(p));
+    if let (Some(port), LinesBackend::Serial { path, .. }) = (&command_port, &lines)
+        && port == path
+    {
+        return Err(at.error(
+            r.name.span(),
+            &key("command_port"),
+            "the command channel must be a port of its own: opening a port raises its RTS and DTR, which would key a radio whose PTT hangs on it",
+        ));
+    }
     let audio = match r.audio.as_str() {
         "external" if !matches!(lines, LinesBackend::External(_)) => {
             return Err(at.error(
@@ -675,7 +730,21 @@ fn radio(r: &RawRadio, i: usize, at: &Locator, base: &Path) -> Result<RadioConfi
         device => AudioBackend::Device(device.to_owned()),
     };
 
+    let gain = |value: &Option<Spanned<f32>>, field: &str| match value {
+        Some(v) if !(-40.0..=20.0).contains(v.get_ref()) => Err(at.error(
+            v.span(),
+            &key(field),
+            "a gain is -40 to +20 dB: set the radio's own level for more",
+        )),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(0.0),
+    };
+    let rx_gain_db = gain(&r.rx_gain_db, "rx_gain_db")?;
+    let tx_gain_db = gain(&r.tx_gain_db, "tx_gain_db")?;
+
     Ok(RadioConfig {
+        rx_gain_db,
+        tx_gain_db,
         name: r.name.get_ref().clone(),
         priority: r.priority,
         lines,
@@ -686,7 +755,8 @@ fn radio(r: &RawRadio, i: usize, at: &Locator, base: &Path) -> Result<RadioConfi
         audio,
         talkgroup: r.talkgroup,
         select_command,
-        command_port: r.command_port.as_ref().map(|p| base.join(p)),
+        command_port,
+        command_baud: r.command_baud,
     })
 }
 

@@ -44,9 +44,20 @@ pub fn spawn_link(
     let settings = settings.clone();
     let task_config = config.clone();
     tasks.spawn(async move {
-        if let Err(reason) = run_link(&task_config, &settings, &events, inbox).await {
-            warn!(link = %task_config.name, %reason, "link down");
-            let _ = events.send(PortEvent::Down(name.clone(), reason));
+        let mut inbox = inbox;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match run_link(&task_config, &settings, &events, &mut inbox).await {
+                Ok(()) => break,
+                Err(reason) => {
+                    warn!(link = %task_config.name, %reason, retry_in = ?backoff, "link down");
+                    let _ = events.send(PortEvent::Down(name.clone(), reason));
+                }
+            }
+            if !wait_out(backoff, &mut inbox).await {
+                break;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         name
     });
@@ -56,11 +67,35 @@ pub fn spawn_link(
     }
 }
 
+/// The first wait before a member's sockets are bound again; it doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits `backoff`, dropping audio meant for a member that is down; false when the
+/// member is being stopped.
+async fn wait_out(
+    backoff: std::time::Duration,
+    inbox: &mut mpsc::UnboundedReceiver<PortCommand>,
+) -> bool {
+    let until = tokio::time::Instant::now() + backoff;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return true,
+            command = inbox.recv() => match command {
+                None | Some(PortCommand::Stop) => return false,
+                Some(PortCommand::Transmit(_)) => {}
+            },
+        }
+    }
+}
+
+/// Runs the link until it is stopped (`Ok`) or its sockets fail (`Err`).
 async fn run_link(
     config: &LinkConfig,
     settings: &NetSettings,
     events: &mpsc::UnboundedSender<PortEvent>,
-    mut inbox: mpsc::UnboundedReceiver<PortCommand>,
+    inbox: &mut mpsc::UnboundedReceiver<PortCommand>,
 ) -> Result<(), String> {
     let name = MemberId(config.name.clone());
     let bind = |addr: SocketAddr| {
@@ -80,7 +115,12 @@ async fn run_link(
 
     let mut rtp_buffer = vec![0u8; 1500];
     let mut rtcp_buffer = vec![0u8; 1500];
-    loop {
+    // Only the far gateway may talk on the link: anything else is dropped, so nobody
+    // who can reach the port can key the patch's radios (docs/limitations.md: the link
+    // is not authenticated beyond this).
+    let peer = config.send_to.ip();
+    let mut foreign: u64 = 0;
+    let result = loop {
         let deadline = receiver.next_deadline();
         tokio::select! {
             command = inbox.recv() => match command {
@@ -94,19 +134,26 @@ async fn run_link(
                 }
                 None | Some(PortCommand::Stop) => {
                     send_bye(&rtcp, sender.ssrc(), rtcp_address(config.send_to)).await;
-                    return Ok(());
+                    break Ok(());
                 }
             },
-            read = rtp.recv_from(&mut rtp_buffer) => {
-                if let Ok((n, _)) = read {
+            read = rtp.recv_from(&mut rtp_buffer) => match read {
+                Ok((n, from)) if from.ip() == peer => {
                     receiver.on_rtp(&rtp_buffer[..n], Instant::now());
                 }
-            }
-            read = rtcp.recv_from(&mut rtcp_buffer) => {
-                if let Ok((n, _)) = read {
-                    receiver.on_rtcp(&rtcp_buffer[..n]);
+                Ok((_, from)) => {
+                    foreign += 1;
+                    if foreign.is_power_of_two() {
+                        warn!(link = %name, %from, dropped = foreign, "RTP on the link from a stranger dropped");
+                    }
                 }
-            }
+                Err(e) => break Err(format!("link socket: {e}")),
+            },
+            read = rtcp.recv_from(&mut rtcp_buffer) => match read {
+                Ok((n, from)) if from.ip() == peer => receiver.on_rtcp(&rtcp_buffer[..n]),
+                Ok(_) => foreign += 1,
+                Err(e) => break Err(format!("link socket: {e}")),
+            },
             _ = super::patching::sleep_until(deadline) => {}
         }
         for event in receiver.poll(Instant::now()) {
@@ -117,7 +164,12 @@ async fn run_link(
             };
             let _ = events.send(event);
         }
+    };
+    // A link that stops while the far side talks must not hold the floor.
+    if receiver.is_open() {
+        let _ = events.send(PortEvent::Carrier(name.clone(), false));
     }
+    result
 }
 
 async fn send_bye(socket: &UdpSocket, ssrc: u32, to: SocketAddr) {
@@ -146,9 +198,20 @@ pub fn spawn_zone(
     let settings = settings.clone();
     let task_config = config.clone();
     tasks.spawn(async move {
-        if let Err(reason) = run_zone(&task_config, settings, &events, inbox).await {
-            warn!(zone = %task_config.name, %reason, "zone down");
-            let _ = events.send(PortEvent::Down(name.clone(), reason));
+        let mut inbox = inbox;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match run_zone(&task_config, settings.clone(), &events, &mut inbox).await {
+                Ok(()) => break,
+                Err(reason) => {
+                    warn!(zone = %task_config.name, %reason, retry_in = ?backoff, "zone down");
+                    let _ = events.send(PortEvent::Down(name.clone(), reason));
+                }
+            }
+            if !wait_out(backoff, &mut inbox).await {
+                break;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         name
     });
@@ -168,7 +231,7 @@ async fn run_zone(
     config: &ZoneConfig,
     mut settings: NetSettings,
     events: &mpsc::UnboundedSender<PortEvent>,
-    mut inbox: mpsc::UnboundedReceiver<PortCommand>,
+    inbox: &mut mpsc::UnboundedReceiver<PortCommand>,
 ) -> Result<(), String> {
     let name = MemberId(config.name.clone());
     let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))

@@ -267,10 +267,18 @@ impl State {
                 return Err(NodeError::Setup(e.to_string()));
             }
         }
-        let stored = self
-            .store
-            .load()
-            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        let stored = match self.store.load() {
+            Ok(stored) => stored,
+            Err(e) => {
+                // A damaged file must not keep every radio down: it is kept aside for
+                // inspection, and the node starts with its permanent patches.
+                let aside = self.store.path().with_extension("json.damaged");
+                let moved = std::fs::rename(self.store.path(), &aside);
+                error!(error = %e, kept_as = %aside.display(), moved = moved.is_ok(),
+                    "stored live patches unreadable: starting with the permanent ones only");
+                Vec::new()
+            }
+        };
         for spec in stored {
             let name = spec.name.clone();
             if self.bus.patch(&name).is_some_and(|p| p.permanent) {
@@ -289,10 +297,22 @@ impl State {
         Ok(())
     }
 
-    fn save(&self) {
-        if let Err(e) = self.store.save(self.bus.patches().map(|(spec, _)| spec)) {
-            error!(error = %e, "live patches not stored: they will not survive a restart");
+    /// Stores the live patches; an error is logged and given back for the operator.
+    fn save(&self) -> Result<(), PatchError> {
+        self.store
+            .save(self.bus.patches().map(|(spec, _)| spec))
+            .map_err(|e| {
+                error!(error = %e, "live patches not stored: they will not survive a restart");
+                PatchError::NotStored(e.to_string())
+            })
+    }
+
+    /// Removes a live patch, ending its recording as stopped.
+    fn remove_patch(&mut self, name: &str, now: Instant) -> Result<PatchSpec, PatchError> {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.end(name, "stopped", chrono::Utc::now());
         }
+        self.bus.remove(name, false, now)
     }
 
     fn on_port_event(&mut self, event: PortEvent) {
@@ -309,6 +329,9 @@ impl State {
             PortEvent::Carrier(name, open) => {
                 self.receiving.insert(name.clone(), open);
                 self.bus.on_carrier(&name, open, now);
+                if !open && let Some(reader) = self.dtmf.get_mut(&name) {
+                    reader.reset();
+                }
             }
             PortEvent::Audio(name, frame) => self.bus.on_audio(&name, frame),
             PortEvent::Dtmf(name, digit) => self.on_digit(name, digit, now),
@@ -316,6 +339,10 @@ impl State {
     }
 
     fn on_digit(&mut self, member: MemberId, digit: char, now: Instant) {
+        // A stuck carrier's tones are not commands.
+        if self.bus.is_locked_out(&member) {
+            return;
+        }
         let Some(reader) = self.dtmf.get_mut(&member) else {
             return;
         };
@@ -342,29 +369,33 @@ impl State {
         let name = spec.name.clone();
         // The transmission that carried the command is not for the patch: the member
         // takes part from its next over.
-        self.bus.on_carrier(&member, false, now);
-        if joining {
+        self.bus.ignore_until_drop(&member, now);
+        let result = if joining {
             if spec.members.contains(&member) {
                 return;
             }
             spec.members.push(member.clone());
-            match self.bus.upsert(spec, now) {
-                Ok(()) => info!(port = %member, patch = %name, number, "joined by DTMF"),
-                Err(e) => warn!(port = %member, error = %e, "DTMF join refused"),
-            }
+            self.bus.upsert(spec, now)
         } else {
+            if !spec.members.contains(&member) {
+                return;
+            }
             spec.members.retain(|m| *m != member);
-            let result = if spec.members.len() < 2 {
-                self.bus.remove(&name, false, now).map(|_| ())
-            } else {
-                self.bus.upsert(spec, now)
-            };
-            match result {
-                Ok(()) => info!(port = %member, patch = %name, number, "left by DTMF"),
-                Err(e) => warn!(port = %member, error = %e, "DTMF leave refused"),
+            // What is left may not stand as a patch (one member, or zones only): it goes.
+            match self.bus.check(&spec) {
+                Ok(()) => self.bus.upsert(spec, now),
+                Err(_) => self.remove_patch(&name, now).map(|_| ()),
+            }
+        };
+        let action = if joining { "joined" } else { "left" };
+        match result {
+            Ok(()) => info!(port = %member, patch = %name, number, "{action} by DTMF"),
+            Err(e) => {
+                warn!(port = %member, error = %e, "DTMF command refused");
+                return;
             }
         }
-        self.save();
+        let _ = self.save();
     }
 
     fn on_request(&mut self, request: PatchRequest) {
@@ -388,12 +419,13 @@ impl State {
                     }
                     _ => self.bus.upsert(spec, now),
                 };
-                let answer = result.map(|()| {
+                let answer = result.and_then(|()| {
                     info!(patch = %name, "patch made or changed");
-                    self.save();
+                    self.save()?;
                     self.status_of(&name)
+                        .ok_or(PatchError::UnknownPatch(name.clone()))
                 });
-                let _ = reply.send(answer.and_then(|s| s.ok_or(PatchError::UnknownPatch(name))));
+                let _ = reply.send(answer);
             }
             PatchRequest::Remove(name, reply) => {
                 let talking = self
@@ -401,10 +433,10 @@ impl State {
                     .patches()
                     .find(|(s, _)| s.name == name)
                     .and_then(|(_, t)| t.cloned());
-                let result = self.bus.remove(&name, false, now).map(|spec| {
+                let result = self.remove_patch(&name, now).and_then(|spec| {
                     info!(patch = %name, "patch removed");
-                    self.save();
-                    status(&spec, talking.as_ref())
+                    self.save()?;
+                    Ok(status(&spec, talking.as_ref()))
                 });
                 let _ = reply.send(result);
             }
@@ -480,8 +512,26 @@ impl State {
                 summary.push(format!("port {name} stopped"));
             }
         }
-        self.config.dtmf_pin = new.dtmf_pin.clone();
-        self.config.dtmf_inter_digit = new.dtmf_inter_digit;
+        // The PIN and the floor timing apply to every port and patch at once: a PIN
+        // changed because it leaked must not stay valid on radios left running.
+        if new.dtmf_pin != self.config.dtmf_pin
+            || new.dtmf_inter_digit != self.config.dtmf_inter_digit
+        {
+            self.config.dtmf_pin = new.dtmf_pin.clone();
+            self.config.dtmf_inter_digit = new.dtmf_inter_digit;
+            for reader in self.dtmf.values_mut() {
+                *reader = DtmfCommands::new(new.dtmf_pin.clone(), new.dtmf_inter_digit);
+            }
+            summary.push("DTMF PIN and timing set".into());
+        }
+        if new.floor != self.config.floor {
+            self.bus.set_settings(new.floor);
+            self.config.floor = new.floor;
+            summary.push("floor timing set".into());
+        }
+        if new.recordings != self.config.recordings || new.retention != self.config.retention {
+            summary.push("recordings and retention_days change at the next restart".into());
+        }
         for (name, member) in &wanted {
             if !self.ports.contains_key(name) {
                 self.start_member(member.clone());
@@ -522,7 +572,9 @@ impl State {
             patches: new.patches,
             ..self.config.clone()
         };
-        self.save();
+        if let Err(e) = self.save() {
+            summary.push(e.to_string());
+        }
         if summary.is_empty() {
             summary.push("nothing changed".into());
         }

@@ -16,6 +16,7 @@ use drivers::radio::port::{PortOutput, RadioPort};
 use drivers::radio::ptt::Frame;
 use drivers::radio::ptt_switch::{Cm108Ptt, CommandPtt, LinePtt, PttSwitch, SafePtt};
 use drivers::serial::modem_lines::{InputLevels, ModemLines};
+use drivers::serial::port::CommandChannel;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -67,8 +68,13 @@ pub struct PortHandle {
     pub commands: mpsc::UnboundedSender<PortCommand>,
 }
 
-/// Starts the task of the radio `config` describes in `tasks`; the task gives the
+/// Starts the port the radio `config` describes, and a task in `tasks` that gives the
 /// port's name when it ends.
+///
+/// Each port runs on a thread and runtime of its own: its device I/O (serial lines, a
+/// CM108 HID write, the command channel, the backend socket) is blocking, and a device
+/// that hangs must not hold up another radio's PTT timers. A port thread that panics
+/// makes its task panic too, which stops the node (see [`super::patching`]).
 pub fn spawn(
     config: RadioConfig,
     events: mpsc::UnboundedSender<PortEvent>,
@@ -77,8 +83,28 @@ pub fn spawn(
     let (commands, inbox) = mpsc::unbounded_channel();
     let name = MemberId(config.name.clone());
     let port = config.clone();
+    let (ended, finished) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("radio {}", config.name))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(run(port, events, inbox)),
+                Err(e) => error!(error = %e, "cannot start a radio port's runtime"),
+            }
+            let _ = ended.send(());
+        });
     tasks.spawn(async move {
-        run(port, events, inbox).await;
+        if let Err(e) = thread {
+            error!(port = %name, error = %e, "cannot start the radio port's thread");
+            return name;
+        }
+        // The sender is dropped without a send only if the thread unwound.
+        if finished.await.is_err() {
+            panic!("radio port {name} panicked; PTT was released");
+        }
         name
     });
     PortHandle {
@@ -154,6 +180,8 @@ enum Player {
 /// A port's open devices.
 struct Devices {
     ptt: SafePtt,
+    /// The radio's command channel, for talkgroup selection.
+    command: Option<CommandChannel>,
     player: Player,
     inputs: Inputs,
     /// Keeps the external connection open; closed when dropped.
@@ -164,16 +192,38 @@ struct Devices {
 
 impl Devices {
     fn open(config: &RadioConfig) -> Result<Devices, String> {
-        match &config.lines {
-            LinesBackend::External(path) => Devices::open_external(config, path),
-            LinesBackend::Serial { path, baud } => Devices::open_serial(config, path, *baud),
-        }
+        let (ptt_channel, command) = match &config.command_port {
+            Some(port) => {
+                let (ptt, other) =
+                    drivers::serial::port::open_command_channel(port, config.command_baud)
+                        .map_err(|e| e.to_string())?;
+                (Some(ptt), Some(other))
+            }
+            None => (None, None),
+        };
+        let mut devices = match &config.lines {
+            LinesBackend::External(path) => Devices::open_external(config, path, ptt_channel),
+            LinesBackend::Serial { path, baud } => {
+                Devices::open_serial(config, path, *baud, ptt_channel)
+            }
+        }?;
+        devices.command = command;
+        Ok(devices)
     }
 
-    fn open_external(config: &RadioConfig, path: &Path) -> Result<Devices, String> {
+    fn open_external(
+        config: &RadioConfig,
+        path: &Path,
+        ptt_channel: Option<CommandChannel>,
+    ) -> Result<Devices, String> {
         let link = ExternalLink::connect(path, &config.name)
             .map_err(|e| format!("cannot reach the radio backend at {}: {e}", path.display()))?;
-        let switch = ptt_switch(config, || Box::new(link.lines()), link.device())?;
+        let switch = ptt_switch(
+            config,
+            || Box::new(link.lines()),
+            link.device(),
+            ptt_channel,
+        )?;
         let ptt = SafePtt::new(switch).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::unbounded_channel();
         link.spawn_reader(move |event| tx.send(event).is_ok())
@@ -186,6 +236,7 @@ impl Devices {
         };
         Ok(Devices {
             ptt,
+            command: None,
             player,
             inputs: Inputs::External(rx),
             link: Some(link),
@@ -193,7 +244,12 @@ impl Devices {
         })
     }
 
-    fn open_serial(config: &RadioConfig, path: &Path, baud: u32) -> Result<Devices, String> {
+    fn open_serial(
+        config: &RadioConfig,
+        path: &Path,
+        baud: u32,
+        ptt_channel: Option<CommandChannel>,
+    ) -> Result<Devices, String> {
         let line_ptt = match &config.ptt {
             PttWiring::Line(wiring) => Some(*wiring),
             _ => None,
@@ -206,7 +262,7 @@ impl Devices {
             None => None,
         };
         let ptt_lines: Box<dyn ModemLines> = Box::new(lines);
-        let switch = ptt_switch(config, move || ptt_lines, &device)?;
+        let switch = ptt_switch(config, move || ptt_lines, &device, ptt_channel)?;
         let ptt = SafePtt::new(switch).map_err(|e| e.to_string())?;
         let AudioBackend::Device(name) = &config.audio else {
             return Err("a serial radio needs a sound card for its audio".into());
@@ -229,6 +285,7 @@ impl Devices {
             .map_err(|e| e.to_string())?;
         Ok(Devices {
             ptt,
+            command: None,
             player: Player::Device(playback),
             inputs: Inputs::Local {
                 lines: cos_lines,
@@ -240,11 +297,13 @@ impl Devices {
     }
 }
 
-/// The PTT switch the configuration wires; `lines` gives the port's modem lines.
+/// The PTT switch the configuration wires; `lines` gives the port's modem lines,
+/// `channel` its command channel.
 fn ptt_switch(
     config: &RadioConfig,
     lines: impl FnOnce() -> Box<dyn ModemLines>,
     device: &str,
+    channel: Option<CommandChannel>,
 ) -> Result<Box<dyn PttSwitch>, String> {
     Ok(match &config.ptt {
         PttWiring::Line(wiring) => Box::new(LinePtt {
@@ -258,15 +317,11 @@ fn ptt_switch(
             inverted,
         } => Box::new(Cm108Ptt::new(path, *pin, *inverted).map_err(|e| e.to_string())?),
         PttWiring::Command { key, release } => {
-            let Some(port) = &config.command_port else {
+            let (Some(port), Some(channel)) = (&config.command_port, channel) else {
                 return Err("PTT by command needs the radio's command_port".into());
             };
-            let channel = std::fs::OpenOptions::new()
-                .write(true)
-                .open(port)
-                .map_err(|e| format!("command port {}: {e}", port.display()))?;
             Box::new(CommandPtt {
-                channel: Box::new(channel),
+                channel,
                 key: key.clone(),
                 release: release.clone(),
                 device: port.display().to_string(),
@@ -300,9 +355,10 @@ async fn serve(
 ) -> Ended {
     let name = MemberId(config.name.clone());
     let mut port = RadioPort::new(config.rx, config.tx);
+    let rx_gain = codecs::level::db_to_gain(config.rx_gain_db);
     let mut cos_poll = tokio::time::interval(COS_POLL);
     if let Some(command) = &config.select_command {
-        if let Err(e) = send_command(config, command) {
+        if let Err(e) = send_command(&mut devices, command) {
             warn!(port = %name, error = %e, "talkgroup selection failed");
         } else {
             info!(port = %name, talkgroup = ?config.talkgroup, "talkgroup selected");
@@ -331,7 +387,8 @@ async fn serve(
                     }
                     Ok(())
                 }
-                Input::Frame(frame) => {
+                Input::Frame(mut frame) => {
+                    apply_gain(&mut frame, rx_gain);
                     port.on_rx_frame(frame, now_std());
                     Ok(())
                 }
@@ -339,7 +396,7 @@ async fn serve(
                 Input::Lost(reason) => Err(reason),
             },
         };
-        let carried = carry_out(&name, &mut port, &mut devices, events);
+        let carried = carry_out(&name, &mut port, &mut devices, events, config.tx_gain_db);
         if let Err(reason) = step.and(carried) {
             break Ended::Lost(reason);
         }
@@ -347,7 +404,7 @@ async fn serve(
 
     // Every way out releases PTT before the devices close.
     port.release(std::time::Instant::now());
-    let _ = carry_out(&name, &mut port, &mut devices, events);
+    let _ = carry_out(&name, &mut port, &mut devices, events, config.tx_gain_db);
     if let Err(e) = devices.ptt.set(false) {
         error!(port = %name, error = %e, "PTT release failed: check the radio");
     }
@@ -411,7 +468,9 @@ fn carry_out(
     port: &mut RadioPort,
     devices: &mut Devices,
     events: &mpsc::UnboundedSender<PortEvent>,
+    tx_gain_db: f32,
 ) -> Result<(), String> {
+    let tx_gain = codecs::level::db_to_gain(tx_gain_db);
     let outputs: Vec<PortOutput> = port.drain().collect();
     for output in outputs {
         match output {
@@ -425,11 +484,15 @@ fn carry_out(
                 info!(port = %name, ?reason, keyed_ms = keyed_for.as_millis() as u64, "PTT released");
                 released.map_err(|e| e.to_string())?;
             }
-            PortOutput::Play(frame) => match &devices.player {
+            PortOutput::Play(mut frame) => match &devices.player {
                 Player::External(audio) => audio
-                    .play(frame)
+                    .play({
+                        apply_gain(&mut frame, tx_gain);
+                        frame
+                    })
                     .map_err(|e| format!("radio backend: {e}"))?,
                 Player::Device(playback) => {
+                    apply_gain(&mut frame, tx_gain);
                     if !playback.play(frame) {
                         return Err("audio device lost: playback stopped".into());
                     }
@@ -447,7 +510,7 @@ fn carry_out(
                 let _ = events.send(PortEvent::Carrier(name.clone(), false));
             }
             PortOutput::Dtmf(digit) => {
-                info!(port = %name, %digit, "DTMF");
+                debug!(port = %name, "DTMF digit");
                 let _ = events.send(PortEvent::Dtmf(name.clone(), digit));
             }
         }
@@ -455,16 +518,24 @@ fn carry_out(
     Ok(())
 }
 
-fn send_command(config: &RadioConfig, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let Some(port) = &config.command_port else {
+/// Scales `frame` by a linear `gain`, saturating; 1.0 leaves it as it is.
+fn apply_gain(frame: &mut [i16], gain: f32) {
+    if (gain - 1.0).abs() < f32::EPSILON {
+        return;
+    }
+    for sample in frame {
+        *sample = (f32::from(*sample) * gain).clamp(-32768.0, 32767.0) as i16;
+    }
+}
+
+fn send_command(devices: &mut Devices, bytes: &[u8]) -> Result<(), String> {
+    let Some(channel) = &mut devices.command else {
         return Err("no command_port".into());
     };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(port)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("{}: {e}", port.display()))
+    channel
+        .write_all(bytes)
+        .and_then(|()| channel.flush())
+        .map_err(|e| format!("command port: {e}"))
 }
 
 /// Faults a test can ask for, in debug builds only: `EMCOMM_FAULT=panic-after-key`

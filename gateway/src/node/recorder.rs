@@ -2,8 +2,8 @@
 //! written as a WAV file (48 kHz mono, 16 bit) with a JSON file beside it saying which
 //! patch, who keyed, when and for how long, and why it ended.
 //!
-//! Files are named `YYYYMMDDTHHMMSSZ-PATCH-MEMBER.wav` and `.json`, in UTC, so a listing
-//! sorts by time. Recordings older than the retention time are deleted when the node
+//! Files are named `YYYYMMDDTHHMMSS.mmmZ-PATCH-MEMBER.wav` and `.json`, in UTC, so a
+//! listing sorts by time; an existing name is never overwritten (a suffix is added). Recordings older than the retention time are deleted when the node
 //! starts and after each recording; each deletion is logged.
 
 use std::collections::HashMap;
@@ -50,16 +50,21 @@ struct Open {
 pub struct Recorder {
     config: RecorderConfig,
     open: HashMap<String, Open>,
+    last_prune: SystemTime,
 }
+
+/// Recordings are pruned at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Recorder {
     /// Creates the folder and applies the retention to what is there.
     pub fn start(config: RecorderConfig) -> Result<Recorder, String> {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| format!("recordings folder {}: {e}", config.dir.display()))?;
-        let recorder = Recorder {
+        let mut recorder = Recorder {
             config,
             open: HashMap::new(),
+            last_prune: SystemTime::UNIX_EPOCH,
         };
         recorder.prune(SystemTime::now());
         Ok(recorder)
@@ -68,12 +73,18 @@ impl Recorder {
     /// `member` took `patch`'s floor: a recording starts.
     pub fn begin(&mut self, patch: &str, member: &MemberId, now: DateTime<Utc>) {
         self.end(patch, "stopped", now);
-        let base = self.config.dir.join(format!(
+        let stem = format!(
             "{}-{}-{}",
-            now.format("%Y%m%dT%H%M%SZ"),
+            now.format("%Y%m%dT%H%M%S%.3fZ"),
             sanitise(patch),
             sanitise(&member.0)
-        ));
+        );
+        let mut base = self.config.dir.join(&stem);
+        let mut k = 1;
+        while base.with_extension("wav").exists() || base.with_extension("json").exists() {
+            k += 1;
+            base = self.config.dir.join(format!("{stem}-{k}"));
+        }
         match WavSink::create(base.with_extension("wav"), 48_000) {
             Ok(wav) => {
                 self.open.insert(
@@ -137,7 +148,10 @@ impl Recorder {
             ),
             Err(e) => warn!(%patch, error = %e, "recording's metadata not written"),
         }
-        self.prune(SystemTime::now());
+        let now = SystemTime::now();
+        if now.duration_since(self.last_prune).unwrap_or_default() >= PRUNE_EVERY {
+            self.prune(now);
+        }
     }
 
     /// Ends every open recording: the node is stopping.
@@ -149,7 +163,8 @@ impl Recorder {
     }
 
     /// Deletes recordings (both files) last written before the retention time.
-    fn prune(&self, now: SystemTime) {
+    fn prune(&mut self, now: SystemTime) {
+        self.last_prune = now;
         let Ok(entries) = std::fs::read_dir(&self.config.dir) else {
             return;
         };
@@ -158,7 +173,10 @@ impl Recorder {
             let is_recording = matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("wav" | "json")
-            );
+            ) && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_recording_name);
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -184,6 +202,15 @@ impl Recorder {
     }
 }
 
+/// Whether `name` is one the recorder gives: it starts with `YYYYMMDDTHHMMSS`.
+fn is_recording_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+}
+
 /// A name safe in a file name: letters, digits, `-` and `_` kept, the rest `_`.
 fn sanitise(name: &str) -> String {
     name.chars()
@@ -206,7 +233,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("emcomm-recorder-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("folder");
-        let stale = dir.join("20200101T000000Z-old-tg-1.wav");
+        let stale = dir.join("20200101T000000.000Z-old-tg-1.wav");
+        let other = dir.join("patches.json");
+        std::fs::write(&other, b"[]").expect("other file");
         std::fs::write(&stale, b"old").expect("old file");
         let long_ago = SystemTime::now() - Duration::from_secs(3 * 86_400);
         std::fs::File::options()
@@ -220,7 +249,18 @@ mod tests {
             retention: Duration::from_secs(86_400),
         })
         .expect("recorder");
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .and_then(|f| f.set_modified(long_ago))
+            .expect("age the file");
+        let recorder_again = Recorder::start(RecorderConfig {
+            dir: dir.clone(),
+            retention: Duration::from_secs(86_400),
+        });
+        drop(recorder_again);
         assert!(!stale.exists(), "older than the retention: deleted");
+        assert!(other.exists(), "not a recording: kept");
 
         let t0: DateTime<Utc> = "2026-12-04T08:00:00Z".parse().expect("time");
         recorder.begin("flood", &MemberId::from("tg-1001"), t0);
@@ -229,7 +269,7 @@ mod tests {
         }
         recorder.end("flood", "released", t0 + chrono::Duration::seconds(1));
 
-        let base = dir.join("20261204T080000Z-flood-tg-1001");
+        let base = dir.join("20261204T080000.000Z-flood-tg-1001");
         let audio = codecs::audio_file::read_audio(base.with_extension("wav")).expect("wav");
         assert_eq!(audio.duration(), Duration::from_secs(1));
         let meta: serde_json::Value =

@@ -92,6 +92,8 @@ pub enum PatchError {
     Permanent(String),
     #[error("patch name must be 1 to 64 letters, digits, '-' or '_': {0:?}")]
     BadName(String),
+    #[error("the change is in force but was not stored, so it will not survive a restart: {0}")]
+    NotStored(String),
 }
 
 /// Frames the bus did not pass on, by reason.
@@ -122,6 +124,9 @@ pub struct PatchBus {
     /// Members whose carrier is open now.
     keyed: BTreeSet<MemberId>,
     locked_out: BTreeSet<MemberId>,
+    /// Members whose current transmission is not for the patch (it carried a DTMF
+    /// command): heard by nobody until their carrier drops.
+    ignored: BTreeSet<MemberId>,
     /// Which patch feeds each member's transmit side.
     tx_owner: BTreeMap<MemberId, String>,
     counters: BusCounters,
@@ -139,6 +144,7 @@ impl PatchBus {
             patches: BTreeMap::new(),
             keyed: BTreeSet::new(),
             locked_out: BTreeSet::new(),
+            ignored: BTreeSet::new(),
             tx_owner: BTreeMap::new(),
             counters: BusCounters::default(),
             out: Vec::new(),
@@ -206,12 +212,10 @@ impl PatchBus {
                 continue;
             };
             spec.members.retain(|m| self.members.contains_key(m));
-            if let PatchMode::Simulselect { console } = &spec.mode
-                && !spec.members.contains(console)
-            {
-                spec.mode = PatchMode::Patch;
-            }
-            if self.upsert(spec, now).is_err() {
+            // A simulselect without its console must not become a patch that joins
+            // talkgroups meant to stay apart: it goes.
+            let console_gone = matches!(&spec.mode, PatchMode::Simulselect { console } if !spec.members.contains(console));
+            if console_gone || self.upsert(spec, now).is_err() {
                 let _ = self.remove(&name, true, now);
                 removed.push(name);
             }
@@ -284,7 +288,11 @@ impl PatchBus {
         let keyed_members: Vec<MemberId> = spec
             .members
             .iter()
-            .filter(|m| self.keyed.contains(*m) && !self.locked_out.contains(*m))
+            .filter(|m| {
+                self.keyed.contains(*m)
+                    && !self.locked_out.contains(*m)
+                    && !self.ignored.contains(*m)
+            })
             .cloned()
             .collect();
 
@@ -332,10 +340,8 @@ impl PatchBus {
         let Some(mut patch) = self.patches.remove(name) else {
             return Err(PatchError::UnknownPatch(name.to_owned()));
         };
-        if let Some(holder) = patch.floor.holder().cloned() {
-            let events = patch.floor.remove(&holder, now);
-            self.floor_events(name, events, now);
-        }
+        let events = patch.floor.clear(now);
+        self.floor_events(name, events, now);
         self.tx_owner.retain(|_, owner| owner != name);
         Ok(patch.spec)
     }
@@ -359,6 +365,7 @@ impl PatchBus {
             if !self.keyed.remove(member) {
                 return;
             }
+            self.ignored.remove(member);
             if self.locked_out.remove(member) {
                 self.out.push(BusOutput::LockoutCleared {
                     member: member.clone(),
@@ -374,10 +381,28 @@ impl PatchBus {
         }
     }
 
+    /// Takes `member`'s current transmission off every patch without pretending its
+    /// carrier dropped: it stays busy (nothing is sent to it) and is heard again from its
+    /// next over.
+    pub fn ignore_until_drop(&mut self, member: &MemberId, now: Instant) {
+        if !self.keyed.contains(member) || !self.ignored.insert(member.clone()) {
+            return;
+        }
+        for name in self.patches_of(member) {
+            if let Some(patch) = self.patches.get_mut(&name) {
+                let events = patch.floor.remove(member, now);
+                self.floor_events(&name, events, now);
+            }
+        }
+    }
+
     /// One frame heard by `member` while its carrier is open.
     pub fn on_audio(&mut self, member: &MemberId, frame: Frame) {
         if self.locked_out.contains(member) {
             self.counters.locked_out += 1;
+            return;
+        }
+        if self.ignored.contains(member) {
             return;
         }
         if !self.keyed.contains(member) {
@@ -444,6 +469,14 @@ impl PatchBus {
     /// The floor hang time and stuck-carrier time in force.
     pub fn settings(&self) -> FloorSettings {
         self.settings
+    }
+
+    /// New floor timing for every patch (a reload).
+    pub fn set_settings(&mut self, settings: FloorSettings) {
+        self.settings = settings;
+        for patch in self.patches.values_mut() {
+            patch.floor.set_settings(settings);
+        }
     }
 
     fn priority(&self, member: &MemberId) -> bool {
@@ -864,6 +897,26 @@ mod tests {
         bus.upsert(patch("late", 1, &["tg-1", "tg-2"]), t0 + 500 * MS)
             .expect("accepted");
         assert_eq!(talk(&mut bus, "tg-1", 2), vec![("tg-2".into(), 2)]);
+    }
+
+    #[test]
+    fn a_transmission_ignored_after_a_command_stays_busy_until_its_carrier_drops() {
+        let (mut bus, t0) = bus();
+        bus.upsert(patch("joint", 1, &["tg-1", "tg-2"]), t0)
+            .expect("accepted");
+        bus.on_carrier(&m("tg-1"), true, t0);
+        bus.ignore_until_drop(&m("tg-1"), t0 + 100 * MS);
+        assert_eq!(talk(&mut bus, "tg-1", 1), vec![], "not heard");
+        // tg-2 talks meanwhile: tg-1 is still receiving, so it is sent nothing.
+        bus.poll(t0 + 100 * MS + HANG);
+        bus.on_carrier(&m("tg-2"), true, t0 + 2000 * MS);
+        assert_eq!(talk(&mut bus, "tg-2", 2), vec![]);
+        bus.on_carrier(&m("tg-2"), false, t0 + 2100 * MS);
+        bus.poll(t0 + 2100 * MS + HANG);
+        // Its next over is heard.
+        bus.on_carrier(&m("tg-1"), false, t0 + 4000 * MS);
+        bus.on_carrier(&m("tg-1"), true, t0 + 5000 * MS);
+        assert_eq!(talk(&mut bus, "tg-1", 3), vec![("tg-2".into(), 3)]);
     }
 
     #[test]

@@ -32,7 +32,13 @@ pub enum CommandRefusal {
     WrongPin,
     #[error("not a patch number: {0:?}")]
     BadNumber(String),
+    #[error("too many wrong PINs: commands from this radio are refused for a minute")]
+    TooManyWrongPins,
 }
+
+/// Wrong PINs in a row after which a radio's commands are refused for [`PIN_LOCKOUT`].
+pub const MAX_WRONG_PINS: u32 = 3;
+pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
 
 /// The command reader of one radio port.
 #[derive(Debug, Clone)]
@@ -42,6 +48,8 @@ pub struct DtmfCommands {
     /// The command being keyed: its kind and the digits after the opening key.
     pending: Option<(Kind, String)>,
     last_digit: Option<Instant>,
+    wrong_pins: u32,
+    refused_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +67,15 @@ impl DtmfCommands {
             inter_digit,
             pending: None,
             last_digit: None,
+            wrong_pins: 0,
+            refused_until: None,
         }
+    }
+
+    /// Forgets a half-keyed command: the transmission carrying it ended, and digits of
+    /// another transmission (another user) must not complete it.
+    pub fn reset(&mut self) {
+        self.pending = None;
     }
 
     /// One digit heard at `now`: a command when it completes one.
@@ -98,7 +114,22 @@ impl DtmfCommands {
             '#' => {
                 let (kind, body) = (*kind, std::mem::take(body));
                 self.pending = None;
-                Some(self.finish(kind, &body))
+                if self.refused_until.is_some_and(|until| now < until) {
+                    return Some(Err(CommandRefusal::TooManyWrongPins));
+                }
+                let result = self.finish(kind, &body);
+                match result {
+                    Err(CommandRefusal::WrongPin) => {
+                        self.wrong_pins += 1;
+                        if self.wrong_pins >= MAX_WRONG_PINS {
+                            self.wrong_pins = 0;
+                            self.refused_until = Some(now + PIN_LOCKOUT);
+                        }
+                    }
+                    Ok(_) => self.wrong_pins = 0,
+                    Err(_) => {}
+                }
+                Some(result)
             }
             '0'..='9' | '*' if body.len() < MAX_BODY => {
                 body.push(digit);
@@ -179,6 +210,39 @@ mod tests {
             key(&mut reader, "*3#", t0 + Duration::from_secs(20), GAP),
             vec![Err(CommandRefusal::PinMissing)]
         );
+    }
+
+    #[test]
+    fn three_wrong_pins_refuse_every_command_for_a_minute() {
+        let mut reader = DtmfCommands::new(Some("4711".into()), Duration::from_secs(3));
+        let t0 = Instant::now();
+        for k in 0..3 {
+            let at = t0 + Duration::from_secs(10 * k);
+            assert_eq!(
+                key(&mut reader, "*1111*3#", at, GAP),
+                vec![Err(CommandRefusal::WrongPin)]
+            );
+        }
+        let soon = t0 + Duration::from_secs(40);
+        assert_eq!(
+            key(&mut reader, "*4711*3#", soon, GAP),
+            vec![Err(CommandRefusal::TooManyWrongPins)],
+            "even the right PIN"
+        );
+        let later = t0 + Duration::from_secs(20) + PIN_LOCKOUT + Duration::from_secs(1);
+        assert_eq!(
+            key(&mut reader, "*4711*3#", later, GAP),
+            vec![Ok(PatchCommand::Join(3))]
+        );
+    }
+
+    #[test]
+    fn a_half_keyed_command_is_forgotten_when_its_transmission_ends() {
+        let mut reader = DtmfCommands::new(None, Duration::from_secs(3));
+        let t0 = Instant::now();
+        assert!(key(&mut reader, "*1", t0, GAP).is_empty());
+        reader.reset();
+        assert!(key(&mut reader, "2#", t0 + Duration::from_secs(1), GAP).is_empty());
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl Floor {
         }
     }
 
+    /// New timing, from the next hang time or stuck-carrier check on.
+    pub fn set_settings(&mut self, settings: FloorSettings) {
+        self.settings = settings;
+    }
+
     /// The member whose audio the patch carries now, if any.
     pub fn holder(&self) -> Option<&MemberId> {
         match &self.state {
@@ -167,7 +172,7 @@ impl Floor {
             });
             self.state = State::Hang {
                 member: member.clone(),
-                until: now + self.settings.hang,
+                until: now.checked_add(self.settings.hang).unwrap_or(now),
             };
         }
         events
@@ -181,6 +186,21 @@ impl Floor {
             self.state = State::Free;
             self.next_in_line(now, &mut events);
         }
+        events
+    }
+
+    /// Ends the floor: the patch is going. The holder is released and nobody waiting
+    /// gets the floor.
+    pub fn clear(&mut self, now: Instant) -> Vec<FloorEvent> {
+        self.waiting.clear();
+        let mut events = Vec::new();
+        if let State::Held { member, since, .. } = &self.state {
+            events.push(FloorEvent::Released {
+                member: member.clone(),
+                held_for: now.saturating_duration_since(*since),
+            });
+        }
+        self.state = State::Free;
         events
     }
 
@@ -213,7 +233,7 @@ impl Floor {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Free => None,
-            State::Held { since, .. } => Some(*since + self.settings.stuck_carrier),
+            State::Held { since, .. } => since.checked_add(self.settings.stuck_carrier),
             State::Hang { until, .. } => Some(*until),
         }
     }
