@@ -9,13 +9,15 @@
 //! * [`serial`]: serial ports opened without keying a radio, and their modem lines.
 //! * [`radio`]: radios on accessory ports: PTT timing, carrier detection, DTMF, the
 //!   switches that key a transmitter, and the external backend's wire format.
+//! * [`satellite`]: satellite terminals: BeiDou RDSS sentences and message payloads.
 //!
-//! Nothing in [`rtp`] or in [`radio`]'s cores touches a socket or a clock: the caller passes bytes and `now`
-//! and asks when to call again.
+//! Nothing in [`rtp`], in [`radio`]'s cores or in [`satellite`] touches a socket or a
+//! clock: the caller passes bytes and `now` and asks when to call again.
 #![forbid(unsafe_code)]
 
 pub mod audio;
 pub mod net;
 pub mod radio;
 pub mod rtp;
+pub mod satellite;
 pub mod serial;

@@ -39,6 +39,7 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("live_console"), live_console_seeds())?;
     write_all(&corpus.join("radio_external"), radio_external_seeds())?;
     write_all(&corpus.join("dtmf"), dtmf_seeds())?;
+    write_all(&corpus.join("beidou_nmea"), beidou_seeds()?)?;
     Ok(())
 }
 
@@ -400,3 +401,21 @@ fn config_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
     ));
     Ok(seeds)
 }
+
+/// The 2.1 transcript's sentences as the terminal and the host sent them, read in pieces
+/// of 5 bytes.
+fn beidou_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
+    let transcript = fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../drivers/tests/fixtures/serial/beidou-rdss-2.1.txt"),
+    )?;
+    let mut stream = vec![5u8];
+    for line in transcript.lines() {
+        if let Some(sentence) = line.strip_prefix("> ").or(line.strip_prefix("< ")) {
+            stream.extend(sentence.as_bytes());
+            stream.extend(b"\r\n");
+        }
+    }
+    Ok(vec![("transcript", stream)])
+}
+

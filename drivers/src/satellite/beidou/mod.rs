@@ -1,0 +1,12 @@
+//! BeiDou RDSS short-message terminals.
+//!
+//! * [`nmea`]: the NMEA-style "2.1" dialect: sentences, their checksum, the ones a
+//!   gateway sends and reads.
+//! * [`payload`]: a message's payload in Chinese (GB2312), code (hex) or mixed form,
+//!   and how much a card's comm level lets a message carry.
+//!
+//! The binary BD-1 "4.0" and BDS-3 dialects, the terminal driver's send queue and the
+//! simulator are not here yet (`docs/limitations.md`).
+
+pub mod nmea;
+pub mod payload;
