@@ -10,6 +10,8 @@
 //!   a call and the dispatcher's answer judged on every talkgroup, PTT released at stop.
 //! * [`radio_sim`]: a radio on the gateway's external line backend: receive audio
 //!   and COS from a schedule, transmit audio to a file, every line change logged.
+//! * [`sat_sim`]: satellite terminals on a pseudo-terminal (BeiDou 2.1), with service
+//!   intervals, refusals and pairing.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
 //! * [`process`]: starting, watching and stopping the processes of a bench set-up.
@@ -22,4 +24,5 @@ pub mod demo_radio;
 pub mod process;
 pub mod radio_sim;
 pub mod replay;
+pub mod sat_sim;
 pub mod speaker_sim;

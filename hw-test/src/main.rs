@@ -221,6 +221,9 @@ enum Command {
         #[arg(long, default_value_t = -60.0, allow_hyphen_values = true)]
         noise_dbfs: f32,
     },
+    /// Simulate a satellite terminal on a pseudo-terminal.
+    #[command(subcommand)]
+    Sim(SimCommand),
     /// The bare loop of the fan-out benchmark (run by `fanout` under taskset).
     #[command(hide = true)]
     BenchBareLoop {
@@ -232,6 +235,43 @@ enum Command {
         /// Messages per sendmmsg call.
         #[arg(long, default_value_t = fanout::BARE_BATCH)]
         batch: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// A BeiDou RDSS terminal speaking the 2.1 dialect.
+    Beidou {
+        /// Where to link the pseudo-terminal's device (the port the driver opens).
+        #[arg(long)]
+        link: PathBuf,
+        /// The card's ID.
+        #[arg(long, default_value = "0166166")]
+        card: String,
+        /// Comm level 1 to 4 (capacity 110, 408, 628, 848 bits).
+        #[arg(long, default_value_t = 3)]
+        comm_level: u8,
+        /// The service interval enforced, seconds.
+        #[arg(long, default_value_t = 60)]
+        interval_s: u64,
+        /// The service interval the card reports, if different.
+        #[arg(long)]
+        report_interval_s: Option<u64>,
+        /// No satellite in view: beams at 0, every send refused.
+        #[arg(long)]
+        no_signal: bool,
+        /// Transmission suppressed: every send refused.
+        #[arg(long)]
+        suppressed: bool,
+        /// A paired simulator's --listen address: messages to other cards go there.
+        #[arg(long)]
+        peer: Option<SocketAddr>,
+        /// Where messages from a paired simulator arrive.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Log every sentence as a JSON line to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
 }
 
@@ -471,6 +511,42 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { capture, wav_dir } => replay_capture(&capture, wav_dir.as_deref()),
+        Command::Sim(SimCommand::Beidou {
+            link,
+            card,
+            comm_level,
+            interval_s,
+            report_interval_s,
+            no_signal,
+            suppressed,
+            peer,
+            listen,
+            log,
+        }) => {
+            if !(1..=4).contains(&comm_level) {
+                eprintln!("sim beidou: --comm-level is 1 to 4");
+                return ExitCode::from(2);
+            }
+            let options = hw_test::sat_sim::BeidouSimOptions {
+                link,
+                card_id: card,
+                comm_level,
+                interval: Duration::from_secs(interval_s),
+                report_interval: report_interval_s.map(Duration::from_secs),
+                no_signal,
+                suppressed,
+                peer,
+                listen,
+                log,
+            };
+            match hw_test::sat_sim::run_beidou(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sim beidou: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Radio {
             socket,
             ptt,

@@ -1,6 +1,9 @@
 //! Satellite terminals: the narrow bearers that carry alerts and field reports when the
 //! fibre is cut.
 //!
+//! * [`bearer`]: what every terminal offers the relay: capacity, pacing, a priority
+//!   queue, what became of each message.
 //! * [`beidou`]: BeiDou RDSS short-message terminals.
 
+pub mod bearer;
 pub mod beidou;

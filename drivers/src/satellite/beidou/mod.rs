@@ -4,9 +4,11 @@
 //!   gateway sends and reads.
 //! * [`payload`]: a message's payload in Chinese (GB2312), code (hex) or mixed form,
 //!   and how much a card's comm level lets a message carry.
+//! * [`terminal`]: a 2.1 terminal as a [`crate::satellite::bearer::Bearer`]: probing,
+//!   the card, one message per service interval, refusals and their waits.
 //!
-//! The binary BD-1 "4.0" and BDS-3 dialects, the terminal driver's send queue and the
-//! simulator are not here yet (`docs/limitations.md`).
+//! The binary BD-1 "4.0" and BDS-3 dialects are not here yet (`docs/limitations.md`).
 
 pub mod nmea;
 pub mod payload;
+pub mod terminal;

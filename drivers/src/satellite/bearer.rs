@@ -1,0 +1,167 @@
+//! What every satellite terminal offers the relay: a bearer.
+//!
+//! A bearer carries short messages to other terminals. It says how much one message
+//! holds, how long a message of a given size takes to go (the service interval of a
+//! BeiDou card, a session of an Iridium modem), whether it is up, and what became of
+//! each message. Messages wait in a priority queue: urgent ones (alerts) go before
+//! normal ones (field reports), each class in the order it came.
+//!
+//! Bearers are sans-IO, like the rest of `drivers`: the caller feeds the bytes the
+//! terminal sent with `now`, writes out what the bearer asks, and polls at its deadline.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How soon a message must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// Alerts: ahead of everything normal.
+    Urgent,
+    Normal,
+}
+
+/// One message for a bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The caller's identifier, reported back in [`BearerEvent`]s.
+    pub id: u64,
+    /// The terminal it is for (a BeiDou card ID, an Iridium IMEI, a phone number).
+    pub to: String,
+    pub urgency: Urgency,
+    pub body: Body,
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Text, sent in the terminal's text form (GB2312 Chinese on BeiDou).
+    Text(String),
+    /// Bytes, sent in the terminal's binary form.
+    Bytes(Vec<u8>),
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Text(t) => t.len(),
+            Body::Bytes(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What became of messages, and what the terminal heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerEvent {
+    /// The terminal is ready: it answered and said what it is.
+    Up { identity: String },
+    /// It stopped answering, or said it cannot send.
+    Down { reason: String },
+    /// Message `id` left the terminal.
+    Sent { id: u64 },
+    /// Message `id` will not go: too long for the terminal, or refused for good.
+    Failed { id: u64, reason: String },
+    /// A message from another terminal.
+    Received { from: String, body: Body },
+    /// Link quality, 0 (none) to 4 (strong).
+    Signal { level: u8 },
+}
+
+/// A message that a bearer cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("message {id} needs {needed} bytes; a message here holds {capacity}")]
+    TooLong {
+        id: u64,
+        needed: usize,
+        capacity: usize,
+    },
+    #[error("message {id}: {reason}")]
+    Unsendable { id: u64, reason: String },
+}
+
+/// Messages waiting, urgent first, each class in order.
+#[derive(Debug, Default)]
+pub struct PriorityQueue {
+    urgent: VecDeque<Outgoing>,
+    normal: VecDeque<Outgoing>,
+}
+
+impl PriorityQueue {
+    pub fn push(&mut self, message: Outgoing) {
+        match message.urgency {
+            Urgency::Urgent => self.urgent.push_back(message),
+            Urgency::Normal => self.normal.push_back(message),
+        }
+    }
+
+    /// The message that goes next.
+    pub fn front(&self) -> Option<&Outgoing> {
+        self.urgent.front().or(self.normal.front())
+    }
+
+    pub fn pop(&mut self) -> Option<Outgoing> {
+        self.urgent.pop_front().or_else(|| self.normal.pop_front())
+    }
+
+    pub fn len(&self) -> usize {
+        self.urgent.len() + self.normal.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every waiting message, in the order they would go.
+    pub fn iter(&self) -> impl Iterator<Item = &Outgoing> {
+        self.urgent.iter().chain(self.normal.iter())
+    }
+}
+
+/// The common interface of satellite terminals; see the [module](self) notes.
+pub trait Bearer {
+    /// Bytes one message holds, once the terminal has said (a BeiDou card's comm level).
+    fn capacity(&self) -> Option<usize>;
+    /// How long a message of `bytes` takes from the front of the queue to leaving.
+    fn time_for(&self, bytes: usize) -> Duration;
+    fn is_up(&self) -> bool;
+    /// Queues a message; one that can never fit is refused at once.
+    fn enqueue(&mut self, message: Outgoing, now: Instant) -> Result<(), QueueError>;
+    /// Messages still waiting, in the order they would go.
+    fn queued(&self) -> Vec<Outgoing>;
+    /// Bytes the terminal sent.
+    fn on_bytes(&mut self, bytes: &[u8], now: Instant);
+    fn poll(&mut self, now: Instant);
+    fn next_deadline(&self) -> Option<Instant>;
+    /// Bytes to write to the terminal, in order.
+    fn take_output(&mut self) -> Vec<u8>;
+    fn drain_events(&mut self) -> Vec<BearerEvent>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: u64, urgency: Urgency) -> Outgoing {
+        Outgoing {
+            id,
+            to: "0247718".into(),
+            urgency,
+            body: Body::Text("report".into()),
+        }
+    }
+
+    #[test]
+    fn urgent_messages_jump_ahead_of_normal_ones_and_each_class_keeps_its_order() {
+        let mut queue = PriorityQueue::default();
+        queue.push(message(1, Urgency::Normal));
+        queue.push(message(2, Urgency::Normal));
+        queue.push(message(3, Urgency::Urgent));
+        queue.push(message(4, Urgency::Urgent));
+        let order: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|m| m.id).collect();
+        assert_eq!(order, vec![3, 4, 1, 2]);
+    }
+}

@@ -1,0 +1,361 @@
+//! Satellite terminals in software, on a pseudo-terminal, for the gateway's drivers and
+//! the technician's tools to talk to as they would to a real one.
+//!
+//! `emcomm-bench sim beidou --link PATH` is a BeiDou RDSS terminal speaking the 2.1
+//! dialect: it answers `$CCICA` with its card (`$BDICI`), sends beam status when asked
+//! (`$CCRMO,BSI`), and takes `$CCTXA`:
+//!
+//! * sent earlier than the service interval after the last one: refused, `$BDFKI`
+//!   with the seconds still to wait;
+//! * with no signal (`--no-signal`) or suppressed (`--suppressed`): refused;
+//! * otherwise `$BDFKI` done with the interval to wait, and the message delivered: to
+//!   its own card as `$BDTXR` a moment later, to a paired simulator (`--peer` an
+//!   address where the other listens with `--listen`, over UDP on the loopback) as
+//!   `$BDTXR` there.
+//!
+//! The card's service interval is configurable (`--interval-s`, 60 by default; 1 in
+//! tests), and so is the interval it *reports* (`--report-interval-s`), so a test can
+//! make a driver send too early and meet the refusal. Every sentence in and out is
+//! logged as a JSON line with its time.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use drivers::satellite::beidou::nmea::{Sentence, SentenceReader};
+use serde_json::json;
+
+/// Why a simulator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SatSimError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SatSimError {
+    let what = what.into();
+    move |source| SatSimError::Io { what, source }
+}
+
+/// A simulated BeiDou terminal.
+#[derive(Debug, Clone)]
+pub struct BeidouSimOptions {
+    /// Where the pseudo-terminal's device is linked.
+    pub link: PathBuf,
+    pub card_id: String,
+    pub comm_level: u8,
+    /// The interval the simulator enforces.
+    pub interval: Duration,
+    /// The interval its card reports, if not the one it enforces.
+    pub report_interval: Option<Duration>,
+    pub no_signal: bool,
+    pub suppressed: bool,
+    /// Where a paired simulator listens, and where this one listens for it.
+    pub peer: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
+    pub log: Option<PathBuf>,
+}
+
+enum Input {
+    Terminal(Vec<u8>),
+    Peer(Vec<u8>),
+    Closed,
+}
+
+/// Runs the simulator until its pseudo-terminal's reader fails or the process is
+/// stopped.
+pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
+    let start = Instant::now();
+    let mut log = match &options.log {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).map_err(io(format!("creating {}", path.display())))?,
+        )),
+        None => None,
+    };
+    let mut note = |entry: serde_json::Value| {
+        if let Some(log) = &mut log {
+            let mut entry = entry;
+            entry["t_ms"] = json!(start.elapsed().as_millis() as u64);
+            let _ = writeln!(log, "{entry}");
+            let _ = log.flush();
+        }
+    };
+
+    let (mut master, _slave) = open_pty(&options.link)?;
+    let mut writer = master.try_clone().map_err(io("cloning the pty"))?;
+    let (tx, rx) = mpsc::channel::<Input>();
+    let terminal_tx = tx.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        loop {
+            match master.read(&mut buffer) {
+                Ok(0) | Err(_) => {
+                    // A pty master reads EIO while no one has the device open: wait.
+                    std::thread::sleep(Duration::from_millis(20));
+                    if terminal_tx.send(Input::Terminal(Vec::new())).is_err() {
+                        return;
+                    }
+                }
+                Ok(n) => {
+                    if terminal_tx
+                        .send(Input::Terminal(buffer[..n].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let peer_socket = match options.listen {
+        Some(addr) => {
+            let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
+            let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
+            let peer_tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 2048];
+                while let Ok(n) = reader.recv(&mut buffer) {
+                    if peer_tx.send(Input::Peer(buffer[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                let _ = peer_tx.send(Input::Closed);
+            });
+            Some(socket)
+        }
+        None => match options.peer {
+            Some(_) => Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?),
+            None => None,
+        },
+    };
+    drop(tx);
+    println!(
+        "beidou simulator card {} on {}",
+        options.card_id,
+        options.link.display()
+    );
+
+    let mut reader = SentenceReader::new();
+    let mut last_sent: Option<Instant> = None;
+    let mut beam_every: Option<Duration> = None;
+    let mut next_beam: Option<Instant> = None;
+    let mut pending: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let mut send = |sentence: Sentence, note: &mut dyn FnMut(serde_json::Value)| {
+        note(json!({"event": "out", "sentence": sentence.to_string()}));
+        let _ = writer.write_all(&sentence.encode());
+    };
+
+    loop {
+        let now = Instant::now();
+        let wait = [next_beam, pending.iter().map(|(at, _)| *at).min()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_millis(200), |at| {
+                at.saturating_duration_since(now)
+            });
+        let input = match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+            Ok(input) => Some(input),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let now = Instant::now();
+        match input {
+            Some(Input::Terminal(bytes)) => {
+                for sentence in reader.push(&bytes).into_iter().flatten() {
+                    note(json!({"event": "in", "sentence": sentence.to_string()}));
+                    match sentence.kind.as_str() {
+                        "ICA" => send(card(&options), &mut note),
+                        "RMO" if sentence.text(0) == "BSI" => {
+                            let seconds: u64 = sentence.text(2).parse().unwrap_or(0);
+                            beam_every = (seconds > 0).then(|| Duration::from_secs(seconds));
+                            next_beam = beam_every.map(|_| now);
+                        }
+                        "TXA" => {
+                            let answer = transmit(&options, &sentence, &mut last_sent, now);
+                            let delivered = answer.is_ok();
+                            send(feedback(&options, answer), &mut note);
+                            if delivered {
+                                deliver(
+                                    &options,
+                                    &sentence,
+                                    peer_socket.as_ref(),
+                                    &mut pending,
+                                    now,
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some(Input::Peer(bytes)) => {
+                note(json!({"event": "from-peer", "bytes": bytes.len()}));
+                pending.push((now, bytes));
+            }
+            Some(Input::Closed) | None => {}
+        }
+        if let (Some(at), Some(every)) = (next_beam, beam_every)
+            && now >= at
+        {
+            send(beams(&options), &mut note);
+            next_beam = Some(at + every);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now);
+        pending = later;
+        for (_, line) in due {
+            if let Ok(sentence) = Sentence::parse(&line) {
+                send(sentence, &mut note);
+            }
+        }
+    }
+}
+
+/// A pseudo-terminal, raw, its device linked at `link`.
+fn open_pty(link: &Path) -> Result<(File, std::os::fd::OwnedFd), SatSimError> {
+    let pty = nix::pty::openpty(None, None)
+        .map_err(|e| SatSimError::Setup(format!("cannot open a pseudo-terminal: {e}")))?;
+    let name = nix::unistd::ttyname(&pty.slave)
+        .map_err(|e| SatSimError::Setup(format!("pseudo-terminal name: {e}")))?;
+    if let Ok(mut t) = nix::sys::termios::tcgetattr(&pty.slave) {
+        nix::sys::termios::cfmakeraw(&mut t);
+        let _ = nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(&name, link).map_err(io(format!(
+        "linking {} to {}",
+        link.display(),
+        name.display()
+    )))?;
+    Ok((File::from(pty.master), pty.slave))
+}
+
+fn terminal(kind: &str, fields: Vec<String>) -> Sentence {
+    Sentence {
+        talker: "BD".into(),
+        kind: kind.into(),
+        fields: fields.into_iter().map(String::into_bytes).collect(),
+    }
+}
+
+fn card(options: &BeidouSimOptions) -> Sentence {
+    let interval = options
+        .report_interval
+        .unwrap_or(options.interval)
+        .as_secs();
+    terminal(
+        "ICI",
+        vec![
+            options.card_id.clone(),
+            "02097151".into(),
+            "0000011".into(),
+            "6".into(),
+            interval.to_string(),
+            options.comm_level.to_string(),
+            "N".into(),
+            "000".into(),
+        ],
+    )
+}
+
+fn beams(options: &BeidouSimOptions) -> Sentence {
+    let power = if options.no_signal { "0" } else { "3" };
+    let mut fields = vec!["01".to_string(), "03".to_string()];
+    fields.extend((0..10).map(|k| {
+        if k % 3 == 0 {
+            power.to_string()
+        } else {
+            "0".to_string()
+        }
+    }));
+    terminal("BSI", fields)
+}
+
+/// Whether a send may go now: `Ok(interval)` to wait after it, or `Err` with the
+/// refusal's (rate ok, suppression, seconds to wait).
+fn transmit(
+    options: &BeidouSimOptions,
+    sentence: &Sentence,
+    last_sent: &mut Option<Instant>,
+    now: Instant,
+) -> Result<u64, (bool, u8, u64)> {
+    if sentence.fields.len() < 4 {
+        return Err((true, 0, 0));
+    }
+    if options.suppressed {
+        return Err((true, 1, 0));
+    }
+    if options.no_signal {
+        return Err((true, 0, 0));
+    }
+    if let Some(last) = *last_sent {
+        let since = now.saturating_duration_since(last);
+        if since < options.interval {
+            let left = (options.interval - since).as_secs_f64().ceil() as u64;
+            return Err((false, 0, left.max(1)));
+        }
+    }
+    *last_sent = Some(now);
+    Ok(options.interval.as_secs())
+}
+
+fn feedback(options: &BeidouSimOptions, answer: Result<u64, (bool, u8, u64)>) -> Sentence {
+    // A done send names the interval the card reports, which a test may set wrong to
+    // make a driver send early.
+    let reported = options
+        .report_interval
+        .unwrap_or(options.interval)
+        .as_secs();
+    let (done, rate_ok, suppression, wait) = match answer {
+        Ok(_) => (true, true, 0, reported),
+        Err((rate_ok, suppression, wait)) => (false, rate_ok, suppression, wait),
+    };
+    let yes = |b: bool| if b { "Y" } else { "N" }.to_string();
+    terminal(
+        "FKI",
+        vec![
+            "TXA".into(),
+            yes(done),
+            yes(rate_ok),
+            suppression.to_string(),
+            format!("{wait:04}"),
+        ],
+    )
+}
+
+/// Delivers a sent message: back to this card, or to the paired simulator.
+fn deliver(
+    options: &BeidouSimOptions,
+    sentence: &Sentence,
+    peer: Option<&UdpSocket>,
+    pending: &mut Vec<(Instant, Vec<u8>)>,
+    now: Instant,
+) {
+    let to = sentence.text(0);
+    let received = Sentence {
+        talker: "BD".into(),
+        kind: "TXR".into(),
+        fields: vec![
+            b"1".to_vec(),
+            options.card_id.clone().into_bytes(),
+            sentence.fields.get(2).cloned().unwrap_or_default(),
+            Vec::new(),
+            sentence.rest(3),
+        ],
+    };
+    let mut line = received.encode();
+    line.truncate(line.len() - 2);
+    if to == options.card_id {
+        pending.push((now + Duration::from_millis(500), line));
+    } else if let (Some(socket), Some(addr)) = (peer, options.peer) {
+        let _ = socket.send_to(&line, addr);
+    }
+}

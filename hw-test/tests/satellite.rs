@@ -1,0 +1,290 @@
+//! The BeiDou 2.1 driver against the terminal simulator (`emcomm-bench sim beidou`) on a
+//! real pseudo-terminal: the card, the service interval, a refusal with its wait,
+//! Chinese text and bytes, two paired terminals, and the transcript's dialogue.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
+use drivers::satellite::beidou::terminal::{Beidou21, TerminalTiming};
+use hw_test::process::{Supervised, await_ready, watch};
+
+/// Starts a simulator linked at `dir/NAME.pty` with `args`.
+fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
+    let (_, bench) = common::binaries();
+    let link = dir.join(format!("{name}.pty"));
+    let mut child = Command::new(bench)
+        .args(["sim", "beidou", "--link"])
+        .arg(&link)
+        .arg("--log")
+        .arg(dir.join(format!("{name}.jsonl")))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emcomm-bench sim beidou");
+    let ready = watch(
+        child.stdout.take().expect("stdout"),
+        dir.join(format!("{name}.out")),
+        "beidou simulator",
+    );
+    let sim = Supervised::new(name, child);
+    await_ready(name, &ready, Duration::from_secs(20)).expect("simulator up");
+    (sim, link)
+}
+
+/// A driver on the terminal at `link`, moved by a loop as the gateway's task would.
+struct Driven {
+    port: Box<dyn serialport::SerialPort>,
+    driver: Beidou21,
+    events: Vec<(Instant, BearerEvent)>,
+}
+
+impl Driven {
+    fn open(link: &Path) -> Driven {
+        let port = serialport::new(link.to_string_lossy(), 9600)
+            .timeout(Duration::from_millis(10))
+            .open()
+            .expect("the pty opens as a serial port");
+        Driven {
+            port,
+            driver: Beidou21::new(TerminalTiming::default(), Instant::now()),
+            events: Vec::new(),
+        }
+    }
+
+    /// Runs until `done` holds for the events so far, or `limit`.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&[(Instant, BearerEvent)]) -> bool) {
+        let end = Instant::now() + limit;
+        let mut buffer = [0u8; 512];
+        while Instant::now() < end && !done(&self.events) {
+            let out = self.driver.take_output();
+            if !out.is_empty() {
+                self.port.write_all(&out).expect("write to the terminal");
+            }
+            match self.port.read(&mut buffer) {
+                Ok(n) => self.driver.on_bytes(&buffer[..n], Instant::now()),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("terminal read: {e}"),
+            }
+            self.driver.poll(Instant::now());
+            let now = Instant::now();
+            self.events
+                .extend(self.driver.drain_events().into_iter().map(|e| (now, e)));
+        }
+    }
+}
+
+fn sent_at(events: &[(Instant, BearerEvent)], id: u64) -> Option<Instant> {
+    events.iter().find_map(|(at, e)| match e {
+        BearerEvent::Sent { id: i } if *i == id => Some(*at),
+        _ => None,
+    })
+}
+
+fn received(events: &[(Instant, BearerEvent)]) -> Vec<(String, Body)> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            BearerEvent::Received { from, body } => Some((from.clone(), body.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn message(id: u64, to: &str, body: Body) -> Outgoing {
+    Outgoing {
+        id,
+        to: to.into(),
+        urgency: Urgency::Normal,
+        body,
+    }
+}
+
+#[test]
+fn messages_to_the_own_card_come_back_one_service_interval_apart() {
+    let dir = common::scratch("sat-own");
+    let (_sim, link) = simulator(&dir, "terminal", &["--interval-s", "1"]);
+    let mut driven = Driven::open(&link);
+    driven.run_until(Duration::from_secs(10), |e| {
+        e.iter().any(|(_, e)| matches!(e, BearerEvent::Up { .. }))
+    });
+    assert_eq!(driven.driver.capacity(), Some(78));
+    let now = Instant::now();
+    driven
+        .driver
+        .enqueue(
+            message(1, "0166166", Body::Text("暴雨红色预警，立即转移".into())),
+            now,
+        )
+        .expect("fits");
+    driven
+        .driver
+        .enqueue(
+            message(2, "0166166", Body::Bytes(vec![0x01, 0xA4, 0x2A, 0xFF])),
+            now,
+        )
+        .expect("fits");
+    driven.run_until(Duration::from_secs(15), |e| received(e).len() >= 2);
+
+    let events = &driven.events;
+    let (first, second) = (
+        sent_at(events, 1).expect("1 sent"),
+        sent_at(events, 2).expect("2 sent"),
+    );
+    assert!(
+        second.duration_since(first) >= Duration::from_millis(950),
+        "the second waited the interval: {:?}",
+        second.duration_since(first)
+    );
+    assert_eq!(
+        received(events),
+        vec![
+            (
+                "0166166".into(),
+                Body::Text("暴雨红色预警，立即转移".into())
+            ),
+            ("0166166".into(), Body::Bytes(vec![0x01, 0xA4, 0x2A, 0xFF])),
+        ]
+    );
+    assert_eq!(driven.driver.counters().refusals, 0);
+}
+
+#[test]
+fn an_early_send_is_refused_with_the_seconds_to_wait_and_goes_after_them() {
+    let dir = common::scratch("sat-early");
+    // The card says 0 s, the system enforces 2 s: the driver's second send is early.
+    let (_sim, link) = simulator(
+        &dir,
+        "terminal",
+        &["--interval-s", "2", "--report-interval-s", "0"],
+    );
+    let mut driven = Driven::open(&link);
+    let now = Instant::now();
+    for id in [1, 2] {
+        driven
+            .driver
+            .enqueue(message(id, "0166166", Body::Text(format!("报告{id}"))), now)
+            .expect("queued");
+    }
+    driven.run_until(Duration::from_secs(20), |e| received(e).len() >= 2);
+    assert_eq!(
+        driven.driver.counters().refusals,
+        1,
+        "one refusal, not a loop"
+    );
+    let events = &driven.events;
+    let gap = sent_at(events, 2)
+        .expect("2 sent")
+        .duration_since(sent_at(events, 1).expect("1 sent"));
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "waited the named seconds: {gap:?}"
+    );
+}
+
+#[test]
+fn two_paired_terminals_carry_a_message_from_one_card_to_the_other() {
+    let dir = common::scratch("sat-pair");
+    let (a_port, b_port) = (
+        hw_test::process::free_port_pair().expect("port"),
+        hw_test::process::free_port_pair().expect("port"),
+    );
+    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
+    let (_a, a_link) = simulator(
+        &dir,
+        "a",
+        &[
+            "--card",
+            "0166166",
+            "--interval-s",
+            "1",
+            "--listen",
+            &a_listen,
+            "--peer",
+            &b_listen,
+        ],
+    );
+    let (_b, b_link) = simulator(
+        &dir,
+        "b",
+        &[
+            "--card",
+            "0247718",
+            "--interval-s",
+            "1",
+            "--listen",
+            &b_listen,
+            "--peer",
+            &a_listen,
+        ],
+    );
+    let mut a = Driven::open(&a_link);
+    let mut b = Driven::open(&b_link);
+    a.driver
+        .enqueue(
+            message(5, "0247718", Body::Text("村委会：桥梁冲毁".into())),
+            Instant::now(),
+        )
+        .expect("queued");
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end && received(&b.events).is_empty() {
+        a.run_until(Duration::from_millis(50), |_| false);
+        b.run_until(Duration::from_millis(50), |_| false);
+    }
+    assert_eq!(
+        received(&b.events),
+        vec![("0166166".into(), Body::Text("村委会：桥梁冲毁".into()))]
+    );
+    assert!(received(&a.events).is_empty());
+}
+
+#[test]
+fn the_transcripts_dialogue_meets_the_same_answers_from_the_simulator() {
+    let dir = common::scratch("sat-transcript");
+    // The transcript's card: 0166166, 40 s, comm level 3.
+    let (_sim, link) = simulator(&dir, "terminal", &["--interval-s", "40"]);
+    let mut port = serialport::new(link.to_string_lossy(), 9600)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .expect("pty");
+    let mut reader = drivers::satellite::beidou::nmea::SentenceReader::new();
+    let mut ask = |line: &str, answers: usize| -> Vec<String> {
+        port.write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        let mut got = Vec::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut buffer = [0u8; 512];
+        while got.len() < answers && Instant::now() < end {
+            if let Ok(n) = port.read(&mut buffer) {
+                got.extend(
+                    reader
+                        .push(&buffer[..n])
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s.to_string()),
+                );
+            }
+        }
+        got
+    };
+    assert_eq!(
+        ask("$CCICA,0,00*7B", 1),
+        vec!["$BDICI,0166166,02097151,0000011,6,40,3,N,000*33"]
+    );
+    // Accepted with 40 s to wait, and the message comes back to the own card.
+    assert_eq!(
+        ask("$CCTXA,0166166,1,1,3132333433333335*7F", 2),
+        vec![
+            "$BDFKI,TXA,Y,Y,0,0040*17",
+            "$BDTXR,1,0166166,1,,3132333433333335*46"
+        ]
+    );
+    // Within the interval: refused, with the seconds to wait.
+    let refused = ask("$CCTXA,0179773,1,2,A468656C6C6F*7A", 1);
+    assert!(refused[0].starts_with("$BDFKI,TXA,N,N,0,00"), "{refused:?}");
+}
