@@ -4,6 +4,8 @@
 //! * [`bearer`]: what every terminal offers the relay: capacity, pacing, a priority
 //!   queue, what became of each message.
 //! * [`beidou`]: BeiDou RDSS short-message terminals.
+//! * [`iridium`]: Iridium 9602/9603 short-burst-data modems.
 
 pub mod bearer;
 pub mod beidou;
+pub mod iridium;

@@ -1,0 +1,717 @@
+//! An Iridium 9602/9603 short-burst-data modem on its AT interface, as a [`Bearer`]:
+//! sans-IO.
+//!
+//! At start the driver sends `AT` until the modem answers `OK`, then `AT&K0` (no flow
+//! control on a three-wire port). A message goes in three steps:
+//!
+//! 1. `AT+SBDWB=n`, the modem's `READY`, then the n bytes and their 2-byte big-endian
+//!    sum; the modem answers `0` (taken), `1` (time-out), `2` (bad sum) or `3` (bad size);
+//! 2. `AT+SBDIX`, a session with the satellite: `+SBDIX: MO status, MOMSN, MT status,
+//!    MTMSN, MT length, MT queued`. MO status 0 to 4 is sent; the transient failures
+//!    (no network 32, busy 35, RF drop 18, gateway timeout 17 and the like) are tried
+//!    again with a doubling backoff; the permanent ones (access denied 15, ISU locked 16,
+//!    bad size 14, antenna fault 33, radio disabled 34, band violation 64) fail the
+//!    message;
+//! 3. once sent, `AT+SBDD0` clears the MO buffer, or a later mailbox check would send it
+//!    again.
+//!
+//! A session that brings a mobile-terminated message (MT status 1) is followed by
+//! `AT+SBDRT`; one that says more are queued (or an `SBDRING`, which may arrive in the
+//! middle of any other answer) by a mailbox check: `AT+SBDIX` with an empty MO buffer.
+//! `AT+CSQ` is asked every signal interval; its 0–5 becomes the bearer's 0–4.
+//!
+//! Binary MT reads (`AT+SBDRB`) are not used: MT messages are read as text.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
+
+/// The largest mobile-originated message, bytes (9602/9603).
+pub const MAX_MO: usize = 340;
+/// The largest mobile-terminated message, bytes.
+pub const MAX_MT: usize = 270;
+
+/// Timing of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SbdTiming {
+    /// How long a command waits for its answer.
+    pub answer_timeout: Duration,
+    /// A session takes longer: up to a minute on a poor sky view.
+    pub session_timeout: Duration,
+    /// The first wait after a transient session failure; it doubles up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often the signal is asked for.
+    pub signal_every: Duration,
+}
+
+impl Default for SbdTiming {
+    fn default() -> Self {
+        SbdTiming {
+            answer_timeout: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(90),
+            first_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(300),
+            signal_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What an MO status of `+SBDIX` means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoOutcome {
+    Sent,
+    /// Worth another try later.
+    Transient,
+    /// Will not go however often it is tried.
+    Permanent,
+}
+
+/// Classifies an MO status code (Iridium SBD developer's guide, `+SBDIX`).
+pub fn mo_outcome(status: u32) -> MoOutcome {
+    match status {
+        0..=4 => MoOutcome::Sent,
+        14 | 15 | 16 | 33 | 34 | 64 => MoOutcome::Permanent,
+        _ => MoOutcome::Transient,
+    }
+}
+
+/// `+SBDIX`'s six fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionResult {
+    pub mo_status: u32,
+    pub momsn: u32,
+    pub mt_status: u32,
+    pub mtmsn: u32,
+    pub mt_length: u32,
+    pub mt_queued: u32,
+}
+
+/// Parses `+SBDIX: a, b, c, d, e, f`.
+pub fn parse_sbdix(line: &str) -> Option<SessionResult> {
+    let fields: Vec<u32> = line
+        .strip_prefix("+SBDIX:")?
+        .split(',')
+        .map(|f| f.trim().parse().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    match fields[..] {
+        [mo_status, momsn, mt_status, mtmsn, mt_length, mt_queued] => Some(SessionResult {
+            mo_status,
+            momsn,
+            mt_status,
+            mtmsn,
+            mt_length,
+            mt_queued,
+        }),
+        _ => None,
+    }
+}
+
+/// Parses `+CSQ:n` (0 to 5).
+pub fn parse_csq(line: &str) -> Option<u8> {
+    let n: u8 = line.strip_prefix("+CSQ:")?.trim().parse().ok()?;
+    (n <= 5).then_some(n)
+}
+
+/// The 2-byte big-endian sum `AT+SBDWB` takes after the bytes.
+pub fn sbd_checksum(bytes: &[u8]) -> [u8; 2] {
+    let sum = bytes
+        .iter()
+        .fold(0u16, |s, b| s.wrapping_add(u16::from(*b)));
+    sum.to_be_bytes()
+}
+
+/// What the driver is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Nothing asked.
+    Idle,
+    /// `OK` to `AT` or `AT&K0`.
+    Init { flow_control_off: bool },
+    /// `READY` to `AT+SBDWB`.
+    WriteReady,
+    /// The `0` to the bytes.
+    WriteResult,
+    /// `+SBDIX` and `OK`.
+    Session { result: Option<SessionResult> },
+    /// `OK` to `AT+SBDD0`.
+    Clear,
+    /// The text after `+SBDRT:`, then `OK`.
+    ReadText { text: Option<String>, started: bool },
+    /// `+CSQ` and `OK`.
+    Signal,
+}
+
+/// Faults seen, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SbdCounters {
+    pub transient_failures: u64,
+    pub write_errors: u64,
+    pub timeouts: u64,
+    pub rings: u64,
+    pub unexpected_lines: u64,
+}
+
+/// The driver; see the [module](self) notes.
+#[derive(Debug)]
+pub struct Sbd {
+    timing: SbdTiming,
+    up: bool,
+    step: Step,
+    step_deadline: Option<Instant>,
+    line: Vec<u8>,
+    out: Vec<u8>,
+    events: Vec<BearerEvent>,
+    queue: PriorityQueue,
+    /// The message in the MO buffer, not yet confirmed sent.
+    current: Option<Outgoing>,
+    next_session_at: Option<Instant>,
+    backoff: Duration,
+    mailbox_check: bool,
+    next_signal_at: Option<Instant>,
+    /// Commands waiting for the modem to be free, in order.
+    waiting: VecDeque<&'static str>,
+    /// Commands in a row that got no answer.
+    silent: u32,
+    counters: SbdCounters,
+}
+
+/// Unanswered commands in a row after which the modem counts as down.
+const MAX_SILENT: u32 = 2;
+
+impl Sbd {
+    pub fn new(timing: SbdTiming, now: Instant) -> Sbd {
+        let mut driver = Sbd {
+            timing,
+            up: false,
+            step: Step::Idle,
+            step_deadline: None,
+            line: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            queue: PriorityQueue::default(),
+            current: None,
+            next_session_at: None,
+            backoff: timing.first_backoff,
+            mailbox_check: false,
+            next_signal_at: None,
+            waiting: VecDeque::new(),
+            silent: 0,
+            counters: SbdCounters::default(),
+        };
+        driver.command(
+            "AT",
+            Step::Init {
+                flow_control_off: false,
+            },
+            now,
+        );
+        driver
+    }
+
+    pub fn counters(&self) -> SbdCounters {
+        self.counters
+    }
+
+    fn command(&mut self, command: &str, step: Step, now: Instant) {
+        self.out.extend_from_slice(command.as_bytes());
+        self.out.push(b'\r');
+        let limit = if matches!(step, Step::Session { .. }) {
+            self.timing.session_timeout
+        } else {
+            self.timing.answer_timeout
+        };
+        self.step = step;
+        self.step_deadline = Some(now + limit);
+    }
+
+    fn done(&mut self) {
+        self.step = Step::Idle;
+        self.step_deadline = None;
+    }
+
+    fn on_line(&mut self, line: &str, now: Instant) {
+        self.silent = 0;
+        if line == "SBDRING" {
+            // May come in the middle of any answer: note it and carry on.
+            self.counters.rings += 1;
+            self.mailbox_check = true;
+            return;
+        }
+        match std::mem::replace(&mut self.step, Step::Idle) {
+            Step::Init { flow_control_off } if line == "OK" => {
+                if flow_control_off {
+                    self.done();
+                    if !self.up {
+                        self.up = true;
+                        self.events.push(BearerEvent::Up {
+                            identity: "Iridium SBD".into(),
+                        });
+                    }
+                    self.next_signal_at = Some(now);
+                } else {
+                    self.command(
+                        "AT&K0",
+                        Step::Init {
+                            flow_control_off: true,
+                        },
+                        now,
+                    );
+                }
+            }
+            Step::WriteReady if line == "READY" => {
+                if let Some(message) = &self.current {
+                    let bytes = body_bytes(&message.body);
+                    self.out.extend_from_slice(&bytes);
+                    self.out.extend_from_slice(&sbd_checksum(&bytes));
+                }
+                self.step = Step::WriteResult;
+            }
+            Step::WriteResult if matches!(line, "0" | "1" | "2" | "3") => {
+                if line != "0" {
+                    // 1 time-out, 2 bad sum, 3 bad size: try the write again later.
+                    self.counters.write_errors += 1;
+                    self.retry_later(now);
+                }
+                self.step = Step::WriteResult;
+            }
+            Step::WriteResult if line == "OK" => {
+                if self.next_session_at.is_some_and(|at| at > now) {
+                    self.done();
+                } else {
+                    self.command("AT+SBDIX", Step::Session { result: None }, now);
+                }
+            }
+            Step::Session { result: None } if line.starts_with("+SBDIX:") => {
+                self.step = Step::Session {
+                    result: parse_sbdix(line),
+                };
+            }
+            Step::Session { result } if line == "OK" => {
+                self.done();
+                if let Some(result) = result {
+                    self.on_session(result, now);
+                }
+            }
+            Step::Clear if line == "OK" => self.done(),
+            Step::ReadText { started: false, .. } if line.starts_with("+SBDRT:") => {
+                let rest = line.trim_start_matches("+SBDRT:").trim();
+                self.step = Step::ReadText {
+                    text: (!rest.is_empty()).then(|| rest.to_owned()),
+                    started: true,
+                };
+            }
+            Step::ReadText {
+                text: None,
+                started: true,
+            } if line != "OK" => {
+                self.step = Step::ReadText {
+                    text: Some(line.to_owned()),
+                    started: true,
+                };
+            }
+            Step::ReadText { text, .. } if line == "OK" => {
+                self.done();
+                self.events.push(BearerEvent::Received {
+                    from: "Iridium".into(),
+                    body: Body::Text(text.unwrap_or_default()),
+                });
+            }
+            Step::Signal if line.starts_with("+CSQ:") => {
+                if let Some(n) = parse_csq(line) {
+                    self.events.push(BearerEvent::Signal {
+                        level: (n * 4 + 2) / 5,
+                    });
+                }
+                self.step = Step::Signal;
+            }
+            Step::Signal if line == "OK" => self.done(),
+            step => {
+                self.counters.unexpected_lines += 1;
+                self.step = step;
+                if line == "ERROR" {
+                    self.done();
+                    self.retry_later(now);
+                }
+            }
+        }
+    }
+
+    fn on_session(&mut self, result: SessionResult, now: Instant) {
+        // A session with a message in the MO buffer; a mailbox check runs only with none.
+        if self.current.is_some() {
+            match mo_outcome(result.mo_status) {
+                MoOutcome::Sent => {
+                    if let Some(message) = self.current.take() {
+                        self.events.push(BearerEvent::Sent { id: message.id });
+                    }
+                    self.backoff = self.timing.first_backoff;
+                    self.waiting.push_back("AT+SBDD0");
+                }
+                MoOutcome::Transient => {
+                    self.counters.transient_failures += 1;
+                    self.retry_later(now);
+                }
+                MoOutcome::Permanent => {
+                    if let Some(message) = self.current.take() {
+                        self.events.push(BearerEvent::Failed {
+                            id: message.id,
+                            reason: format!("Iridium MO status {}", result.mo_status),
+                        });
+                    }
+                    self.waiting.push_back("AT+SBDD0");
+                }
+            }
+        }
+        if result.mt_status == 1 {
+            self.waiting.push_back("AT+SBDRT");
+        }
+        if result.mt_queued > 0 {
+            self.mailbox_check = true;
+        }
+    }
+
+    fn retry_later(&mut self, now: Instant) {
+        self.next_session_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(self.timing.max_backoff);
+    }
+
+    /// Starts the next thing to do, if the modem is free.
+    fn next(&mut self, now: Instant) {
+        if !self.up || self.step != Step::Idle {
+            return;
+        }
+        if let Some(command) = self.waiting.pop_front() {
+            let step = match command {
+                "AT+SBDRT" => Step::ReadText {
+                    text: None,
+                    started: false,
+                },
+                _ => Step::Clear,
+            };
+            self.command(command, step, now);
+            return;
+        }
+        let session_due = self.next_session_at.is_none_or(|at| now >= at);
+        if let Some(message) = &self.current
+            && session_due
+        {
+            let n = body_bytes(&message.body).len();
+            self.command(&format!("AT+SBDWB={n}"), Step::WriteReady, now);
+            return;
+        }
+        if self.current.is_none()
+            && session_due
+            && let Some(message) = self.queue.pop()
+        {
+            let n = body_bytes(&message.body).len();
+            self.current = Some(message);
+            self.command(&format!("AT+SBDWB={n}"), Step::WriteReady, now);
+            return;
+        }
+        if self.mailbox_check && session_due {
+            self.mailbox_check = false;
+            self.command("AT+SBDIX", Step::Session { result: None }, now);
+            return;
+        }
+        if self.next_signal_at.is_some_and(|at| now >= at) {
+            self.next_signal_at = Some(now + self.timing.signal_every);
+            self.command("AT+CSQ", Step::Signal, now);
+        }
+    }
+}
+
+fn body_bytes(body: &Body) -> Vec<u8> {
+    match body {
+        Body::Text(t) => t.as_bytes().to_vec(),
+        Body::Bytes(b) => b.clone(),
+    }
+}
+
+impl Bearer for Sbd {
+    fn capacity(&self) -> Option<usize> {
+        Some(MAX_MO)
+    }
+
+    fn time_for(&self, bytes: usize) -> Duration {
+        // One session per message, about 20 s on a clear sky.
+        Duration::from_secs(20) * bytes.div_ceil(MAX_MO).max(1) as u32
+    }
+
+    fn is_up(&self) -> bool {
+        self.up
+    }
+
+    fn enqueue(&mut self, message: Outgoing, _now: Instant) -> Result<(), QueueError> {
+        let needed = body_bytes(&message.body).len();
+        if needed > MAX_MO {
+            return Err(QueueError::TooLong {
+                id: message.id,
+                needed,
+                capacity: MAX_MO,
+            });
+        }
+        self.queue.push(message);
+        Ok(())
+    }
+
+    fn queued(&self) -> Vec<Outgoing> {
+        self.current
+            .iter()
+            .cloned()
+            .chain(self.queue.iter().cloned())
+            .collect()
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
+        for &b in bytes {
+            match b {
+                b'\r' | b'\n' => {
+                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
+                    self.line.clear();
+                    // The echo of a command, and blank lines between answers.
+                    if line.starts_with("AT") {
+                        continue;
+                    }
+                    if !line.is_empty() {
+                        self.on_line(&line, now);
+                    }
+                }
+                _ if self.line.len() < 512 => self.line.push(b),
+                _ => {}
+            }
+        }
+        self.next(now);
+    }
+
+    fn poll(&mut self, now: Instant) {
+        if self.step_deadline.is_some_and(|at| now >= at) {
+            self.counters.timeouts += 1;
+            self.silent += 1;
+            let was_init = matches!(self.step, Step::Init { .. });
+            self.done();
+            if was_init || !self.up || self.silent >= MAX_SILENT {
+                if self.up {
+                    self.up = false;
+                    self.events.push(BearerEvent::Down {
+                        reason: "the modem does not answer".into(),
+                    });
+                }
+                self.command(
+                    "AT",
+                    Step::Init {
+                        flow_control_off: false,
+                    },
+                    now,
+                );
+                return;
+            }
+            self.retry_later(now);
+        }
+        self.next(now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let work = self.step == Step::Idle && self.up;
+        let session = (work
+            && (self.current.is_some() || !self.queue.is_empty() || self.mailbox_check))
+            .then_some(self.next_session_at)
+            .flatten();
+        [
+            self.step_deadline,
+            session,
+            work.then_some(self.next_signal_at).flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn drain_events(&mut self) -> Vec<BearerEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::satellite::bearer::Urgency;
+
+    /// A modem in a test: answers each command the driver writes with `answer`.
+    fn exchange(sbd: &mut Sbd, now: Instant, answer: &str) -> String {
+        let out = String::from_utf8_lossy(&sbd.take_output()).into_owned();
+        sbd.on_bytes(answer.as_bytes(), now);
+        out
+    }
+
+    fn up(now: Instant) -> Sbd {
+        let mut sbd = Sbd::new(SbdTiming::default(), now);
+        assert_eq!(exchange(&mut sbd, now, "\r\nOK\r\n"), "AT\r");
+        assert_eq!(exchange(&mut sbd, now, "\r\nOK\r\n"), "AT&K0\r");
+        assert_eq!(
+            sbd.drain_events(),
+            vec![BearerEvent::Up {
+                identity: "Iridium SBD".into()
+            }]
+        );
+        assert_eq!(exchange(&mut sbd, now, "+CSQ:4\r\nOK\r\n"), "AT+CSQ\r");
+        assert_eq!(sbd.drain_events(), vec![BearerEvent::Signal { level: 3 }]);
+        sbd
+    }
+
+    fn hello(id: u64) -> Outgoing {
+        Outgoing {
+            id,
+            to: "gateway".into(),
+            urgency: Urgency::Normal,
+            body: Body::Bytes(b"hello".to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_binary_write_carries_its_sum_and_a_confirmed_send_clears_the_mo_buffer() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(hello(1), t0).expect("fits");
+        sbd.poll(t0);
+        assert_eq!(exchange(&mut sbd, t0, "READY\r\n"), "AT+SBDWB=5\r");
+        let written = sbd.take_output();
+        assert_eq!(written, [b'h', b'e', b'l', b'l', b'o', 0x02, 0x14]);
+        sbd.on_bytes(b"0\r\nOK\r\n", t0);
+        assert_eq!(
+            exchange(&mut sbd, t0, "+SBDIX: 0, 0, 0, 0, 0, 0\r\nOK\r\n"),
+            "AT+SBDIX\r"
+        );
+        assert_eq!(sbd.drain_events(), vec![BearerEvent::Sent { id: 1 }]);
+        assert_eq!(exchange(&mut sbd, t0, "OK\r\n"), "AT+SBDD0\r");
+        assert!(sbd.queued().is_empty());
+    }
+
+    #[test]
+    fn no_network_is_tried_again_with_a_doubling_backoff_and_access_denied_fails() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(hello(1), t0).expect("fits");
+        sbd.poll(t0);
+        exchange(&mut sbd, t0, "READY\r\n");
+        sbd.take_output();
+        sbd.on_bytes(b"0\r\nOK\r\n", t0);
+        exchange(&mut sbd, t0, "+SBDIX: 32, 8, 2, 0, 0, 0\r\nOK\r\n");
+        assert_eq!(sbd.counters().transient_failures, 1);
+        assert_eq!(sbd.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        let t1 = t0 + Duration::from_secs(10);
+        sbd.poll(t1);
+        assert_eq!(
+            exchange(&mut sbd, t1, "READY\r\n"),
+            "AT+SBDWB=5\r",
+            "written again"
+        );
+        sbd.take_output();
+        sbd.on_bytes(b"0\r\nOK\r\n", t1);
+        exchange(&mut sbd, t1, "+SBDIX: 35, 9, 2, 0, 0, 0\r\nOK\r\n");
+        assert_eq!(
+            sbd.next_deadline(),
+            Some(t1 + Duration::from_secs(20)),
+            "doubled"
+        );
+        let t2 = t1 + Duration::from_secs(20);
+        sbd.poll(t2);
+        exchange(&mut sbd, t2, "READY\r\n");
+        sbd.take_output();
+        sbd.on_bytes(b"0\r\nOK\r\n", t2);
+        exchange(&mut sbd, t2, "+SBDIX: 15, 10, 2, 0, 0, 0\r\nOK\r\n");
+        assert_eq!(
+            sbd.drain_events(),
+            vec![BearerEvent::Failed {
+                id: 1,
+                reason: "Iridium MO status 15".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_ring_in_the_middle_of_an_answer_brings_a_mailbox_check_and_the_mt_message() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(hello(1), t0).expect("fits");
+        sbd.poll(t0);
+        exchange(&mut sbd, t0, "SBDRING\r\nREADY\r\n");
+        sbd.take_output();
+        sbd.on_bytes(b"0\r\nOK\r\n", t0);
+        // The session sends ours and says one MT message of 6 bytes waits, 8 more queued.
+        exchange(&mut sbd, t0, "+SBDIX: 0, 1, 1, 1, 6, 8\r\nOK\r\n");
+        assert_eq!(exchange(&mut sbd, t0, "OK\r\n"), "AT+SBDD0\r");
+        assert_eq!(
+            exchange(&mut sbd, t0, "+SBDRT:\r\nhello!\r\nOK\r\n"),
+            "AT+SBDRT\r"
+        );
+        let events = sbd.drain_events();
+        assert!(events.contains(&BearerEvent::Sent { id: 1 }));
+        assert!(events.contains(&BearerEvent::Received {
+            from: "Iridium".into(),
+            body: Body::Text("hello!".into())
+        }));
+        assert_eq!(sbd.counters().rings, 1);
+        // More are queued at the gateway: a mailbox check follows.
+        sbd.poll(t0);
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+SBDIX\r");
+    }
+
+    #[test]
+    fn limits_and_parsers_follow_the_manual() {
+        let t0 = Instant::now();
+        let mut sbd = Sbd::new(SbdTiming::default(), t0);
+        let long = Outgoing {
+            body: Body::Bytes(vec![0; MAX_MO + 1]),
+            ..hello(2)
+        };
+        assert!(matches!(
+            sbd.enqueue(long, t0),
+            Err(QueueError::TooLong { needed: 341, .. })
+        ));
+        assert_eq!(
+            parse_sbdix("+SBDIX: 0, 1, 1, 1, 6, 8").map(|r| r.mt_queued),
+            Some(8)
+        );
+        assert_eq!(parse_sbdix("+SBDIX: 0, 1"), None);
+        assert_eq!(parse_csq("+CSQ:4"), Some(4));
+        assert_eq!(parse_csq("+CSQ:9"), None);
+        assert_eq!(mo_outcome(2), MoOutcome::Sent);
+        assert_eq!(mo_outcome(32), MoOutcome::Transient);
+        assert_eq!(mo_outcome(16), MoOutcome::Permanent);
+    }
+
+    #[test]
+    fn a_modem_that_stops_answering_is_down_and_woken_again() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        let s = Duration::from_secs;
+        sbd.poll(t0 + s(30));
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+CSQ\r");
+        sbd.poll(t0 + s(35));
+        assert!(sbd.is_up(), "one silence is not yet down");
+        sbd.poll(t0 + s(60));
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+CSQ\r");
+        sbd.poll(t0 + s(65));
+        assert!(!sbd.is_up());
+        assert_eq!(
+            sbd.drain_events(),
+            vec![BearerEvent::Down {
+                reason: "the modem does not answer".into()
+            }]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&sbd.take_output()),
+            "AT\r",
+            "woken again"
+        );
+        sbd.on_bytes(b"OK\r\n", t0 + s(66));
+        sbd.on_bytes(b"OK\r\n", t0 + s(66));
+        assert!(sbd.is_up());
+    }
+}
