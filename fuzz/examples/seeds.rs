@@ -40,6 +40,7 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("radio_external"), radio_external_seeds())?;
     write_all(&corpus.join("dtmf"), dtmf_seeds())?;
     write_all(&corpus.join("beidou_nmea"), beidou_seeds()?)?;
+    write_all(&corpus.join("iridium_sbd"), iridium_seeds())?;
     Ok(())
 }
 
@@ -417,5 +418,20 @@ fn beidou_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
         }
     }
     Ok(vec![("transcript", stream)])
+}
+
+/// A modem's answers to a start, a failed and a good session with an MT message, in
+/// pieces of 7 bytes.
+fn iridium_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut answers = vec![7u8];
+    for line in [
+        "", "OK", "", "OK", "+CSQ:4", "OK", "READY", "0", "OK", "+SBDIX: 32, 8, 2, 0, 0, 0",
+        "OK", "SBDRING", "READY", "0", "OK", "+SBDIX: 0, 1, 1, 1, 6, 8", "OK", "OK", "+SBDRT:",
+        "hello!", "OK",
+    ] {
+        answers.extend(line.as_bytes());
+        answers.extend(b"\r\n");
+    }
+    vec![("transcript-answers", answers)]
 }
 

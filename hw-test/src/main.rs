@@ -240,6 +240,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SimCommand {
+    /// An Iridium 9602/9603 SBD modem on its AT interface.
+    Iridium {
+        /// Where to link the pseudo-terminal's device.
+        #[arg(long)]
+        link: PathBuf,
+        /// MO status codes the next sessions with a message fail with (32 no network,
+        /// 35 busy, 15 access denied, …), in order; later sessions succeed.
+        #[arg(long, value_delimiter = ',')]
+        fail: Vec<u32>,
+        /// Signal, 0 to 5.
+        #[arg(long, default_value_t = 4)]
+        csq: u8,
+        /// A paired simulator's --listen address: sent messages arrive there as MT.
+        #[arg(long)]
+        peer: Option<SocketAddr>,
+        /// Where messages from a paired simulator arrive.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Log every command and answer as a JSON line to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
     /// A BeiDou RDSS terminal speaking the 2.1 dialect.
     Beidou {
         /// Where to link the pseudo-terminal's device (the port the driver opens).
@@ -511,6 +533,30 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { capture, wav_dir } => replay_capture(&capture, wav_dir.as_deref()),
+        Command::Sim(SimCommand::Iridium {
+            link,
+            fail,
+            csq,
+            peer,
+            listen,
+            log,
+        }) => {
+            let options = hw_test::sat_sim::IridiumSimOptions {
+                link,
+                fail,
+                csq,
+                peer,
+                listen,
+                log,
+            };
+            match hw_test::sat_sim::run_iridium(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sim iridium: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sim(SimCommand::Beidou {
             link,
             card,

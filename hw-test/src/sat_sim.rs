@@ -17,6 +17,12 @@
 //! tests), and so is the interval it *reports* (`--report-interval-s`), so a test can
 //! make a driver send too early and meet the refusal. Every sentence in and out is
 //! logged as a JSON line with its time.
+//!
+//! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
+//! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
+//! (`AT+SBDIX`) that fail with the MO status codes given by `--fail` before they
+//! succeed, `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
+//! message sent by one arrives at the other as an MT message announced by `SBDRING`.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -357,5 +363,213 @@ fn deliver(
         pending.push((now + Duration::from_millis(500), line));
     } else if let (Some(socket), Some(addr)) = (peer, options.peer) {
         let _ = socket.send_to(&line, addr);
+    }
+}
+
+/// A simulated Iridium 9602/9603 SBD modem.
+#[derive(Debug, Clone)]
+pub struct IridiumSimOptions {
+    pub link: PathBuf,
+    /// MO status codes the next sessions fail with, in order; then they succeed.
+    pub fail: Vec<u32>,
+    /// Signal, 0 to 5.
+    pub csq: u8,
+    /// Where a paired simulator listens, and where this one listens for it: a message
+    /// sent here arrives there as an MT message, announced by `SBDRING`.
+    pub peer: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
+    pub log: Option<PathBuf>,
+}
+
+/// Runs the Iridium simulator until its process is stopped.
+pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
+    let start = Instant::now();
+    let mut log = match &options.log {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).map_err(io(format!("creating {}", path.display())))?,
+        )),
+        None => None,
+    };
+    let mut note = move |entry: serde_json::Value| {
+        if let Some(log) = &mut log {
+            let mut entry = entry;
+            entry["t_ms"] = json!(start.elapsed().as_millis() as u64);
+            let _ = writeln!(log, "{entry}");
+            let _ = log.flush();
+        }
+    };
+    let (mut master, _slave) = open_pty(&options.link)?;
+    let mut writer = master.try_clone().map_err(io("cloning the pty"))?;
+    let (tx, rx) = mpsc::channel::<Input>();
+    let terminal_tx = tx.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        loop {
+            match master.read(&mut buffer) {
+                Ok(0) | Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    if terminal_tx.send(Input::Terminal(Vec::new())).is_err() {
+                        return;
+                    }
+                }
+                Ok(n) => {
+                    if terminal_tx
+                        .send(Input::Terminal(buffer[..n].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let peer_socket = match options.listen {
+        Some(addr) => {
+            let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
+            let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
+            let peer_tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 2048];
+                while let Ok(n) = reader.recv(&mut buffer) {
+                    if peer_tx.send(Input::Peer(buffer[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+            Some(socket)
+        }
+        None => match options.peer {
+            Some(_) => Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?),
+            None => None,
+        },
+    };
+    drop(tx);
+    println!("iridium simulator on {}", options.link.display());
+
+    let mut say = |text: &str, note: &mut dyn FnMut(serde_json::Value)| {
+        note(json!({"event": "out", "text": text}));
+        let _ = writer.write_all(text.as_bytes());
+    };
+    let mut line = Vec::new();
+    // Binary write in progress: the bytes still expected, and those taken.
+    let mut binary: Option<(usize, Vec<u8>)> = None;
+    let mut mo: Option<Vec<u8>> = None;
+    let mut mt: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut current_mt: Option<Vec<u8>> = None;
+    let mut fail = options.fail.clone().into_iter();
+    let mut momsn = 0u32;
+    let mut mtmsn = 0u32;
+
+    loop {
+        let input = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(input) => input,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let bytes = match input {
+            Input::Terminal(bytes) => bytes,
+            Input::Peer(bytes) => {
+                note(json!({"event": "from-peer", "bytes": bytes.len()}));
+                mt.push_back(bytes);
+                say("SBDRING\r\n", &mut note);
+                continue;
+            }
+            Input::Closed => continue,
+        };
+        for b in bytes {
+            if let Some((needed, taken)) = &mut binary {
+                taken.push(b);
+                if taken.len() == *needed + 2 {
+                    let (payload, sum) = taken.split_at(*needed);
+                    let good = drivers::satellite::iridium::sbd_checksum(payload) == sum;
+                    if good {
+                        mo = Some(payload.to_vec());
+                    }
+                    note(json!({"event": "binary", "bytes": *needed, "sum_ok": good}));
+                    binary = None;
+                    say(
+                        if good {
+                            "0\r\n\r\nOK\r\n"
+                        } else {
+                            "2\r\n\r\nOK\r\n"
+                        },
+                        &mut note,
+                    );
+                }
+                continue;
+            }
+            if b != b'\r' && b != b'\n' {
+                if line.len() < 512 {
+                    line.push(b);
+                }
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let command = String::from_utf8_lossy(&line).trim().to_string();
+            line.clear();
+            note(json!({"event": "in", "command": command}));
+            let upper = command.to_ascii_uppercase();
+            if upper == "AT" || upper == "AT&K0" || upper == "ATE0" {
+                say("\r\nOK\r\n", &mut note);
+            } else if let Some(n) = upper.strip_prefix("AT+SBDWB=") {
+                match n.parse::<usize>() {
+                    Ok(n) if (1..=drivers::satellite::iridium::MAX_MO).contains(&n) => {
+                        binary = Some((n, Vec::new()));
+                        say("READY\r\n", &mut note);
+                    }
+                    _ => say("3\r\n\r\nOK\r\n", &mut note),
+                }
+            } else if upper.starts_with("AT+SBDWT=") {
+                mo = Some(command.as_bytes().get(9..).unwrap_or_default().to_vec());
+                say("\r\nOK\r\n", &mut note);
+            } else if upper == "AT+SBDIX" {
+                let mo_status = match (&mo, fail.next()) {
+                    (Some(_), Some(code)) => code,
+                    _ => 0,
+                };
+                if mo_status <= 4 {
+                    if let Some(message) = mo.take() {
+                        momsn += 1;
+                        if let (Some(socket), Some(peer)) = (&peer_socket, options.peer) {
+                            let _ = socket.send_to(&message, peer);
+                        }
+                    }
+                }
+                let (mt_status, mt_length) = match mt.pop_front() {
+                    Some(message) => {
+                        mtmsn += 1;
+                        let len = message.len();
+                        current_mt = Some(message);
+                        (1, len)
+                    }
+                    None => (0, 0),
+                };
+                say(
+                    &format!(
+                        "+SBDIX: {mo_status}, {momsn}, {mt_status}, {mtmsn}, {mt_length}, {}\r\n\r\nOK\r\n",
+                        mt.len()
+                    ),
+                    &mut note,
+                );
+            } else if upper == "AT+SBDRT" {
+                let text = current_mt
+                    .as_ref()
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .unwrap_or_default();
+                say(&format!("+SBDRT:\r\n{text}\r\nOK\r\n"), &mut note);
+            } else if upper == "AT+SBDD0" {
+                mo = None;
+                say("0\r\n\r\nOK\r\n", &mut note);
+            } else if upper == "AT+CSQ" {
+                say(
+                    &format!("+CSQ:{}\r\n\r\nOK\r\n", options.csq.min(5)),
+                    &mut note,
+                );
+            } else {
+                say("ERROR\r\n", &mut note);
+            }
+        }
     }
 }

@@ -11,14 +11,25 @@ use std::time::{Duration, Instant};
 
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
 use drivers::satellite::beidou::terminal::{Beidou21, TerminalTiming};
+use drivers::satellite::iridium::{Sbd, SbdTiming};
 use hw_test::process::{Supervised, await_ready, watch};
 
-/// Starts a simulator linked at `dir/NAME.pty` with `args`.
+/// Starts a BeiDou simulator linked at `dir/NAME.pty` with `args`.
 fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
+    start_sim("beidou", "beidou simulator", dir, name, args)
+}
+
+fn start_sim(
+    kind: &str,
+    ready: &'static str,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> (Supervised, PathBuf) {
     let (_, bench) = common::binaries();
     let link = dir.join(format!("{name}.pty"));
     let mut child = Command::new(bench)
-        .args(["sim", "beidou", "--link"])
+        .args(["sim", kind, "--link"])
         .arg(&link)
         .arg("--log")
         .arg(dir.join(format!("{name}.jsonl")))
@@ -30,7 +41,7 @@ fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
     let ready = watch(
         child.stdout.take().expect("stdout"),
         dir.join(format!("{name}.out")),
-        "beidou simulator",
+        ready,
     );
     let sim = Supervised::new(name, child);
     await_ready(name, &ready, Duration::from_secs(20)).expect("simulator up");
@@ -38,21 +49,30 @@ fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
 }
 
 /// A driver on the terminal at `link`, moved by a loop as the gateway's task would.
-struct Driven {
+struct Driven<B: Bearer> {
     port: Box<dyn serialport::SerialPort>,
-    driver: Beidou21,
+    driver: B,
     events: Vec<(Instant, BearerEvent)>,
 }
 
-impl Driven {
-    fn open(link: &Path) -> Driven {
-        let port = serialport::new(link.to_string_lossy(), 9600)
+impl Driven<Beidou21> {
+    fn open(link: &Path) -> Driven<Beidou21> {
+        Driven::with(
+            link,
+            Beidou21::new(TerminalTiming::default(), Instant::now()),
+        )
+    }
+}
+
+impl<B: Bearer> Driven<B> {
+    fn with(link: &Path, driver: B) -> Driven<B> {
+        let port = serialport::new(link.to_string_lossy(), 19200)
             .timeout(Duration::from_millis(10))
             .open()
             .expect("the pty opens as a serial port");
         Driven {
             port,
-            driver: Beidou21::new(TerminalTiming::default(), Instant::now()),
+            driver,
             events: Vec::new(),
         }
     }
@@ -287,4 +307,120 @@ fn the_transcripts_dialogue_meets_the_same_answers_from_the_simulator() {
     // Within the interval: refused, with the seconds to wait.
     let refused = ask("$CCTXA,0179773,1,2,A468656C6C6F*7A", 1);
     assert!(refused[0].starts_with("$BDFKI,TXA,N,N,0,00"), "{refused:?}");
+}
+
+fn quick_sbd() -> Sbd {
+    Sbd::new(
+        SbdTiming {
+            first_backoff: Duration::from_millis(300),
+            ..SbdTiming::default()
+        },
+        Instant::now(),
+    )
+}
+
+#[test]
+fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes() {
+    let dir = common::scratch("sbd-retry");
+    let (_sim, link) = start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "modem",
+        &["--fail", "32,35"],
+    );
+    let mut driven = Driven::with(&link, quick_sbd());
+    driven
+        .driver
+        .enqueue(
+            message(1, "gateway", Body::Bytes(b"hello".to_vec())),
+            Instant::now(),
+        )
+        .expect("fits");
+    driven.run_until(Duration::from_secs(15), |e| {
+        e.iter().any(|(_, e)| matches!(e, BearerEvent::Sent { .. }))
+    });
+    assert!(sent_at(&driven.events, 1).is_some(), "{:?}", driven.events);
+    assert_eq!(driven.driver.counters().transient_failures, 2);
+    assert!(driven.driver.queued().is_empty());
+    assert!(
+        driven
+            .events
+            .iter()
+            .any(|(_, e)| *e == BearerEvent::Signal { level: 3 })
+    );
+}
+
+#[test]
+fn an_access_denied_session_fails_the_message_for_good() {
+    let dir = common::scratch("sbd-denied");
+    let (_sim, link) = start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "modem",
+        &["--fail", "15"],
+    );
+    let mut driven = Driven::with(&link, quick_sbd());
+    driven
+        .driver
+        .enqueue(
+            message(4, "gateway", Body::Bytes(b"report".to_vec())),
+            Instant::now(),
+        )
+        .expect("fits");
+    driven.run_until(Duration::from_secs(15), |e| {
+        e.iter()
+            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. }))
+    });
+    assert!(driven.events.iter().any(|(_, e)| matches!(
+        e,
+        BearerEvent::Failed { id: 4, reason } if reason.contains("15")
+    )));
+}
+
+#[test]
+fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
+    let dir = common::scratch("sbd-pair");
+    let (a_port, b_port) = (
+        hw_test::process::free_port_pair().expect("port"),
+        hw_test::process::free_port_pair().expect("port"),
+    );
+    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
+    let (_a, a_link) = start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "a",
+        &["--listen", &a_listen, "--peer", &b_listen],
+    );
+    let (_b, b_link) = start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "b",
+        &["--listen", &b_listen, "--peer", &a_listen],
+    );
+    let mut a = Driven::with(&a_link, quick_sbd());
+    let mut b = Driven::with(&b_link, quick_sbd());
+    a.driver
+        .enqueue(
+            message(
+                1,
+                "b",
+                Body::Bytes("灾情报送: 道路中断".as_bytes().to_vec()),
+            ),
+            Instant::now(),
+        )
+        .expect("fits");
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end && received(&b.events).is_empty() {
+        a.run_until(Duration::from_millis(50), |_| false);
+        b.run_until(Duration::from_millis(50), |_| false);
+    }
+    assert_eq!(
+        received(&b.events),
+        vec![("Iridium".into(), Body::Text("灾情报送: 道路中断".into()))]
+    );
+    assert_eq!(b.driver.counters().rings, 1);
 }

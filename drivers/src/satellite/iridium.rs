@@ -294,6 +294,8 @@ impl Sbd {
                     self.on_session(result, now);
                 }
             }
+            // `AT+SBDD0` answers 0 (cleared), then OK.
+            Step::Clear if line == "0" => self.step = Step::Clear,
             Step::Clear if line == "OK" => self.done(),
             Step::ReadText { started: false, .. } if line.starts_with("+SBDRT:") => {
                 let rest = line.trim_start_matches("+SBDRT:").trim();
