@@ -41,6 +41,13 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("dtmf"), dtmf_seeds())?;
     write_all(&corpus.join("beidou_nmea"), beidou_seeds()?)?;
     write_all(&corpus.join("iridium_sbd"), iridium_seeds())?;
+    write_all(
+        &corpus.join("sms_pdu"),
+        vec![(
+            "hellohello-deliver",
+            b"07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37".to_vec(),
+        )],
+    )?;
     Ok(())
 }
 

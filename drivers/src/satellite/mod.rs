@@ -5,7 +5,9 @@
 //!   queue, what became of each message.
 //! * [`beidou`]: BeiDou RDSS short-message terminals.
 //! * [`iridium`]: Iridium 9602/9603 short-burst-data modems.
+//! * [`sms`]: SMS in PDU mode, for Tiantong-1 terminals and cellular modems.
 
 pub mod bearer;
 pub mod beidou;
 pub mod iridium;
+pub mod sms;
