@@ -3,8 +3,8 @@
 //!
 //! * [`pdu`]: SMS-SUBMIT written and SMS-DELIVER read in PDU mode, UCS-2 for Chinese,
 //!   long messages split with concatenation headers.
-//!
-//! The AT driver (`+CMGS`, `+CMTI`, reading and deleting stored messages, registration)
-//! is not here yet (`docs/limitations.md`).
+//! * [`modem`]: the AT driver as a bearer: sending part by part after each prompt,
+//!   `+CMTI`, reading, joining and deleting stored messages, registration, signal.
 
+pub mod modem;
 pub mod pdu;

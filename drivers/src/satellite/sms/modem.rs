@@ -1,0 +1,617 @@
+//! A Tiantong-1 terminal or a cellular modem sending and receiving SMS over AT
+//! (3GPP TS 27.005, PDU mode), as a [`Bearer`]: sans-IO.
+//!
+//! * Start: `AT`, `AT+CMGF=0` (PDU mode), `AT+CNMI=2,1,0,0,0` (announce stored messages
+//!   with `+CMTI`), then `AT+CREG?` until the modem is registered (status 1, home, or 5,
+//!   roaming); registration is asked again every signal interval with `AT+CSQ`.
+//! * Send: each part of a message is `AT+CMGS=<octets>`, the modem's `> ` prompt, the
+//!   PDU and Ctrl-Z, then `+CMGS: <reference>` and `OK`. A message is sent when its last
+//!   part is. An `ERROR` or `+CMS ERROR` is tried again with a doubling backoff, from the
+//!   part that failed; after five tries the message fails.
+//! * Receive: `+CMTI: "SM",<index>` (it may come between any two lines) queues
+//!   `AT+CMGR=<index>`; the PDU is read, the stored copy deleted with `AT+CMGD=<index>`,
+//!   and the parts of a long message are put back together before it is handed on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::pdu::{SmsBody, read_deliver, submit};
+use crate::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
+
+/// Tries of one message before it fails.
+const MAX_TRIES: u32 = 5;
+
+/// Timing of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsTiming {
+    pub answer_timeout: Duration,
+    /// `+CMGS` waits for the network: longer.
+    pub send_timeout: Duration,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub signal_every: Duration,
+}
+
+impl Default for SmsTiming {
+    fn default() -> Self {
+        SmsTiming {
+            answer_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(60),
+            first_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(120),
+            signal_every: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Idle,
+    /// `OK` to the start-up command at this index of [`START`].
+    Start(usize),
+    Registration {
+        registered: Option<bool>,
+    },
+    Prompt,
+    Sending,
+    Reading {
+        index: u32,
+        pdu: Option<String>,
+        header: bool,
+    },
+    Deleting,
+    Signal,
+}
+
+const START: [&str; 3] = ["AT", "AT+CMGF=0", "AT+CNMI=2,1,0,0,0"];
+
+/// Faults seen, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmsCounters {
+    pub send_errors: u64,
+    pub timeouts: u64,
+    pub bad_pdus: u64,
+    pub unexpected_lines: u64,
+}
+
+/// A message on its way: it, its parts as (octets, PDU hex), the next part, its tries.
+type Sending = (Outgoing, Vec<(usize, String)>, usize, u32);
+
+/// The driver; see the [module](self) notes.
+#[derive(Debug)]
+pub struct SmsModem {
+    timing: SmsTiming,
+    registered: bool,
+    step: Step,
+    step_deadline: Option<Instant>,
+    line: Vec<u8>,
+    out: Vec<u8>,
+    events: Vec<BearerEvent>,
+    queue: PriorityQueue,
+    /// The message being sent: it, its parts as (octets, PDU), the next part, its tries.
+    current: Option<Sending>,
+    next_try_at: Option<Instant>,
+    backoff: Duration,
+    reference: u8,
+    to_read: VecDeque<u32>,
+    to_delete: VecDeque<u32>,
+    /// Parts of long messages, by sender and reference, by sequence.
+    parts: BTreeMap<(String, u8), BTreeMap<u8, String>>,
+    next_check_at: Option<Instant>,
+    counters: SmsCounters,
+}
+
+impl SmsModem {
+    pub fn new(timing: SmsTiming, now: Instant) -> SmsModem {
+        let mut modem = SmsModem {
+            timing,
+            registered: false,
+            step: Step::Idle,
+            step_deadline: None,
+            line: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            queue: PriorityQueue::default(),
+            current: None,
+            next_try_at: None,
+            backoff: timing.first_backoff,
+            reference: 0,
+            to_read: VecDeque::new(),
+            to_delete: VecDeque::new(),
+            parts: BTreeMap::new(),
+            next_check_at: None,
+            counters: SmsCounters::default(),
+        };
+        modem.command(START[0], Step::Start(0), now);
+        modem
+    }
+
+    pub fn counters(&self) -> SmsCounters {
+        self.counters
+    }
+
+    fn command(&mut self, command: &str, step: Step, now: Instant) {
+        self.out.extend_from_slice(command.as_bytes());
+        self.out.push(b'\r');
+        let limit = if step == Step::Sending {
+            self.timing.send_timeout
+        } else {
+            self.timing.answer_timeout
+        };
+        self.step = step;
+        self.step_deadline = Some(now + limit);
+    }
+
+    fn done(&mut self) {
+        self.step = Step::Idle;
+        self.step_deadline = None;
+    }
+
+    fn failed_try(&mut self, now: Instant) {
+        self.counters.send_errors += 1;
+        let Some((message, _, _, tries)) = &mut self.current else {
+            return;
+        };
+        *tries += 1;
+        if *tries >= MAX_TRIES {
+            let id = message.id;
+            self.current = None;
+            self.events.push(BearerEvent::Failed {
+                id,
+                reason: format!("the modem refused it {MAX_TRIES} times"),
+            });
+            return;
+        }
+        self.next_try_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(self.timing.max_backoff);
+    }
+
+    fn on_line(&mut self, line: &str, now: Instant) {
+        if let Some(index) = line
+            .strip_prefix("+CMTI:")
+            .and_then(|rest| rest.rsplit(',').next())
+            .and_then(|i| i.trim().parse::<u32>().ok())
+        {
+            self.to_read.push_back(index);
+            return;
+        }
+        let error =
+            line == "ERROR" || line.starts_with("+CMS ERROR") || line.starts_with("+CME ERROR");
+        match std::mem::replace(&mut self.step, Step::Idle) {
+            Step::Start(k) if line == "OK" => match START.get(k + 1) {
+                Some(next) => self.command(next, Step::Start(k + 1), now),
+                None => self.command("AT+CREG?", Step::Registration { registered: None }, now),
+            },
+            Step::Registration { .. } if line.starts_with("+CREG:") => {
+                let status = line.rsplit(',').next().map(str::trim);
+                self.step = Step::Registration {
+                    registered: Some(matches!(status, Some("1" | "5"))),
+                };
+            }
+            Step::Registration { registered } if line == "OK" => {
+                self.done();
+                let registered = registered.unwrap_or(false);
+                if registered && !self.registered {
+                    self.events.push(BearerEvent::Up {
+                        identity: "SMS".into(),
+                    });
+                } else if !registered && self.registered {
+                    self.events.push(BearerEvent::Down {
+                        reason: "not registered on the network".into(),
+                    });
+                }
+                self.registered = registered;
+                self.next_check_at = Some(now + self.timing.signal_every);
+            }
+            Step::Sending if line.starts_with("+CMGS:") => self.step = Step::Sending,
+            Step::Sending if line == "OK" => {
+                self.done();
+                self.backoff = self.timing.first_backoff;
+                if let Some((message, parts, next, _)) = &mut self.current {
+                    *next += 1;
+                    if *next == parts.len() {
+                        let id = message.id;
+                        self.current = None;
+                        self.events.push(BearerEvent::Sent { id });
+                    }
+                }
+            }
+            Step::Prompt | Step::Sending if error => {
+                self.done();
+                self.failed_try(now);
+            }
+            Step::Reading {
+                index,
+                pdu: None,
+                header: false,
+            } if line.starts_with("+CMGR:") => {
+                self.step = Step::Reading {
+                    index,
+                    pdu: None,
+                    header: true,
+                };
+            }
+            Step::Reading {
+                index,
+                pdu: None,
+                header: true,
+            } if line != "OK" => {
+                self.step = Step::Reading {
+                    index,
+                    pdu: Some(line.to_owned()),
+                    header: true,
+                };
+            }
+            Step::Reading { index, pdu, .. } if line == "OK" || error => {
+                self.done();
+                if let Some(pdu) = pdu {
+                    self.on_pdu(&pdu);
+                }
+                self.to_delete.push_back(index);
+            }
+            Step::Deleting if line == "OK" || error => self.done(),
+            Step::Signal if line.starts_with("+CSQ:") => {
+                let rssi = line
+                    .trim_start_matches("+CSQ:")
+                    .split(',')
+                    .next()
+                    .and_then(|r| r.trim().parse::<u8>().ok());
+                if let Some(rssi) = rssi {
+                    let level = match rssi {
+                        0..=1 | 99 => 0,
+                        2..=9 => 1,
+                        10..=14 => 2,
+                        15..=19 => 3,
+                        _ => 4,
+                    };
+                    self.events.push(BearerEvent::Signal { level });
+                }
+                self.step = Step::Signal;
+            }
+            Step::Signal if line == "OK" || error => {
+                self.done();
+                // Registration is asked after the signal, each interval.
+                self.command("AT+CREG?", Step::Registration { registered: None }, now);
+            }
+            step => {
+                self.counters.unexpected_lines += 1;
+                self.step = step;
+            }
+        }
+    }
+
+    fn on_pdu(&mut self, pdu: &str) {
+        let delivered = match read_deliver(pdu) {
+            Ok(d) => d,
+            Err(_) => {
+                self.counters.bad_pdus += 1;
+                return;
+            }
+        };
+        let text = match &delivered.body {
+            SmsBody::Text(t) => t.clone(),
+            SmsBody::Bytes(b) => {
+                // Parts are joined as text; a binary message comes whole.
+                if delivered.part.is_none() {
+                    self.events.push(BearerEvent::Received {
+                        from: delivered.from,
+                        body: Body::Bytes(b.clone()),
+                    });
+                    return;
+                }
+                String::from_utf8_lossy(b).into_owned()
+            }
+        };
+        let Some(part) = delivered.part else {
+            self.events.push(BearerEvent::Received {
+                from: delivered.from,
+                body: Body::Text(text),
+            });
+            return;
+        };
+        let key = (delivered.from.clone(), part.reference);
+        let pieces = self.parts.entry(key.clone()).or_default();
+        pieces.insert(part.sequence, text);
+        if pieces.len() == usize::from(part.total) {
+            let whole: String = pieces.values().cloned().collect();
+            self.parts.remove(&key);
+            self.events.push(BearerEvent::Received {
+                from: delivered.from,
+                body: Body::Text(whole),
+            });
+        }
+    }
+
+    fn next(&mut self, now: Instant) {
+        if self.step != Step::Idle {
+            return;
+        }
+        if let Some(index) = self.to_delete.pop_front() {
+            self.command(&format!("AT+CMGD={index}"), Step::Deleting, now);
+            return;
+        }
+        if let Some(index) = self.to_read.pop_front() {
+            self.command(
+                &format!("AT+CMGR={index}"),
+                Step::Reading {
+                    index,
+                    pdu: None,
+                    header: false,
+                },
+                now,
+            );
+            return;
+        }
+        if !self.registered {
+            if self.next_check_at.is_some_and(|at| now >= at) {
+                self.command("AT+CREG?", Step::Registration { registered: None }, now);
+            }
+            return;
+        }
+        let due = self.next_try_at.is_none_or(|at| now >= at);
+        if self.current.is_none()
+            && due
+            && let Some(message) = self.queue.pop()
+        {
+            let body = match &message.body {
+                Body::Text(t) => SmsBody::Text(t.clone()),
+                Body::Bytes(b) => SmsBody::Bytes(b.clone()),
+            };
+            self.reference = self.reference.wrapping_add(1);
+            match submit(&message.to, &body, self.reference) {
+                Ok(parts) => self.current = Some((message, parts, 0, 0)),
+                Err(e) => {
+                    self.events.push(BearerEvent::Failed {
+                        id: message.id,
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+        if due && let Some((_, parts, next, _)) = &self.current {
+            let octets = parts.get(*next).map_or(0, |p| p.0);
+            self.command(&format!("AT+CMGS={octets}"), Step::Prompt, now);
+            return;
+        }
+        if self.next_check_at.is_some_and(|at| now >= at) {
+            self.next_check_at = Some(now + self.timing.signal_every);
+            self.command("AT+CSQ", Step::Signal, now);
+        }
+    }
+}
+
+impl Bearer for SmsModem {
+    fn capacity(&self) -> Option<usize> {
+        // One SMS; longer messages are split, up to 255 parts.
+        Some(super::pdu::MAX_USER_DATA)
+    }
+
+    fn time_for(&self, bytes: usize) -> Duration {
+        Duration::from_secs(5) * bytes.div_ceil(134).max(1) as u32
+    }
+
+    fn is_up(&self) -> bool {
+        self.registered
+    }
+
+    fn enqueue(&mut self, message: Outgoing, _now: Instant) -> Result<(), QueueError> {
+        let body = match &message.body {
+            Body::Text(t) => SmsBody::Text(t.clone()),
+            Body::Bytes(b) => SmsBody::Bytes(b.clone()),
+        };
+        submit(&message.to, &body, 0).map_err(|e| QueueError::Unsendable {
+            id: message.id,
+            reason: e.to_string(),
+        })?;
+        self.queue.push(message);
+        Ok(())
+    }
+
+    fn queued(&self) -> Vec<Outgoing> {
+        self.current
+            .iter()
+            .map(|(m, ..)| m.clone())
+            .chain(self.queue.iter().cloned())
+            .collect()
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
+        for &b in bytes {
+            match b {
+                b'\r' | b'\n' => {
+                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
+                    self.line.clear();
+                    if !line.is_empty() && !line.starts_with("AT") {
+                        self.on_line(&line, now);
+                    }
+                }
+                _ if self.line.len() < 1024 => {
+                    self.line.push(b);
+                    // The prompt has no line end: "> ".
+                    if self.step == Step::Prompt && matches!(&self.line[..], b">" | b"> ") {
+                        self.line.clear();
+                        if let Some((_, parts, next, _)) = &self.current
+                            && let Some((_, pdu)) = parts.get(*next)
+                        {
+                            self.out.extend_from_slice(pdu.as_bytes());
+                            self.out.push(0x1A);
+                        }
+                        self.step = Step::Sending;
+                        self.step_deadline = Some(now + self.timing.send_timeout);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.next(now);
+    }
+
+    fn poll(&mut self, now: Instant) {
+        if self.step_deadline.is_some_and(|at| now >= at) {
+            self.counters.timeouts += 1;
+            let step = std::mem::replace(&mut self.step, Step::Idle);
+            self.step_deadline = None;
+            match step {
+                Step::Prompt | Step::Sending => self.failed_try(now),
+                Step::Start(_) | Step::Registration { .. } => {
+                    if self.registered {
+                        self.registered = false;
+                        self.events.push(BearerEvent::Down {
+                            reason: "the modem does not answer".into(),
+                        });
+                    }
+                    self.command(START[0], Step::Start(0), now);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.next(now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let idle = self.step == Step::Idle;
+        let sending = idle && self.registered && (self.current.is_some() || !self.queue.is_empty());
+        [
+            self.step_deadline,
+            sending.then_some(self.next_try_at).flatten(),
+            idle.then_some(self.next_check_at).flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn drain_events(&mut self) -> Vec<BearerEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::satellite::bearer::Urgency;
+
+    fn exchange(modem: &mut SmsModem, now: Instant, answer: &str) -> String {
+        let out = String::from_utf8_lossy(&modem.take_output()).into_owned();
+        modem.on_bytes(answer.as_bytes(), now);
+        out
+    }
+
+    fn registered(now: Instant) -> SmsModem {
+        let mut modem = SmsModem::new(SmsTiming::default(), now);
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGF=0\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CNMI=2,1,0,0,0\r");
+        assert_eq!(
+            exchange(&mut modem, now, "+CREG: 0,5\r\nOK\r\n"),
+            "AT+CREG?\r"
+        );
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Up {
+                identity: "SMS".into()
+            }]
+        );
+        modem
+    }
+
+    #[test]
+    fn a_long_chinese_message_goes_part_by_part_after_each_prompt() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        let text = "道路中断".repeat(20);
+        modem
+            .enqueue(
+                Outgoing {
+                    id: 1,
+                    to: "+8613800138000".into(),
+                    urgency: Urgency::Normal,
+                    body: Body::Text(text),
+                },
+                t0,
+            )
+            .expect("takes it");
+        modem.poll(t0);
+        for part in 0..2 {
+            let command = exchange(&mut modem, t0, "\r\n> ");
+            assert!(command.starts_with("AT+CMGS="), "part {part}: {command}");
+            let pdu = exchange(&mut modem, t0, "\r\n+CMGS: 7\r\n\r\nOK\r\n");
+            assert!(pdu.ends_with('\u{1a}'), "PDU and Ctrl-Z");
+            assert!(
+                pdu.starts_with("0051"),
+                "with a concatenation header: {pdu}"
+            );
+        }
+        assert_eq!(modem.drain_events(), vec![BearerEvent::Sent { id: 1 }]);
+    }
+
+    #[test]
+    fn a_refused_send_is_tried_again_after_a_backoff() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        modem
+            .enqueue(
+                Outgoing {
+                    id: 2,
+                    to: "10086".into(),
+                    urgency: Urgency::Urgent,
+                    body: Body::Text("测试".into()),
+                },
+                t0,
+            )
+            .expect("takes it");
+        modem.poll(t0);
+        exchange(&mut modem, t0, "> ");
+        exchange(&mut modem, t0, "+CMS ERROR: 500\r\n");
+        assert_eq!(modem.counters().send_errors, 1);
+        assert_eq!(modem.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        modem.poll(t0 + Duration::from_secs(5));
+        assert!(String::from_utf8_lossy(&modem.take_output()).starts_with("AT+CMGS="));
+    }
+
+    #[test]
+    fn a_stored_message_announced_anywhere_is_read_put_together_and_deleted() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        // Two parts of one message, as a phone would send them to us.
+        let parts = submit("13800138000", &SmsBody::Text("雨".repeat(100)), 4).expect("parts");
+        let delivered: Vec<String> = parts
+            .iter()
+            .map(|(_, pdu)| {
+                // SMS-SUBMIT to SMS-DELIVER: first octet, sender, no validity, a time.
+                let octets: Vec<u8> = (2..pdu.len())
+                    .step_by(2)
+                    .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
+                    .collect();
+                let rest = &octets[4 + 6..];
+                let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
+                d.extend([rest[0], rest[1]]);
+                d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
+                d.extend(&rest[3..]);
+                d.iter().map(|b| format!("{b:02X}")).collect()
+            })
+            .collect();
+        modem.on_bytes(b"+CMTI: \"SM\",3\r\n+CMTI: \"SM\",4\r\n", t0);
+        for (index, pdu) in [(3, &delivered[0]), (4, &delivered[1])] {
+            let read = exchange(&mut modem, t0, &format!("+CMGR: 0,,150\r\n{pdu}\r\nOK\r\n"));
+            assert_eq!(read, format!("AT+CMGR={index}\r"));
+            assert_eq!(
+                exchange(&mut modem, t0, "OK\r\n"),
+                format!("AT+CMGD={index}\r")
+            );
+        }
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Received {
+                from: "13800138000".into(),
+                body: Body::Text("雨".repeat(100))
+            }]
+        );
+    }
+}
