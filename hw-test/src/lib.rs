@@ -12,6 +12,7 @@
 //!   and COS from a schedule, transmit audio to a file, every line change logged.
 //! * [`sat_sim`]: satellite terminals on a pseudo-terminal (BeiDou 2.1), with service
 //!   intervals, refusals and pairing.
+//! * [`terminal`]: the technician's tools for satellite terminals: probe, send, listen.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
 //! * [`process`]: starting, watching and stopping the processes of a bench set-up.
@@ -26,3 +27,4 @@ pub mod radio_sim;
 pub mod replay;
 pub mod sat_sim;
 pub mod speaker_sim;
+pub mod terminal;

@@ -221,6 +221,50 @@ enum Command {
         #[arg(long, default_value_t = -60.0, allow_hyphen_values = true)]
         noise_dbfs: f32,
     },
+    /// Tell which satellite terminal is on a serial port, at which speed, its identity
+    /// and signal.
+    Probe {
+        /// The serial port (or a simulator's pseudo-terminal).
+        port: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test message through a satellite terminal and wait until it has left.
+    Send {
+        #[arg(long)]
+        port: PathBuf,
+        #[arg(long, value_enum)]
+        kind: hw_test::terminal::TerminalKind,
+        /// The card, IMEI or phone number it is for.
+        #[arg(long)]
+        to: String,
+        /// The message, as text (GB2312 Chinese on BeiDou, UCS-2 over SMS).
+        #[arg(long, conflicts_with = "hex")]
+        text: Option<String>,
+        /// The message, as hex bytes.
+        #[arg(long)]
+        hex: Option<String>,
+        #[arg(long, default_value_t = 19200)]
+        baud: u32,
+        /// How long to wait for the terminal.
+        #[arg(long, default_value_t = 180)]
+        wait_s: u64,
+    },
+    /// Print the messages a satellite terminal receives, and its signal.
+    Listen {
+        #[arg(long)]
+        port: PathBuf,
+        #[arg(long, value_enum)]
+        kind: hw_test::terminal::TerminalKind,
+        #[arg(long, default_value_t = 19200)]
+        baud: u32,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Simulate a satellite terminal on a pseudo-terminal.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -533,6 +577,158 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { capture, wav_dir } => replay_capture(&capture, wav_dir.as_deref()),
+        Command::Probe { port, json } => match hw_test::terminal::probe(&port) {
+            Ok(report) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    println!("{port}: {} at {} baud", report.kind, report.baud);
+                    println!("  identity: {}", report.identity);
+                    match report.signal {
+                        Some(level) => println!("  signal: {level} of 4"),
+                        None => println!("  signal: not reported"),
+                    }
+                    for line in &report.details {
+                        println!("  {line}");
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("probe: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Send {
+            port,
+            kind,
+            to,
+            text,
+            hex,
+            baud,
+            wait_s,
+        } => {
+            let body = match (text, hex) {
+                (Some(t), None) => drivers::satellite::bearer::Body::Text(t),
+                (None, Some(h)) => match parse_hex(&h) {
+                    Some(bytes) => drivers::satellite::bearer::Body::Bytes(bytes),
+                    None => {
+                        eprintln!("send: --hex takes pairs of hex digits");
+                        return ExitCode::from(2);
+                    }
+                },
+                _ => {
+                    eprintln!("send: give --text or --hex");
+                    return ExitCode::from(2);
+                }
+            };
+            let now = std::time::Instant::now();
+            let mut bearer = hw_test::terminal::bearer(kind, now);
+            let message = drivers::satellite::bearer::Outgoing {
+                id: 1,
+                to,
+                urgency: drivers::satellite::bearer::Urgency::Normal,
+                body,
+            };
+            if let Err(e) = bearer.enqueue(message, now) {
+                eprintln!("send: {e}");
+                return ExitCode::FAILURE;
+            }
+            let mut outcome = None;
+            let result = hw_test::terminal::drive(
+                &port,
+                baud,
+                bearer.as_mut(),
+                Duration::from_secs(wait_s),
+                |event| {
+                    use drivers::satellite::bearer::BearerEvent;
+                    match event {
+                        BearerEvent::Up { identity } => println!("terminal up: {identity}"),
+                        BearerEvent::Signal { level } => println!("signal: {level} of 4"),
+                        BearerEvent::Down { reason } => println!("terminal down: {reason}"),
+                        BearerEvent::Sent { .. } => {
+                            outcome = Some(Ok(()));
+                            return true;
+                        }
+                        BearerEvent::Failed { reason, .. } => {
+                            outcome = Some(Err(reason.clone()));
+                            return true;
+                        }
+                        BearerEvent::Received { from, .. } => {
+                            println!("(a message from {from} arrived meanwhile)")
+                        }
+                    }
+                    false
+                },
+            );
+            match (result, outcome) {
+                (Err(e), _) => {
+                    eprintln!("send: {e}");
+                    ExitCode::from(2)
+                }
+                (Ok(_), Some(Ok(()))) => {
+                    println!("sent");
+                    ExitCode::SUCCESS
+                }
+                (Ok(_), Some(Err(reason))) => {
+                    eprintln!("send: refused: {reason}");
+                    ExitCode::from(1)
+                }
+                (Ok(_), None) => {
+                    eprintln!(
+                        "send: not sent within {wait_s} s (the terminal did not answer, or kept refusing)"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Listen {
+            port,
+            kind,
+            baud,
+            seconds,
+            count,
+        } => {
+            let mut bearer = hw_test::terminal::bearer(kind, std::time::Instant::now());
+            let mut heard = 0usize;
+            let result = hw_test::terminal::drive(
+                &port,
+                baud,
+                bearer.as_mut(),
+                Duration::from_secs(seconds),
+                |event| {
+                    use drivers::satellite::bearer::{BearerEvent, Body};
+                    match event {
+                        BearerEvent::Up { identity } => println!("terminal up: {identity}"),
+                        BearerEvent::Signal { level } => println!("signal: {level} of 4"),
+                        BearerEvent::Down { reason } => println!("terminal down: {reason}"),
+                        BearerEvent::Received { from, body } => {
+                            heard += 1;
+                            match body {
+                                Body::Text(t) => println!("from {from}: {t}"),
+                                Body::Bytes(b) => println!(
+                                    "from {from}: {} bytes: {}",
+                                    b.len(),
+                                    b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+                                ),
+                            }
+                        }
+                        _ => {}
+                    }
+                    count.is_some_and(|c| heard >= c)
+                },
+            );
+            match result {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("listen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sim(SimCommand::Iridium {
             link,
             fail,
@@ -824,4 +1020,19 @@ fn radio_options(
         }
     };
     Ok((wired(ptt)?, wired(cos)?, schedule))
+}
+
+/// Bytes from pairs of hex digits.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|k| {
+            text.get(k..k + 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+        })
+        .collect()
 }

@@ -562,6 +562,13 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
             } else if upper == "AT+SBDD0" {
                 mo = None;
                 say("0\r\n\r\nOK\r\n", &mut note);
+            } else if upper == "AT+CGMM" {
+                say(
+                    "\r\nIRIDIUM 9600 Family SBD Transceiver\r\n\r\nOK\r\n",
+                    &mut note,
+                );
+            } else if upper == "AT+CGSN" {
+                say("\r\n300234010753370\r\n\r\nOK\r\n", &mut note);
             } else if upper == "AT+CSQ" {
                 say(
                     &format!("+CSQ:{}\r\n\r\nOK\r\n", options.csq.min(5)),

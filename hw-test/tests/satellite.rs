@@ -424,3 +424,101 @@ fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
     );
     assert_eq!(b.driver.counters().rings, 1);
 }
+
+#[test]
+fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
+    let dir = common::scratch("sat-tools");
+    let (_, bench) = common::binaries();
+    let (a_port, b_port) = (
+        hw_test::process::free_port_pair().expect("port"),
+        hw_test::process::free_port_pair().expect("port"),
+    );
+    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
+    let (_a, a_link) = simulator(
+        &dir,
+        "a",
+        &[
+            "--card",
+            "0166166",
+            "--interval-s",
+            "1",
+            "--listen",
+            &a_listen,
+            "--peer",
+            &b_listen,
+        ],
+    );
+    let (_b, b_link) = simulator(
+        &dir,
+        "b",
+        &[
+            "--card",
+            "0247718",
+            "--interval-s",
+            "1",
+            "--listen",
+            &b_listen,
+            "--peer",
+            &a_listen,
+        ],
+    );
+    let (_m, modem_link) = start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
+
+    let probe = |link: &Path| {
+        let out = Command::new(&bench)
+            .arg("probe")
+            .arg(link)
+            .output()
+            .expect("probe");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let beidou = probe(&a_link);
+    assert!(
+        beidou.contains("BeiDou RDSS") && beidou.contains("identity: 0166166"),
+        "{beidou}"
+    );
+    assert!(beidou.contains("service interval 1 s"), "{beidou}");
+    let iridium = probe(&modem_link);
+    assert!(
+        iridium.contains("Iridium SBD") && iridium.contains("signal: 3 of 4"),
+        "{iridium}"
+    );
+
+    let listener = Command::new(&bench)
+        .args([
+            "listen",
+            "--kind",
+            "beidou",
+            "--count",
+            "1",
+            "--seconds",
+            "20",
+            "--port",
+        ])
+        .arg(&b_link)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen");
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Command::new(&bench)
+        .args([
+            "send",
+            "--kind",
+            "beidou",
+            "--to",
+            "0247718",
+            "--text",
+            "测试：桥梁冲毁",
+            "--wait-s",
+            "15",
+            "--port",
+        ])
+        .arg(&a_link)
+        .output()
+        .expect("send");
+    assert!(sent.status.success(), "{sent:?}");
+    let heard = listener.wait_with_output().expect("listen ends");
+    let heard = String::from_utf8_lossy(&heard.stdout);
+    assert!(heard.contains("from 0166166: 测试：桥梁冲毁"), "{heard}");
+}
