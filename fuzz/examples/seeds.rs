@@ -41,6 +41,7 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("dtmf"), dtmf_seeds())?;
     write_all(&corpus.join("beidou_nmea"), beidou_seeds()?)?;
     write_all(&corpus.join("iridium_sbd"), iridium_seeds())?;
+    write_all(&corpus.join("beidou_bd1"), bd1_seeds())?;
     write_all(
         &corpus.join("sms_pdu"),
         vec![(
@@ -440,5 +441,22 @@ fn iridium_seeds() -> Vec<(&'static str, Vec<u8>)> {
         answers.extend(b"\r\n");
     }
     vec![("transcript-answers", answers)]
+}
+
+/// A 4.0 terminal's card, a rate refusal and a message, read in pieces of 5 bytes.
+fn bd1_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use drivers::satellite::beidou::bd1::Frame;
+    let mut stream = vec![5u8];
+    let mut message = vec![0x46, 0x03, 0xC2, 0xF6, 14, 5, 0, 40];
+    message.extend(b"hello");
+    message.push(0);
+    for frame in [
+        Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]),
+        Frame::new(b"FKXX", 0x028A1F, vec![4, 0, 0, 0, 58]),
+        Frame::new(b"TXXX", 0x028A1F, message),
+    ] {
+        stream.extend(frame.encode());
+    }
+    vec![("card-feedback-message", stream)]
 }
 

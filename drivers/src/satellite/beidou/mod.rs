@@ -7,8 +7,12 @@
 //! * [`terminal`]: a 2.1 terminal as a [`crate::satellite::bearer::Bearer`]: probing,
 //!   the card, one message per service interval, refusals and their waits.
 //!
-//! The binary BD-1 "4.0" and BDS-3 dialects are not here yet (`docs/limitations.md`).
+//! * [`bd1`]: the binary BD-1 "4.0" dialect's frames: card, feedback, messages.
+//!
+//! The BDS-3 dialect, and a 4.0 terminal driver, are not here yet
+//! (`docs/limitations.md`).
 
+pub mod bd1;
 pub mod nmea;
 pub mod payload;
 pub mod terminal;
