@@ -522,3 +522,60 @@ fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let heard = String::from_utf8_lossy(&heard.stdout);
     assert!(heard.contains("from 0166166: 测试：桥梁冲毁"), "{heard}");
 }
+
+#[test]
+fn a_terminal_unplugged_mid_send_loses_nothing_once_it_is_back() {
+    let dir = common::scratch("sat-unplug");
+    let (mut sim, link) = simulator(&dir, "terminal", &["--interval-s", "1"]);
+    let timing = TerminalTiming {
+        probe_every: Duration::from_millis(500),
+        feedback_timeout: Duration::from_secs(1),
+    };
+    let mut driven = Driven::with(&link, Beidou21::new(timing, Instant::now()));
+    driven.run_until(Duration::from_secs(10), |e| {
+        e.iter().any(|(_, e)| matches!(e, BearerEvent::Up { .. }))
+    });
+    driven
+        .driver
+        .enqueue(
+            message(1, "0166166", Body::Text("不要丢失".into())),
+            Instant::now(),
+        )
+        .expect("fits");
+    // The driver sends; the terminal is pulled at that instant and the bytes never reach
+    // it, so no feedback comes.
+    driven.driver.poll(Instant::now());
+    let out = driven.driver.take_output();
+    assert!(
+        out.windows(6).any(|w| w == b"$CCTXA"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    sim.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = sim.wait(Duration::from_secs(5));
+    drop(driven.port);
+
+    // Plugged back in (a new terminal process on the same link): the same driver goes on.
+    let (_sim, link) = simulator(&dir, "terminal", &["--interval-s", "1"]);
+    let port = serialport::new(link.to_string_lossy(), 19200)
+        .timeout(Duration::from_millis(10))
+        .open()
+        .expect("reopened");
+    let mut driven = Driven {
+        port,
+        driver: driven.driver,
+        events: driven.events,
+    };
+    assert_eq!(
+        driven.driver.queued().len(),
+        1,
+        "still waiting for its feedback"
+    );
+    driven.run_until(Duration::from_secs(15), |e| !received(e).is_empty());
+    assert_eq!(
+        received(&driven.events),
+        vec![("0166166".into(), Body::Text("不要丢失".into()))]
+    );
+    assert!(driven.driver.counters().feedback_timeouts >= 1);
+    assert!(driven.driver.queued().is_empty());
+}
