@@ -79,7 +79,8 @@ fn the_driver_answered_as_in_the_transcript_writes_with_the_sum_and_keeps_the_me
     };
     assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT\r");
     assert_eq!(answer(&mut sbd, &["OK"]), "AT&K0\r");
-    assert_eq!(answer(&mut sbd, &["OK"]), "AT+CSQ\r");
+    assert_eq!(answer(&mut sbd, &["OK"]), "AT+SBDD0\r");
+    assert_eq!(answer(&mut sbd, &["0", "OK"]), "AT+CSQ\r");
     sbd.enqueue(
         Outgoing {
             id: 1,

@@ -529,12 +529,14 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     (Some(_), Some(code)) => code,
                     _ => 0,
                 };
-                if mo_status <= 4 {
-                    if let Some(message) = mo.take() {
-                        momsn += 1;
-                        if let (Some(socket), Some(peer)) = (&peer_socket, options.peer) {
-                            let _ = socket.send_to(&message, peer);
-                        }
+                // As a real modem does, the MO buffer keeps its message after a session
+                // until AT+SBDD0: every session sends it again.
+                if mo_status <= 4
+                    && let Some(message) = &mo
+                {
+                    momsn += 1;
+                    if let (Some(socket), Some(peer)) = (&peer_socket, options.peer) {
+                        let _ = socket.send_to(message, peer);
                     }
                 }
                 let (mt_status, mt_length) = match mt.pop_front() {

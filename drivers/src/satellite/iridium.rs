@@ -9,9 +9,9 @@
 //! 2. `AT+SBDIX`, a session with the satellite: `+SBDIX: MO status, MOMSN, MT status,
 //!    MTMSN, MT length, MT queued`. MO status 0 to 4 is sent; the transient failures
 //!    (no network 32, busy 35, RF drop 18, gateway timeout 17 and the like) are tried
-//!    again with a doubling backoff; the permanent ones (access denied 15, ISU locked 16,
-//!    bad size 14, antenna fault 33, radio disabled 34, band violation 64) fail the
-//!    message;
+//!    again with a doubling backoff (so are antenna fault 33 and radio disabled 34,
+//!    which a technician can put right); the permanent ones (access denied 15, ISU
+//!    locked 16, bad size 14, band violation 64) fail the message;
 //! 3. once sent, `AT+SBDD0` clears the MO buffer, or a later mailbox check would send it
 //!    again.
 //!
@@ -72,7 +72,7 @@ pub enum MoOutcome {
 pub fn mo_outcome(status: u32) -> MoOutcome {
     match status {
         0..=4 => MoOutcome::Sent,
-        14 | 15 | 16 | 33 | 34 | 64 => MoOutcome::Permanent,
+        14 | 15 | 16 | 64 => MoOutcome::Permanent,
         _ => MoOutcome::Transient,
     }
 }
@@ -127,18 +127,27 @@ pub fn sbd_checksum(bytes: &[u8]) -> [u8; 2] {
 enum Step {
     /// Nothing asked.
     Idle,
-    /// `OK` to `AT` or `AT&K0`.
-    Init { flow_control_off: bool },
+    /// `OK` to `AT`, `AT&K0`, then `AT+SBDD0`: a message left in the MO buffer from
+    /// before a restart must not go out with a later mailbox check.
+    Init {
+        flow_control_off: bool,
+    },
+    InitClear,
     /// `READY` to `AT+SBDWB`.
     WriteReady,
     /// The `0` to the bytes.
     WriteResult,
     /// `+SBDIX` and `OK`.
-    Session { result: Option<SessionResult> },
+    Session {
+        result: Option<SessionResult>,
+    },
     /// `OK` to `AT+SBDD0`.
     Clear,
     /// The text after `+SBDRT:`, then `OK`.
-    ReadText { text: Option<String>, started: bool },
+    ReadText {
+        text: Option<String>,
+        started: bool,
+    },
     /// `+CSQ` and `OK`.
     Signal,
 }
@@ -174,6 +183,8 @@ pub struct Sbd {
     waiting: VecDeque<&'static str>,
     /// Commands in a row that got no answer.
     silent: u32,
+    /// The last command sent, to tell its echo from an answer.
+    last_command: String,
     counters: SbdCounters,
 }
 
@@ -198,6 +209,7 @@ impl Sbd {
             next_signal_at: None,
             waiting: VecDeque::new(),
             silent: 0,
+            last_command: String::new(),
             counters: SbdCounters::default(),
         };
         driver.command(
@@ -215,6 +227,7 @@ impl Sbd {
     }
 
     fn command(&mut self, command: &str, step: Step, now: Instant) {
+        self.last_command = command.to_owned();
         self.out.extend_from_slice(command.as_bytes());
         self.out.push(b'\r');
         let limit = if matches!(step, Step::Session { .. }) {
@@ -240,25 +253,32 @@ impl Sbd {
             return;
         }
         match std::mem::replace(&mut self.step, Step::Idle) {
-            Step::Init { flow_control_off } if line == "OK" => {
-                if flow_control_off {
-                    self.done();
-                    if !self.up {
-                        self.up = true;
-                        self.events.push(BearerEvent::Up {
-                            identity: "Iridium SBD".into(),
-                        });
-                    }
-                    self.next_signal_at = Some(now);
-                } else {
-                    self.command(
-                        "AT&K0",
-                        Step::Init {
-                            flow_control_off: true,
-                        },
-                        now,
-                    );
+            Step::Init {
+                flow_control_off: true,
+            } if line == "OK" => {
+                self.command("AT+SBDD0", Step::InitClear, now);
+            }
+            Step::InitClear if line == "0" => self.step = Step::InitClear,
+            Step::InitClear if line == "OK" => {
+                self.done();
+                if !self.up {
+                    self.up = true;
+                    self.events.push(BearerEvent::Up {
+                        identity: "Iridium SBD".into(),
+                    });
                 }
+                self.next_signal_at = Some(now);
+            }
+            Step::Init {
+                flow_control_off: false,
+            } if line == "OK" => {
+                self.command(
+                    "AT&K0",
+                    Step::Init {
+                        flow_control_off: true,
+                    },
+                    now,
+                );
             }
             Step::WriteReady if line == "READY" => {
                 if let Some(message) = &self.current {
@@ -268,7 +288,18 @@ impl Sbd {
                 }
                 self.step = Step::WriteResult;
             }
-            Step::WriteResult if matches!(line, "0" | "1" | "2" | "3") => {
+            Step::WriteReady | Step::WriteResult if line == "3" => {
+                // Bad size: it will never be taken.
+                if let Some(message) = self.current.take() {
+                    self.events.push(BearerEvent::Failed {
+                        id: message.id,
+                        reason: "the modem refused its size".into(),
+                    });
+                }
+                self.step = Step::WriteResult;
+                self.next_session_at = Some(now);
+            }
+            Step::WriteResult if matches!(line, "0" | "1" | "2") => {
                 if line != "0" {
                     // 1 time-out, 2 bad sum, 3 bad size: try the write again later.
                     self.counters.write_errors += 1;
@@ -277,7 +308,7 @@ impl Sbd {
                 self.step = Step::WriteResult;
             }
             Step::WriteResult if line == "OK" => {
-                if self.next_session_at.is_some_and(|at| at > now) {
+                if self.current.is_none() || self.next_session_at.is_some_and(|at| at > now) {
                     self.done();
                 } else {
                     self.command("AT+SBDIX", Step::Session { result: None }, now);
@@ -331,10 +362,20 @@ impl Sbd {
             Step::Signal if line == "OK" => self.done(),
             step => {
                 self.counters.unexpected_lines += 1;
+                let starting = matches!(step, Step::Init { .. } | Step::InitClear);
+                let clearing = step == Step::Clear;
+                let reading = matches!(step, Step::ReadText { .. });
                 self.step = step;
-                if line == "ERROR" {
+                // During start-up the step's time-out sends AT again.
+                if line == "ERROR" && !starting {
                     self.done();
-                    self.retry_later(now);
+                    if clearing {
+                        self.waiting.push_front("AT+SBDD0");
+                    } else if reading {
+                        self.waiting.push_front("AT+SBDRT");
+                    } else {
+                        self.retry_later(now);
+                    }
                 }
             }
         }
@@ -445,8 +486,14 @@ impl Bearer for Sbd {
         self.up
     }
 
-    fn enqueue(&mut self, message: Outgoing, _now: Instant) -> Result<(), QueueError> {
+    fn enqueue(&mut self, message: Outgoing, now: Instant) -> Result<(), QueueError> {
         let needed = body_bytes(&message.body).len();
+        if needed == 0 {
+            return Err(QueueError::Unsendable {
+                id: message.id,
+                reason: "an empty message".into(),
+            });
+        }
         if needed > MAX_MO {
             return Err(QueueError::TooLong {
                 id: message.id,
@@ -455,6 +502,7 @@ impl Bearer for Sbd {
             });
         }
         self.queue.push(message);
+        self.next(now);
         Ok(())
     }
 
@@ -472,8 +520,8 @@ impl Bearer for Sbd {
                 b'\r' | b'\n' => {
                     let line = String::from_utf8_lossy(&self.line).trim().to_string();
                     self.line.clear();
-                    // The echo of a command, and blank lines between answers.
-                    if line.starts_with("AT") {
+                    // The echo of the command just sent, and blank lines between answers.
+                    if line == self.last_command {
                         continue;
                     }
                     if !line.is_empty() {
@@ -491,7 +539,12 @@ impl Bearer for Sbd {
         if self.step_deadline.is_some_and(|at| now >= at) {
             self.counters.timeouts += 1;
             self.silent += 1;
-            let was_init = matches!(self.step, Step::Init { .. });
+            let was_init = matches!(self.step, Step::Init { .. } | Step::InitClear);
+            match self.step {
+                Step::Clear => self.waiting.push_front("AT+SBDD0"),
+                Step::ReadText { .. } => self.waiting.push_front("AT+SBDRT"),
+                _ => {}
+            }
             self.done();
             if was_init || !self.up || self.silent >= MAX_SILENT {
                 if self.up {
@@ -555,6 +608,11 @@ mod tests {
         let mut sbd = Sbd::new(SbdTiming::default(), now);
         assert_eq!(exchange(&mut sbd, now, "\r\nOK\r\n"), "AT\r");
         assert_eq!(exchange(&mut sbd, now, "\r\nOK\r\n"), "AT&K0\r");
+        assert_eq!(
+            exchange(&mut sbd, now, "0\r\n\r\nOK\r\n"),
+            "AT+SBDD0\r",
+            "a left-over MO message is cleared"
+        );
         assert_eq!(
             sbd.drain_events(),
             vec![BearerEvent::Up {
@@ -665,6 +723,38 @@ mod tests {
     }
 
     #[test]
+    fn an_error_at_start_up_is_tried_again_and_a_bad_size_fails_the_message() {
+        let t0 = Instant::now();
+        let mut sbd = Sbd::new(SbdTiming::default(), t0);
+        assert_eq!(exchange(&mut sbd, t0, "ERROR\r\n"), "AT\r");
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(sbd.next_deadline(), Some(later), "not stuck");
+        sbd.poll(later);
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT\r");
+        let mut sbd = up(t0);
+        assert!(
+            sbd.enqueue(
+                Outgoing {
+                    body: Body::Bytes(Vec::new()),
+                    ..hello(3)
+                },
+                t0
+            )
+            .is_err()
+        );
+        sbd.enqueue(hello(4), t0).expect("fits");
+        assert_eq!(exchange(&mut sbd, t0, "3\r\n\r\nOK\r\n"), "AT+SBDWB=5\r");
+        assert_eq!(
+            sbd.drain_events(),
+            vec![BearerEvent::Failed {
+                id: 4,
+                reason: "the modem refused its size".into()
+            }]
+        );
+        assert!(sbd.queued().is_empty());
+    }
+
+    #[test]
     fn limits_and_parsers_follow_the_manual() {
         let t0 = Instant::now();
         let mut sbd = Sbd::new(SbdTiming::default(), t0);
@@ -714,6 +804,7 @@ mod tests {
         );
         sbd.on_bytes(b"OK\r\n", t0 + s(66));
         sbd.on_bytes(b"OK\r\n", t0 + s(66));
+        sbd.on_bytes(b"0\r\nOK\r\n", t0 + s(66));
         assert!(sbd.is_up());
     }
 }

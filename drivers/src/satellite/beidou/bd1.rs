@@ -53,11 +53,12 @@ impl Frame {
 
     /// The frame on the wire, checksum included.
     pub fn encode(&self) -> Vec<u8> {
-        let total = HEADER_LEN + self.body.len() + 1;
+        // A body is never near 64 KiB (MAX_FRAME); the length saturates rather than wrap.
+        let total = (HEADER_LEN + self.body.len() + 1).min(usize::from(u16::MAX));
         let mut out = Vec::with_capacity(total);
         out.push(b'$');
         out.extend_from_slice(&self.command);
-        out.extend_from_slice(&(total as u16).to_be_bytes());
+        out.extend_from_slice(&u16::try_from(total).unwrap_or(u16::MAX).to_be_bytes());
         out.extend_from_slice(&self.address.to_be_bytes()[1..]);
         out.extend_from_slice(&self.body);
         out.push(out.iter().fold(0, |x, b| x ^ b));
@@ -283,7 +284,8 @@ pub fn category(code: bool) -> u8 {
 pub fn send(address: u32, to: u32, code: bool, content: &[u8]) -> Frame {
     let mut body = vec![category(code)];
     body.extend_from_slice(&to.to_be_bytes()[1..]);
-    body.extend_from_slice(&((content.len() * 8) as u16).to_be_bytes());
+    let bits = u16::try_from(content.len() * 8).unwrap_or(u16::MAX);
+    body.extend_from_slice(&bits.to_be_bytes());
     body.push(0);
     body.extend_from_slice(content);
     Frame::new(b"TXSQ", address, body)

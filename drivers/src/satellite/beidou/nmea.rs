@@ -223,8 +223,8 @@ impl SentenceReader {
                 Some(Ok(sentence))
             }
             Err(first) => {
-                // A truncated sentence run into the next one: take the last sentence
-                // start that parses, and count the lost one.
+                // A truncated sentence run into the next one: take the first later
+                // sentence start that parses, and count the lost one.
                 let recovered = line
                     .iter()
                     .enumerate()

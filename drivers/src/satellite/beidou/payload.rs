@@ -2,8 +2,9 @@
 //!
 //! * **Chinese** (form 0): GB2312 text, written into the sentence as its bytes. GB2312
 //!   is read and written through `encoding_rs`'s GBK codec, and held to GB2312's own
-//!   range (both bytes 0xA1–0xFE): a GBK-only character is refused, as the terminal
-//!   would garble it.
+//!   range (lead byte 0xA1–0xF7, trail byte 0xA1–0xFE): a GBK-only character is
+//!   refused, as the terminal would garble it. So are control characters and `$`,
+//!   which would break the sentence the text travels in.
 //! * **Code** (form 1): the bytes as upper-case hex digits.
 //! * **Mixed** (form 2): hex digits of the bytes led by the marker byte A4.
 //!
@@ -18,6 +19,8 @@ use super::nmea::{MessageForm, capacity_bits};
 pub enum PayloadError {
     #[error("{0:?} is not in GB2312")]
     NotGb2312(char),
+    #[error("{0:?} cannot travel in a sentence (control characters and $ are refused)")]
+    NotAllowed(char),
     #[error("byte {offset} is not GB2312 text")]
     BadGb2312 { offset: usize },
     #[error("hex payload: {0}")]
@@ -43,6 +46,9 @@ fn is_gb2312_pair(lead: u8, trail: u8) -> bool {
 pub fn encode_chinese(text: &str) -> Result<Vec<u8>, PayloadError> {
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
+        if c.is_control() || c == '$' {
+            return Err(PayloadError::NotAllowed(c));
+        }
         let mut buf = [0u8; 4];
         let (bytes, _, unmappable) = encoding_rs::GBK.encode(c.encode_utf8(&mut buf));
         match &bytes[..] {
@@ -167,6 +173,15 @@ mod tests {
         assert_eq!(&field[..2], &[0xB1, 0xA9], "暴 is B1A9 in GB2312");
         assert_eq!(decode_chinese(&field).expect("reads"), text);
         assert_eq!(bits(MessageForm::Chinese, &field), 11 * 14);
+    }
+
+    #[test]
+    fn line_breaks_and_dollar_signs_are_refused_as_they_would_break_the_sentence() {
+        assert_eq!(
+            encode_chinese("第一行\n第二行"),
+            Err(PayloadError::NotAllowed('\n'))
+        );
+        assert_eq!(encode_chinese("$CC"), Err(PayloadError::NotAllowed('$')));
     }
 
     #[test]

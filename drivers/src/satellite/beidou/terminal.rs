@@ -42,6 +42,13 @@ impl Default for TerminalTiming {
 
 /// Feedback time-outs in a row after which the terminal counts as down.
 const MAX_TIMEOUTS: u32 = 3;
+/// Refusals of one message after which it fails (no signal, suppression, for minutes).
+const MAX_REFUSALS: u32 = 30;
+/// Silence after which a terminal that was up counts as gone: it reports its beams
+/// every 10 s.
+const SILENCE_LIMIT: Duration = Duration::from_secs(35);
+/// The longest wait a terminal may name: a larger one is taken as this.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// Faults seen, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +75,9 @@ pub struct Beidou21 {
     next_send_at: Option<Instant>,
     next_probe: Option<Instant>,
     timeouts: u32,
+    /// Refusals of the message at the front.
+    refusals: u32,
+    last_heard: Option<Instant>,
     signal: Option<u8>,
     counters: TerminalCounters,
 }
@@ -86,6 +96,8 @@ impl Beidou21 {
             next_send_at: None,
             next_probe: None,
             timeouts: 0,
+            refusals: 0,
+            last_heard: None,
             signal: None,
             counters: TerminalCounters::default(),
         };
@@ -131,18 +143,34 @@ impl Beidou21 {
             return;
         };
         self.timeouts = 0;
-        let interval = self
-            .card
-            .as_ref()
-            .map_or(Duration::ZERO, |c| c.service_interval);
+        let interval = self.interval();
+        let wait = feedback.wait.min(MAX_WAIT);
         if feedback.done {
+            self.refusals = 0;
             self.events.push(BearerEvent::Sent { id: message.id });
-            self.next_send_at = Some(now + feedback.wait.max(interval));
+            self.next_send_at = Some(now + wait.max(interval));
         } else {
             self.counters.refusals += 1;
+            self.refusals += 1;
+            if self.refusals >= MAX_REFUSALS {
+                // No signal or suppression for this long: report it, do not loop on it.
+                self.refusals = 0;
+                self.events.push(BearerEvent::Failed {
+                    id: message.id,
+                    reason: format!("refused {MAX_REFUSALS} times by the terminal"),
+                });
+                return;
+            }
             self.requeue_front(message);
-            self.next_send_at = Some(now + feedback.wait.max(Duration::from_secs(1)));
+            self.next_send_at = Some(now + wait.max(Duration::from_secs(1)));
         }
+    }
+
+    /// The card's service interval, bounded.
+    fn interval(&self) -> Duration {
+        self.card
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.service_interval.min(MAX_WAIT))
     }
 
     fn requeue_front(&mut self, message: Outgoing) {
@@ -225,7 +253,7 @@ impl Bearer for Beidou21 {
         self.card.is_some()
     }
 
-    fn enqueue(&mut self, message: Outgoing, _now: Instant) -> Result<(), QueueError> {
+    fn enqueue(&mut self, message: Outgoing, now: Instant) -> Result<(), QueueError> {
         let field = Self::field(&message).map_err(|reason| QueueError::Unsendable {
             id: message.id,
             reason,
@@ -240,6 +268,7 @@ impl Bearer for Beidou21 {
             });
         }
         self.queue.push(message);
+        self.send_next(now);
         Ok(())
     }
 
@@ -250,6 +279,7 @@ impl Bearer for Beidou21 {
 
     fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
         for sentence in self.reader.push(bytes).into_iter().flatten() {
+            self.last_heard = Some(now);
             match Inbound::read(&sentence) {
                 Ok(Inbound::CardInfo(card)) => self.on_card(card),
                 Ok(Inbound::Feedback(feedback)) => self.on_feedback(feedback, now),
@@ -272,12 +302,26 @@ impl Bearer for Beidou21 {
         if self.next_probe.is_some_and(|at| now >= at) {
             self.probe(now);
         }
+        if self.card.is_some()
+            && self
+                .last_heard
+                .is_some_and(|heard| now.saturating_duration_since(heard) > SILENCE_LIMIT)
+        {
+            self.card = None;
+            self.events.push(BearerEvent::Down {
+                reason: "the terminal has gone silent".into(),
+            });
+            self.probe(now);
+        }
         if let Some((_, sent)) = &self.awaiting
             && now >= *sent + self.timing.feedback_timeout
         {
             if let Some((message, _)) = self.awaiting.take() {
                 self.requeue_front(message);
             }
+            // The send may have gone with only its feedback lost: wait the interval
+            // before sending again, or the terminal refuses it and then sends it twice.
+            self.next_send_at = Some(now + self.interval());
             self.counters.feedback_timeouts += 1;
             self.timeouts += 1;
             if self.timeouts >= MAX_TIMEOUTS && self.card.take().is_some() {
@@ -298,7 +342,12 @@ impl Bearer for Beidou21 {
         let send = (!self.queue.is_empty() && self.awaiting.is_none() && self.card.is_some())
             .then_some(self.next_send_at)
             .flatten();
-        [self.next_probe, feedback, send]
+        let silence = self
+            .card
+            .as_ref()
+            .and(self.last_heard)
+            .map(|heard| heard + SILENCE_LIMIT + Duration::from_millis(1));
+        [self.next_probe, feedback, send, silence]
             .into_iter()
             .flatten()
             .min()
@@ -354,6 +403,8 @@ mod tests {
             .collect()
     }
 
+    const BSI: &[u8] = b"$BDBSI,01,03,3,2,2,0,3,0,0,3,0,0*5F\r\n";
+
     fn txa_count(out: &[u8]) -> usize {
         out.windows(6).filter(|w| w == b"$CCTXA").count()
     }
@@ -377,7 +428,11 @@ mod tests {
             }]
         );
         assert_eq!(terminal.take_output(), b"$CCRMO,BSI,2,10*17\r\n");
-        assert_eq!(terminal.next_deadline(), None);
+        assert_eq!(
+            terminal.next_deadline(),
+            Some(t0 + Duration::from_secs(3) + SILENCE_LIMIT + Duration::from_millis(1)),
+            "only the silence watch"
+        );
         // Three messages of 78 bytes each take two service intervals after the first.
         assert_eq!(
             terminal.time_for(3 * 78),
@@ -389,19 +444,23 @@ mod tests {
     fn messages_go_one_per_service_interval_urgent_first() {
         let t0 = Instant::now();
         let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
-        terminal.on_bytes(ICI, t0);
-        terminal.take_output();
         terminal
             .enqueue(report(1, Urgency::Normal, "灾情：道路中断"), t0)
             .expect("fits");
         terminal
             .enqueue(report(2, Urgency::Urgent, "红色预警"), t0)
             .expect("fits");
-        terminal.poll(t0);
+        terminal.take_output();
+        // The card answers: the first send goes at once, the urgent one.
+        terminal.on_bytes(ICI, t0);
         let first = terminal.take_output();
         assert_eq!(txa_count(&first), 1);
+        let at = first
+            .windows(6)
+            .position(|w| w == b"$CCTXA")
+            .expect("a send");
         assert!(
-            first.starts_with(b"$CCTXA,0247718,0,0,"),
+            first[at..].starts_with(b"$CCTXA,0247718,0,0,"),
             "urgent goes first, urgently"
         );
 
@@ -409,6 +468,7 @@ mod tests {
         assert_eq!(sent_ids(&terminal.drain_events()), vec![2]);
         assert_eq!(terminal.take_output(), b"", "the next waits the interval");
         let next = t0 + Duration::from_secs(41);
+        terminal.on_bytes(BSI, next - Duration::from_secs(5));
         assert_eq!(terminal.next_deadline(), Some(next));
         terminal.poll(next - Duration::from_millis(1));
         assert_eq!(terminal.take_output(), b"");
@@ -428,6 +488,7 @@ mod tests {
         terminal.poll(t0);
         let first = terminal.take_output();
         terminal.on_bytes(&fki(false, 58), t0 + Duration::from_secs(1));
+        terminal.on_bytes(BSI, t0 + Duration::from_secs(50));
         assert_eq!(terminal.counters().refusals, 1);
         assert_eq!(terminal.next_deadline(), Some(t0 + Duration::from_secs(59)));
         terminal.poll(t0 + Duration::from_secs(59));
@@ -436,30 +497,62 @@ mod tests {
     }
 
     #[test]
-    fn no_feedback_resends_and_three_silences_put_the_terminal_down() {
+    fn no_feedback_resends_after_the_interval_and_three_silences_put_the_terminal_down() {
         let t0 = Instant::now();
         let timing = TerminalTiming::default();
         let mut terminal = Beidou21::new(timing, t0);
         terminal.on_bytes(ICI, t0);
         terminal.drain_events();
+        terminal.take_output();
         terminal
             .enqueue(report(9, Urgency::Normal, "test"), t0)
             .expect("fits");
-        terminal.poll(t0);
-        let mut now = t0;
-        for _ in 0..3 {
-            terminal.take_output();
-            now += timing.feedback_timeout;
-            terminal.poll(now);
+        let mut sent = t0;
+        for round in 0..3 {
+            assert_eq!(txa_count(&terminal.take_output()), 1, "round {round}");
+            let timed_out = sent + timing.feedback_timeout;
+            terminal.on_bytes(BSI, timed_out - Duration::from_secs(1));
+            terminal.poll(timed_out);
+            if round < 2 {
+                // Resent only after the service interval: the first may have gone.
+                assert_eq!(terminal.take_output(), b"");
+                sent = timed_out + Duration::from_secs(40);
+                terminal.on_bytes(BSI, sent - Duration::from_secs(1));
+                terminal.poll(sent);
+            }
         }
         assert_eq!(terminal.counters().feedback_timeouts, 3);
         assert!(!terminal.is_up());
-        assert!(matches!(
-            terminal.drain_events().as_slice(),
-            [BearerEvent::Down { .. }]
-        ));
+        assert!(
+            terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Down { .. }))
+        );
         assert_eq!(terminal.queued().len(), 1, "the message is kept");
         assert!(terminal.take_output().ends_with(b"$CCICA,0,00*7B\r\n"));
+    }
+
+    #[test]
+    fn a_terminal_that_goes_silent_is_down_and_probed_again() {
+        let t0 = Instant::now();
+        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        terminal.drain_events();
+        terminal.take_output();
+        assert_eq!(
+            terminal.next_deadline(),
+            Some(t0 + SILENCE_LIMIT + Duration::from_millis(1))
+        );
+        terminal.poll(t0 + SILENCE_LIMIT + Duration::from_millis(1));
+        assert!(!terminal.is_up());
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Down {
+                reason: "the terminal has gone silent".into()
+            }]
+        );
+        assert_eq!(terminal.take_output(), b"$CCICA,0,00*7B\r\n");
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub struct SmsCounters {
     pub unexpected_lines: u64,
 }
 
+/// A `+CSQ` RSSI (0–31, 99 unknown) as a bearer signal, 0 to 4.
+pub fn signal_level(rssi: u8) -> u8 {
+    match rssi {
+        0..=1 | 32.. => 0,
+        2..=9 => 1,
+        10..=14 => 2,
+        15..=19 => 3,
+        _ => 4,
+    }
+}
+
 /// A message on its way: it, its parts as (octets, PDU hex), the next part, its tries.
 type Sending = (Outgoing, Vec<(usize, String)>, usize, u32);
 
@@ -96,7 +107,7 @@ pub struct SmsModem {
     to_read: VecDeque<u32>,
     to_delete: VecDeque<u32>,
     /// Parts of long messages, by sender and reference, by sequence.
-    parts: BTreeMap<(String, u8), BTreeMap<u8, String>>,
+    parts: BTreeMap<(String, u8), BTreeMap<u8, Body>>,
     next_check_at: Option<Instant>,
     counters: SmsCounters,
 }
@@ -242,12 +253,17 @@ impl SmsModem {
                     header: true,
                 };
             }
-            Step::Reading { index, pdu, .. } if line == "OK" || error => {
+            Step::Reading { index, pdu, .. } if line == "OK" => {
                 self.done();
                 if let Some(pdu) = pdu {
                     self.on_pdu(&pdu);
                 }
                 self.to_delete.push_back(index);
+            }
+            Step::Reading { index, .. } if error => {
+                // Not read: it stays stored and is read again, never deleted unread.
+                self.done();
+                self.to_read.push_back(index);
             }
             Step::Deleting if line == "OK" || error => self.done(),
             Step::Signal if line.starts_with("+CSQ:") => {
@@ -257,14 +273,9 @@ impl SmsModem {
                     .next()
                     .and_then(|r| r.trim().parse::<u8>().ok());
                 if let Some(rssi) = rssi {
-                    let level = match rssi {
-                        0..=1 | 99 => 0,
-                        2..=9 => 1,
-                        10..=14 => 2,
-                        15..=19 => 3,
-                        _ => 4,
-                    };
-                    self.events.push(BearerEvent::Signal { level });
+                    self.events.push(BearerEvent::Signal {
+                        level: signal_level(rssi),
+                    });
                 }
                 self.step = Step::Signal;
             }
@@ -288,36 +299,50 @@ impl SmsModem {
                 return;
             }
         };
-        let text = match &delivered.body {
-            SmsBody::Text(t) => t.clone(),
-            SmsBody::Bytes(b) => {
-                // Parts are joined as text; a binary message comes whole.
-                if delivered.part.is_none() {
-                    self.events.push(BearerEvent::Received {
-                        from: delivered.from,
-                        body: Body::Bytes(b.clone()),
-                    });
-                    return;
-                }
-                String::from_utf8_lossy(b).into_owned()
-            }
+        let body = match &delivered.body {
+            SmsBody::Text(t) => Body::Text(t.clone()),
+            SmsBody::Bytes(b) => Body::Bytes(b.clone()),
         };
         let Some(part) = delivered.part else {
             self.events.push(BearerEvent::Received {
                 from: delivered.from,
-                body: Body::Text(text),
+                body,
             });
             return;
         };
+        if part.sequence == 0 || part.sequence > part.total {
+            self.counters.bad_pdus += 1;
+            return;
+        }
         let key = (delivered.from.clone(), part.reference);
         let pieces = self.parts.entry(key.clone()).or_default();
-        pieces.insert(part.sequence, text);
+        pieces.insert(part.sequence, body);
         if pieces.len() == usize::from(part.total) {
-            let whole: String = pieces.values().cloned().collect();
-            self.parts.remove(&key);
+            let pieces = self.parts.remove(&key).unwrap_or_default();
+            let whole = if pieces.values().all(|p| matches!(p, Body::Text(_))) {
+                Body::Text(
+                    pieces
+                        .values()
+                        .filter_map(|p| match p {
+                            Body::Text(t) => Some(t.as_str()),
+                            Body::Bytes(_) => None,
+                        })
+                        .collect(),
+                )
+            } else {
+                Body::Bytes(
+                    pieces
+                        .values()
+                        .flat_map(|p| match p {
+                            Body::Text(t) => t.as_bytes().to_vec(),
+                            Body::Bytes(b) => b.clone(),
+                        })
+                        .collect(),
+                )
+            };
             self.events.push(BearerEvent::Received {
                 from: delivered.from,
-                body: Body::Text(whole),
+                body: whole,
             });
         }
     }
@@ -395,7 +420,7 @@ impl Bearer for SmsModem {
         self.registered
     }
 
-    fn enqueue(&mut self, message: Outgoing, _now: Instant) -> Result<(), QueueError> {
+    fn enqueue(&mut self, message: Outgoing, now: Instant) -> Result<(), QueueError> {
         let body = match &message.body {
             Body::Text(t) => SmsBody::Text(t.clone()),
             Body::Bytes(b) => SmsBody::Bytes(b.clone()),
@@ -405,6 +430,7 @@ impl Bearer for SmsModem {
             reason: e.to_string(),
         })?;
         self.queue.push(message);
+        self.next(now);
         Ok(())
     }
 
@@ -453,8 +479,13 @@ impl Bearer for SmsModem {
             let step = std::mem::replace(&mut self.step, Step::Idle);
             self.step_deadline = None;
             match step {
-                Step::Prompt | Step::Sending => self.failed_try(now),
-                Step::Start(_) | Step::Registration { .. } => {
+                Step::Prompt | Step::Sending => {
+                    // The modem may still be taking message text: ESC ends that.
+                    self.out.push(0x1B);
+                    self.failed_try(now);
+                }
+                Step::Reading { index, .. } => self.to_read.push_back(index),
+                Step::Start(_) | Step::Registration { .. } | Step::Signal => {
                     if self.registered {
                         self.registered = false;
                         self.events.push(BearerEvent::Down {
@@ -611,6 +642,73 @@ mod tests {
             vec![BearerEvent::Received {
                 from: "13800138000".into(),
                 body: Body::Text("雨".repeat(100))
+            }]
+        );
+    }
+
+    #[test]
+    fn a_read_that_fails_is_tried_again_not_deleted_and_a_lost_prompt_is_escaped() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        modem.on_bytes(b"+CMTI: \"SM\",7\r\n", t0);
+        assert_eq!(
+            exchange(&mut modem, t0, "+CMS ERROR: 321\r\n"),
+            "AT+CMGR=7\r"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&modem.take_output()),
+            "AT+CMGR=7\r",
+            "read again"
+        );
+
+        let mut modem = registered(t0);
+        modem
+            .enqueue(
+                Outgoing {
+                    id: 5,
+                    to: "10086".into(),
+                    urgency: Urgency::Normal,
+                    body: Body::Text("测试".into()),
+                },
+                t0,
+            )
+            .expect("takes it");
+        assert!(String::from_utf8_lossy(&modem.take_output()).starts_with("AT+CMGS="));
+        modem.poll(t0 + Duration::from_secs(5));
+        assert_eq!(
+            modem.take_output(),
+            vec![0x1B],
+            "ESC ends a half-taken message"
+        );
+    }
+
+    #[test]
+    fn the_parts_of_a_long_binary_message_are_joined_as_bytes() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        let bytes: Vec<u8> = (0..200).map(|k| k as u8).collect();
+        let parts = submit("13800138000", &SmsBody::Bytes(bytes.clone()), 2).expect("parts");
+        assert_eq!(parts.len(), 2);
+        for (index, (_, pdu)) in parts.iter().enumerate() {
+            let octets: Vec<u8> = (2..pdu.len())
+                .step_by(2)
+                .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
+                .collect();
+            let rest = &octets[4 + 6..];
+            let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
+            d.extend([rest[0], rest[1]]);
+            d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
+            d.extend(&rest[3..]);
+            let hex: String = d.iter().map(|b| format!("{b:02X}")).collect();
+            modem.on_bytes(format!("+CMTI: \"SM\",{index}\r\n").as_bytes(), t0);
+            exchange(&mut modem, t0, &format!("+CMGR: 0,,150\r\n{hex}\r\nOK\r\n"));
+            exchange(&mut modem, t0, "OK\r\n");
+        }
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Received {
+                from: "13800138000".into(),
+                body: Body::Bytes(bytes)
             }]
         );
     }
