@@ -534,6 +534,21 @@ mod tests {
         out
     }
 
+    /// The SMS-DELIVER a phone would receive for SMS-SUBMIT `pdu` (to an 11-digit
+    /// number) from 13800138000: first octet, sender, no validity period, a time stamp.
+    fn delivered_from_13800138000(pdu: &str) -> String {
+        let octets: Vec<u8> = (2..pdu.len())
+            .step_by(2)
+            .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
+            .collect();
+        let rest = &octets[4 + 6..];
+        let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
+        d.extend([rest[0], rest[1]]);
+        d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
+        d.extend(&rest[3..]);
+        d.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
     fn registered(now: Instant) -> SmsModem {
         let mut modem = SmsModem::new(SmsTiming::default(), now);
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
@@ -614,19 +629,7 @@ mod tests {
         let parts = submit("13800138000", &SmsBody::Text("雨".repeat(100)), 4).expect("parts");
         let delivered: Vec<String> = parts
             .iter()
-            .map(|(_, pdu)| {
-                // SMS-SUBMIT to SMS-DELIVER: first octet, sender, no validity, a time.
-                let octets: Vec<u8> = (2..pdu.len())
-                    .step_by(2)
-                    .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
-                    .collect();
-                let rest = &octets[4 + 6..];
-                let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
-                d.extend([rest[0], rest[1]]);
-                d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
-                d.extend(&rest[3..]);
-                d.iter().map(|b| format!("{b:02X}")).collect()
-            })
+            .map(|(_, pdu)| delivered_from_13800138000(pdu))
             .collect();
         modem.on_bytes(b"+CMTI: \"SM\",3\r\n+CMTI: \"SM\",4\r\n", t0);
         for (index, pdu) in [(3, &delivered[0]), (4, &delivered[1])] {
@@ -690,16 +693,7 @@ mod tests {
         let parts = submit("13800138000", &SmsBody::Bytes(bytes.clone()), 2).expect("parts");
         assert_eq!(parts.len(), 2);
         for (index, (_, pdu)) in parts.iter().enumerate() {
-            let octets: Vec<u8> = (2..pdu.len())
-                .step_by(2)
-                .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
-                .collect();
-            let rest = &octets[4 + 6..];
-            let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
-            d.extend([rest[0], rest[1]]);
-            d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
-            d.extend(&rest[3..]);
-            let hex: String = d.iter().map(|b| format!("{b:02X}")).collect();
+            let hex = delivered_from_13800138000(pdu);
             modem.on_bytes(format!("+CMTI: \"SM\",{index}\r\n").as_bytes(), t0);
             exchange(&mut modem, t0, &format!("+CMGR: 0,,150\r\n{hex}\r\nOK\r\n"));
             exchange(&mut modem, t0, "OK\r\n");
