@@ -550,23 +550,8 @@ fn command_channel(
     report: Arc<Mutex<RadioReport>>,
 ) -> Result<(), SimError> {
     use std::io::Read;
-    let pty = nix::pty::openpty(None, None)
-        .map_err(|e| SimError::Setup(format!("cannot open a pseudo-terminal: {e}")))?;
-    let name = nix::unistd::ttyname(&pty.slave)
-        .map_err(|e| SimError::Setup(format!("pseudo-terminal name: {e}")))?;
-    // Raw mode: the bytes arrive as sent, no echo, no line editing.
-    if let Ok(mut t) = nix::sys::termios::tcgetattr(&pty.slave) {
-        nix::sys::termios::cfmakeraw(&mut t);
-        let _ = nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t);
-    }
-    let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(&name, link).map_err(io(format!(
-        "linking {} to {}",
-        link.display(),
-        name.display()
-    )))?;
-    let mut master = File::from(pty.master);
-    let slave = pty.slave;
+    let (mut master, slave) =
+        crate::sat_sim::open_pty(link).map_err(|e| SimError::Setup(e.to_string()))?;
     std::thread::spawn(move || {
         // The simulator keeps the device side open, so the channel survives the
         // gateway closing and opening it again.

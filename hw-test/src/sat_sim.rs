@@ -79,70 +79,14 @@ enum Input {
 /// Runs the simulator until its pseudo-terminal's reader fails or the process is
 /// stopped.
 pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
-    let start = Instant::now();
-    let mut log = match &options.log {
-        Some(path) => Some(BufWriter::new(
-            File::create(path).map_err(io(format!("creating {}", path.display())))?,
-        )),
-        None => None,
-    };
-    let mut note = |entry: serde_json::Value| {
-        if let Some(log) = &mut log {
-            let mut entry = entry;
-            entry["t_ms"] = json!(start.elapsed().as_millis() as u64);
-            let _ = writeln!(log, "{entry}");
-            let _ = log.flush();
-        }
-    };
-
-    let (mut master, _slave) = open_pty(&options.link)?;
-    let mut writer = master.try_clone().map_err(io("cloning the pty"))?;
-    let (tx, rx) = mpsc::channel::<Input>();
-    let terminal_tx = tx.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 512];
-        loop {
-            match master.read(&mut buffer) {
-                Ok(0) | Err(_) => {
-                    // A pty master reads EIO while no one has the device open: wait.
-                    std::thread::sleep(Duration::from_millis(20));
-                    if terminal_tx.send(Input::Terminal(Vec::new())).is_err() {
-                        return;
-                    }
-                }
-                Ok(n) => {
-                    if terminal_tx
-                        .send(Input::Terminal(buffer[..n].to_vec()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let peer_socket = match options.listen {
-        Some(addr) => {
-            let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
-            let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
-            let peer_tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 2048];
-                while let Ok(n) = reader.recv(&mut buffer) {
-                    if peer_tx.send(Input::Peer(buffer[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                let _ = peer_tx.send(Input::Closed);
-            });
-            Some(socket)
-        }
-        None => match options.peer {
-            Some(_) => Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?),
-            None => None,
-        },
-    };
-    drop(tx);
+    let mut log = SimLog::open(options.log.as_deref())?;
+    let mut note = |entry: serde_json::Value| log.note(entry);
+    let SimIo {
+        mut writer,
+        inputs: rx,
+        peer_socket,
+        _slave,
+    } = SimIo::start(&options.link, options.listen, options.peer)?;
     println!(
         "beidou simulator card {} on {}",
         options.card_id,
@@ -225,8 +169,106 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
     }
 }
 
+/// The JSON-lines log of a simulator: each entry gets its time since start.
+struct SimLog {
+    start: Instant,
+    file: Option<BufWriter<File>>,
+}
+
+impl SimLog {
+    fn open(path: Option<&Path>) -> Result<SimLog, SatSimError> {
+        let file = match path {
+            Some(path) => Some(BufWriter::new(
+                File::create(path).map_err(io(format!("creating {}", path.display())))?,
+            )),
+            None => None,
+        };
+        Ok(SimLog {
+            start: Instant::now(),
+            file,
+        })
+    }
+
+    fn note(&mut self, mut entry: serde_json::Value) {
+        if let Some(file) = &mut self.file {
+            entry["t_ms"] = json!(self.start.elapsed().as_millis() as u64);
+            let _ = writeln!(file, "{entry}");
+            let _ = file.flush();
+        }
+    }
+}
+
+/// A simulator's inputs and outputs: its pseudo-terminal, and the UDP socket of a
+/// pairing.
+struct SimIo {
+    /// What the simulator writes to the driver.
+    writer: File,
+    /// What the driver wrote, and what the paired simulator sent.
+    inputs: mpsc::Receiver<Input>,
+    /// Where messages for the paired simulator go from, when paired.
+    peer_socket: Option<UdpSocket>,
+    /// Keeps the device side open, so the link survives the driver closing it.
+    _slave: std::os::fd::OwnedFd,
+}
+
+impl SimIo {
+    fn start(
+        link: &Path,
+        listen: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+    ) -> Result<SimIo, SatSimError> {
+        let (mut master, slave) = open_pty(link)?;
+        let writer = master.try_clone().map_err(io("cloning the pty"))?;
+        let (tx, inputs) = mpsc::channel::<Input>();
+        let terminal_tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            loop {
+                let input = match master.read(&mut buffer) {
+                    Ok(n) if n > 0 => buffer[..n].to_vec(),
+                    _ => {
+                        // A pty master reads EIO while no one has the device open: wait.
+                        std::thread::sleep(Duration::from_millis(20));
+                        Vec::new()
+                    }
+                };
+                if terminal_tx.send(Input::Terminal(input)).is_err() {
+                    return;
+                }
+            }
+        });
+        let peer_socket = match listen {
+            Some(addr) => {
+                let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
+                let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
+                let peer_tx = tx;
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 2048];
+                    while let Ok(n) = reader.recv(&mut buffer) {
+                        if peer_tx.send(Input::Peer(buffer[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = peer_tx.send(Input::Closed);
+                });
+                Some(socket)
+            }
+            None if peer.is_some() => {
+                Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?)
+            }
+            None => None,
+        };
+        Ok(SimIo {
+            writer,
+            inputs,
+            peer_socket,
+            _slave: slave,
+        })
+    }
+}
+
 /// A pseudo-terminal, raw, its device linked at `link`.
-fn open_pty(link: &Path) -> Result<(File, std::os::fd::OwnedFd), SatSimError> {
+pub(crate) fn open_pty(link: &Path) -> Result<(File, std::os::fd::OwnedFd), SatSimError> {
     let pty = nix::pty::openpty(None, None)
         .map_err(|e| SatSimError::Setup(format!("cannot open a pseudo-terminal: {e}")))?;
     let name = nix::unistd::ttyname(&pty.slave)
@@ -383,67 +425,14 @@ pub struct IridiumSimOptions {
 
 /// Runs the Iridium simulator until its process is stopped.
 pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
-    let start = Instant::now();
-    let mut log = match &options.log {
-        Some(path) => Some(BufWriter::new(
-            File::create(path).map_err(io(format!("creating {}", path.display())))?,
-        )),
-        None => None,
-    };
-    let mut note = move |entry: serde_json::Value| {
-        if let Some(log) = &mut log {
-            let mut entry = entry;
-            entry["t_ms"] = json!(start.elapsed().as_millis() as u64);
-            let _ = writeln!(log, "{entry}");
-            let _ = log.flush();
-        }
-    };
-    let (mut master, _slave) = open_pty(&options.link)?;
-    let mut writer = master.try_clone().map_err(io("cloning the pty"))?;
-    let (tx, rx) = mpsc::channel::<Input>();
-    let terminal_tx = tx.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 512];
-        loop {
-            match master.read(&mut buffer) {
-                Ok(0) | Err(_) => {
-                    std::thread::sleep(Duration::from_millis(20));
-                    if terminal_tx.send(Input::Terminal(Vec::new())).is_err() {
-                        return;
-                    }
-                }
-                Ok(n) => {
-                    if terminal_tx
-                        .send(Input::Terminal(buffer[..n].to_vec()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let peer_socket = match options.listen {
-        Some(addr) => {
-            let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
-            let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
-            let peer_tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 2048];
-                while let Ok(n) = reader.recv(&mut buffer) {
-                    if peer_tx.send(Input::Peer(buffer[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-            });
-            Some(socket)
-        }
-        None => match options.peer {
-            Some(_) => Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?),
-            None => None,
-        },
-    };
-    drop(tx);
+    let mut log = SimLog::open(options.log.as_deref())?;
+    let mut note = |entry: serde_json::Value| log.note(entry);
+    let SimIo {
+        mut writer,
+        inputs: rx,
+        peer_socket,
+        _slave,
+    } = SimIo::start(&options.link, options.listen, options.peer)?;
     println!("iridium simulator on {}", options.link.display());
 
     let mut say = |text: &str, note: &mut dyn FnMut(serde_json::Value)| {

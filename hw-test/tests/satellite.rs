@@ -48,6 +48,56 @@ fn start_sim(
     (sim, link)
 }
 
+/// Two simulators of `kind` named a and b, paired over the loopback, each started with
+/// its own extra arguments; gives each one's process and link.
+fn paired(
+    kind: &str,
+    ready: &'static str,
+    dir: &Path,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
+    let (a_port, b_port) = (
+        hw_test::process::free_port_pair().expect("port"),
+        hw_test::process::free_port_pair().expect("port"),
+    );
+    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
+    let with = |own: &[&str], listen: &str, peer: &str| -> Vec<String> {
+        own.iter()
+            .map(|a| a.to_string())
+            .chain([
+                "--listen".into(),
+                listen.into(),
+                "--peer".into(),
+                peer.into(),
+            ])
+            .collect()
+    };
+    let (a, b) = (
+        with(a_args, &a_listen, &b_listen),
+        with(b_args, &b_listen, &a_listen),
+    );
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        a.iter().map(String::as_str).collect(),
+        b.iter().map(String::as_str).collect(),
+    );
+    (
+        start_sim(kind, ready, dir, "a", &a),
+        start_sim(kind, ready, dir, "b", &b),
+    )
+}
+
+/// A pair of BeiDou simulators, cards 0166166 (a) and 0247718 (b), 1 s interval.
+fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
+    paired(
+        "beidou",
+        "beidou simulator",
+        dir,
+        &["--card", "0166166", "--interval-s", "1"],
+        &["--card", "0247718", "--interval-s", "1"],
+    )
+}
+
 /// A driver on the terminal at `link`, moved by a loop as the gateway's task would.
 struct Driven<B: Bearer> {
     port: Box<dyn serialport::SerialPort>,
@@ -210,39 +260,7 @@ fn an_early_send_is_refused_with_the_seconds_to_wait_and_goes_after_them() {
 #[test]
 fn two_paired_terminals_carry_a_message_from_one_card_to_the_other() {
     let dir = common::scratch("sat-pair");
-    let (a_port, b_port) = (
-        hw_test::process::free_port_pair().expect("port"),
-        hw_test::process::free_port_pair().expect("port"),
-    );
-    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
-    let (_a, a_link) = simulator(
-        &dir,
-        "a",
-        &[
-            "--card",
-            "0166166",
-            "--interval-s",
-            "1",
-            "--listen",
-            &a_listen,
-            "--peer",
-            &b_listen,
-        ],
-    );
-    let (_b, b_link) = simulator(
-        &dir,
-        "b",
-        &[
-            "--card",
-            "0247718",
-            "--interval-s",
-            "1",
-            "--listen",
-            &b_listen,
-            "--peer",
-            &a_listen,
-        ],
-    );
+    let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
     let mut a = Driven::open(&a_link);
     let mut b = Driven::open(&b_link);
     a.driver
@@ -382,25 +400,7 @@ fn an_access_denied_session_fails_the_message_for_good() {
 #[test]
 fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
     let dir = common::scratch("sbd-pair");
-    let (a_port, b_port) = (
-        hw_test::process::free_port_pair().expect("port"),
-        hw_test::process::free_port_pair().expect("port"),
-    );
-    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
-    let (_a, a_link) = start_sim(
-        "iridium",
-        "iridium simulator",
-        &dir,
-        "a",
-        &["--listen", &a_listen, "--peer", &b_listen],
-    );
-    let (_b, b_link) = start_sim(
-        "iridium",
-        "iridium simulator",
-        &dir,
-        "b",
-        &["--listen", &b_listen, "--peer", &a_listen],
-    );
+    let ((_a, a_link), (_b, b_link)) = paired("iridium", "iridium simulator", &dir, &[], &[]);
     let mut a = Driven::with(&a_link, quick_sbd());
     let mut b = Driven::with(&b_link, quick_sbd());
     a.driver
@@ -429,39 +429,7 @@ fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
 fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let dir = common::scratch("sat-tools");
     let (_, bench) = common::binaries();
-    let (a_port, b_port) = (
-        hw_test::process::free_port_pair().expect("port"),
-        hw_test::process::free_port_pair().expect("port"),
-    );
-    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
-    let (_a, a_link) = simulator(
-        &dir,
-        "a",
-        &[
-            "--card",
-            "0166166",
-            "--interval-s",
-            "1",
-            "--listen",
-            &a_listen,
-            "--peer",
-            &b_listen,
-        ],
-    );
-    let (_b, b_link) = simulator(
-        &dir,
-        "b",
-        &[
-            "--card",
-            "0247718",
-            "--interval-s",
-            "1",
-            "--listen",
-            &b_listen,
-            "--peer",
-            &a_listen,
-        ],
-    );
+    let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
     let (_m, modem_link) = start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
 
     let probe = |link: &Path| {

@@ -40,27 +40,22 @@ pub fn spawn_link(
     tasks: &mut JoinSet<MemberId>,
 ) -> PortHandle {
     let (commands, inbox) = mpsc::unbounded_channel();
+    let (task_config, settings) = (config.clone(), settings.clone());
     let name = MemberId(config.name.clone());
-    let settings = settings.clone();
-    let task_config = config.clone();
-    tasks.spawn(async move {
-        let mut inbox = inbox;
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match run_link(&task_config, &settings, &events, &mut inbox).await {
-                Ok(()) => break,
-                Err(reason) => {
-                    warn!(link = %task_config.name, %reason, retry_in = ?backoff, "link down");
-                    let _ = events.send(PortEvent::Down(name.clone(), reason));
-                }
+    tasks.spawn(supervise(
+        "link",
+        name,
+        events.clone(),
+        inbox,
+        move |mut inbox| {
+            let (config, settings, events) =
+                (task_config.clone(), settings.clone(), events.clone());
+            async move {
+                let result = run_link(&config, &settings, &events, &mut inbox).await;
+                (result, inbox)
             }
-            if !wait_out(backoff, &mut inbox).await {
-                break;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        name
-    });
+        },
+    ));
     PortHandle {
         config: super::radio::MemberConfig::Link(config),
         commands,
@@ -71,6 +66,40 @@ pub fn spawn_link(
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+
+type Inbox = mpsc::UnboundedReceiver<PortCommand>;
+
+/// Runs a network member until it is stopped: each time `run` fails (its sockets), the
+/// member is reported down and run again after a doubling backoff. `run` gets the inbox
+/// and gives it back with its outcome. Gives the member's name when it ends.
+async fn supervise<Fut>(
+    kind: &'static str,
+    name: MemberId,
+    events: mpsc::UnboundedSender<PortEvent>,
+    mut inbox: Inbox,
+    mut run: impl FnMut(Inbox) -> Fut,
+) -> MemberId
+where
+    Fut: std::future::Future<Output = (Result<(), String>, Inbox)>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let (result, back) = run(inbox).await;
+        inbox = back;
+        match result {
+            Ok(()) => break,
+            Err(reason) => {
+                warn!(member = %name, %kind, %reason, retry_in = ?backoff, "{kind} down");
+                let _ = events.send(PortEvent::Down(name.clone(), reason));
+            }
+        }
+        if !wait_out(backoff, &mut inbox).await {
+            break;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    name
+}
 
 /// Waits `backoff`, dropping audio meant for a member that is down; false when the
 /// member is being stopped.
@@ -194,27 +223,22 @@ pub fn spawn_zone(
     tasks: &mut JoinSet<MemberId>,
 ) -> PortHandle {
     let (commands, inbox) = mpsc::unbounded_channel();
+    let (task_config, settings) = (config.clone(), settings.clone());
     let name = MemberId(config.name.clone());
-    let settings = settings.clone();
-    let task_config = config.clone();
-    tasks.spawn(async move {
-        let mut inbox = inbox;
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match run_zone(&task_config, settings.clone(), &events, &mut inbox).await {
-                Ok(()) => break,
-                Err(reason) => {
-                    warn!(zone = %task_config.name, %reason, retry_in = ?backoff, "zone down");
-                    let _ = events.send(PortEvent::Down(name.clone(), reason));
-                }
+    tasks.spawn(supervise(
+        "zone",
+        name,
+        events.clone(),
+        inbox,
+        move |mut inbox| {
+            let (config, settings, events) =
+                (task_config.clone(), settings.clone(), events.clone());
+            async move {
+                let result = run_zone(&config, settings, &events, &mut inbox).await;
+                (result, inbox)
             }
-            if !wait_out(backoff, &mut inbox).await {
-                break;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        name
-    });
+        },
+    ));
     PortHandle {
         config: super::radio::MemberConfig::Zone(config),
         commands,
