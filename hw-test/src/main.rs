@@ -422,8 +422,7 @@ fn main() -> ExitCode {
             }
         }
         Command::DemoAlerts { emcomm, cap, out } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (bench, emcomm) = programs(emcomm);
             let options = hw_test::demo_alerts::AlertDemoOptions {
                 emcomm,
                 bench,
@@ -456,8 +455,7 @@ fn main() -> ExitCode {
             rounds,
             out,
         } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (_, emcomm) = programs(emcomm);
             match hw_test::bench::alerts::run(&emcomm, loudspeakers, rounds, &out) {
                 Ok(figures) => {
                     print!("{}", hw_test::bench::alerts::table(&figures));
@@ -477,8 +475,7 @@ fn main() -> ExitCode {
             answer,
             out,
         } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (bench, emcomm) = programs(emcomm);
             let options = hw_test::demo_radio::RadioDemoOptions {
                 emcomm,
                 bench,
@@ -507,8 +504,7 @@ fn main() -> ExitCode {
             seconds,
             out,
         } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (_, emcomm) = programs(emcomm);
             let options = hw_test::bench::radio::RadioBenchOptions {
                 emcomm,
                 out,
@@ -557,8 +553,7 @@ fn main() -> ExitCode {
             repeats,
             out,
         } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (bench, emcomm) = programs(emcomm);
             match fanout::run(&emcomm, &bench, &destinations, seconds, repeats, &out) {
                 Ok(figures) => {
                     println!(
@@ -892,8 +887,7 @@ fn main() -> ExitCode {
             repeat,
             out,
         } => {
-            let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
-            let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+            let (bench, emcomm) = programs(emcomm);
             let options = DemoOptions {
                 emcomm,
                 bench,
@@ -1035,4 +1029,11 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
         })
         .collect()
+}
+
+/// This program, and the emcomm daemon: `emcomm` if given, else the one beside it.
+fn programs(emcomm: Option<PathBuf>) -> (PathBuf, PathBuf) {
+    let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
+    let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
+    (bench, emcomm)
 }

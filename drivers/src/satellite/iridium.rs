@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::at::AtLines;
 use super::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
 
 /// The largest mobile-originated message, bytes (9602/9603).
@@ -169,7 +170,7 @@ pub struct Sbd {
     up: bool,
     step: Step,
     step_deadline: Option<Instant>,
-    line: Vec<u8>,
+    lines: AtLines,
     out: Vec<u8>,
     events: Vec<BearerEvent>,
     queue: PriorityQueue,
@@ -183,8 +184,7 @@ pub struct Sbd {
     waiting: VecDeque<&'static str>,
     /// Commands in a row that got no answer.
     silent: u32,
-    /// The last command sent, to tell its echo from an answer.
-    last_command: String,
+
     counters: SbdCounters,
 }
 
@@ -198,7 +198,7 @@ impl Sbd {
             up: false,
             step: Step::Idle,
             step_deadline: None,
-            line: Vec::new(),
+            lines: AtLines::new(512),
             out: Vec::new(),
             events: Vec::new(),
             queue: PriorityQueue::default(),
@@ -209,7 +209,6 @@ impl Sbd {
             next_signal_at: None,
             waiting: VecDeque::new(),
             silent: 0,
-            last_command: String::new(),
             counters: SbdCounters::default(),
         };
         driver.command(
@@ -227,7 +226,7 @@ impl Sbd {
     }
 
     fn command(&mut self, command: &str, step: Step, now: Instant) {
-        self.last_command = command.to_owned();
+        self.lines.sent(command);
         self.out.extend_from_slice(command.as_bytes());
         self.out.push(b'\r');
         let limit = if matches!(step, Step::Session { .. }) {
@@ -516,20 +515,8 @@ impl Bearer for Sbd {
 
     fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
         for &b in bytes {
-            match b {
-                b'\r' | b'\n' => {
-                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
-                    self.line.clear();
-                    // The echo of the command just sent, and blank lines between answers.
-                    if line == self.last_command {
-                        continue;
-                    }
-                    if !line.is_empty() {
-                        self.on_line(&line, now);
-                    }
-                }
-                _ if self.line.len() < 512 => self.line.push(b),
-                _ => {}
+            if let Some(line) = self.lines.push(b) {
+                self.on_line(&line, now);
             }
         }
         self.next(now);

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::pdu::{SmsBody, read_deliver, submit};
+use crate::satellite::at::AtLines;
 use crate::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
 
 /// Tries of one message before it fails.
@@ -95,7 +96,7 @@ pub struct SmsModem {
     registered: bool,
     step: Step,
     step_deadline: Option<Instant>,
-    line: Vec<u8>,
+    lines: AtLines,
     out: Vec<u8>,
     events: Vec<BearerEvent>,
     queue: PriorityQueue,
@@ -119,7 +120,7 @@ impl SmsModem {
             registered: false,
             step: Step::Idle,
             step_deadline: None,
-            line: Vec::new(),
+            lines: AtLines::new(1024),
             out: Vec::new(),
             events: Vec::new(),
             queue: PriorityQueue::default(),
@@ -142,6 +143,7 @@ impl SmsModem {
     }
 
     fn command(&mut self, command: &str, step: Step, now: Instant) {
+        self.lines.sent(command);
         self.out.extend_from_slice(command.as_bytes());
         self.out.push(b'\r');
         let limit = if step == Step::Sending {
@@ -444,30 +446,21 @@ impl Bearer for SmsModem {
 
     fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
         for &b in bytes {
-            match b {
-                b'\r' | b'\n' => {
-                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
-                    self.line.clear();
-                    if !line.is_empty() && !line.starts_with("AT") {
-                        self.on_line(&line, now);
-                    }
+            if let Some(line) = self.lines.push(b) {
+                self.on_line(&line, now);
+                continue;
+            }
+            // The prompt has no line end: "> ".
+            if self.step == Step::Prompt && matches!(self.lines.partial(), b">" | b"> ") {
+                self.lines.clear_partial();
+                if let Some((_, parts, next, _)) = &self.current
+                    && let Some((_, pdu)) = parts.get(*next)
+                {
+                    self.out.extend_from_slice(pdu.as_bytes());
+                    self.out.push(0x1A);
                 }
-                _ if self.line.len() < 1024 => {
-                    self.line.push(b);
-                    // The prompt has no line end: "> ".
-                    if self.step == Step::Prompt && matches!(&self.line[..], b">" | b"> ") {
-                        self.line.clear();
-                        if let Some((_, parts, next, _)) = &self.current
-                            && let Some((_, pdu)) = parts.get(*next)
-                        {
-                            self.out.extend_from_slice(pdu.as_bytes());
-                            self.out.push(0x1A);
-                        }
-                        self.step = Step::Sending;
-                        self.step_deadline = Some(now + self.timing.send_timeout);
-                    }
-                }
-                _ => {}
+                self.step = Step::Sending;
+                self.step_deadline = Some(now + self.timing.send_timeout);
             }
         }
         self.next(now);
