@@ -168,6 +168,18 @@ pub trait ModemLines: Send {
     fn read(&mut self) -> Result<InputLevels, LinesError>;
 }
 
+/// A boxed port's lines are its lines: a switch can own whichever backend the
+/// configuration chose.
+impl<L: ModemLines + ?Sized> ModemLines for Box<L> {
+    fn set(&mut self, line: OutputLine, level: bool) -> Result<(), LinesError> {
+        (**self).set(line, level)
+    }
+
+    fn read(&mut self) -> Result<InputLevels, LinesError> {
+        (**self).read()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,7 +307,7 @@ fn ptt_switch(
 ) -> Result<Box<dyn PttSwitch>, String> {
     Ok(match &config.ptt {
         PttWiring::Line(wiring) => Box::new(LinePtt {
-            lines: BoxedLines(lines()),
+            lines: lines(),
             wiring: *wiring,
             device: device.to_owned(),
         }),
@@ -330,22 +330,6 @@ fn ptt_switch(
     })
 }
 
-struct BoxedLines(Box<dyn ModemLines>);
-
-impl ModemLines for BoxedLines {
-    fn set(
-        &mut self,
-        line: drivers::serial::modem_lines::OutputLine,
-        level: bool,
-    ) -> Result<(), drivers::serial::modem_lines::LinesError> {
-        self.0.set(line, level)
-    }
-
-    fn read(&mut self) -> Result<InputLevels, drivers::serial::modem_lines::LinesError> {
-        self.0.read()
-    }
-}
-
 /// Runs one opening of the port until it is stopped or a device is lost.
 async fn serve(
     config: &RadioConfig,
@@ -356,6 +340,7 @@ async fn serve(
     let name = MemberId(config.name.clone());
     let mut port = RadioPort::new(config.rx, config.tx);
     let rx_gain = codecs::level::db_to_gain(config.rx_gain_db);
+    let tx_gain = codecs::level::db_to_gain(config.tx_gain_db);
     let mut cos_poll = tokio::time::interval(COS_POLL);
     if let Some(command) = &config.select_command {
         if let Err(e) = send_command(&mut devices, command) {
@@ -396,7 +381,7 @@ async fn serve(
                 Input::Lost(reason) => Err(reason),
             },
         };
-        let carried = carry_out(&name, &mut port, &mut devices, events, config.tx_gain_db);
+        let carried = carry_out(&name, &mut port, &mut devices, events, tx_gain);
         if let Err(reason) = step.and(carried) {
             break Ended::Lost(reason);
         }
@@ -404,7 +389,7 @@ async fn serve(
 
     // Every way out releases PTT before the devices close.
     port.release(std::time::Instant::now());
-    let _ = carry_out(&name, &mut port, &mut devices, events, config.tx_gain_db);
+    let _ = carry_out(&name, &mut port, &mut devices, events, tx_gain);
     if let Err(e) = devices.ptt.set(false) {
         error!(port = %name, error = %e, "PTT release failed: check the radio");
     }
@@ -468,9 +453,8 @@ fn carry_out(
     port: &mut RadioPort,
     devices: &mut Devices,
     events: &mpsc::UnboundedSender<PortEvent>,
-    tx_gain_db: f32,
+    tx_gain: f32,
 ) -> Result<(), String> {
-    let tx_gain = codecs::level::db_to_gain(tx_gain_db);
     let outputs: Vec<PortOutput> = port.drain().collect();
     for output in outputs {
         match output {

@@ -438,7 +438,12 @@ impl PatchBus {
                 });
             }
         }
-        if !carried && !self.patches_of(member).is_empty() {
+        let in_a_patch = || {
+            self.patches
+                .values()
+                .any(|p| p.spec.members.contains(member))
+        };
+        if !carried && in_a_patch() {
             self.counters.held_off += 1;
         }
     }

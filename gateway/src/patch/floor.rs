@@ -241,13 +241,11 @@ impl Floor {
     fn next_in_line(&mut self, now: Instant, events: &mut Vec<FloorEvent>) {
         // A priority member waiting (it keyed during another priority member's over)
         // goes before the others.
-        let next = self.waiting.iter().position(|(_, priority)| *priority).or(
-            if self.waiting.is_empty() {
-                None
-            } else {
-                Some(0)
-            },
-        );
+        let next = self
+            .waiting
+            .iter()
+            .position(|(_, priority)| *priority)
+            .or((!self.waiting.is_empty()).then_some(0));
         match next.and_then(|k| self.waiting.remove(k)) {
             Some((member, priority)) => self.grant(member, priority, None, now, events),
             None => events.push(FloorEvent::Freed),
