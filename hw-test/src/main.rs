@@ -235,6 +235,9 @@ enum Command {
         port: PathBuf,
         #[arg(long, value_enum)]
         kind: hw_test::terminal::TerminalKind,
+        /// A BeiDou terminal's dialect: auto, 2.1, 4.0 or bds3.
+        #[arg(long, default_value = "auto", value_parser = parse_dialect)]
+        dialect: drivers::satellite::BeidouDialect,
         /// The card, IMEI or phone number it is for.
         #[arg(long)]
         to: String,
@@ -256,6 +259,9 @@ enum Command {
         port: PathBuf,
         #[arg(long, value_enum)]
         kind: hw_test::terminal::TerminalKind,
+        /// A BeiDou terminal's dialect: auto, 2.1, 4.0 or bds3.
+        #[arg(long, default_value = "auto", value_parser = parse_dialect)]
+        dialect: drivers::satellite::BeidouDialect,
         #[arg(long, default_value_t = 19200)]
         baud: u32,
         /// Stop after this many seconds.
@@ -286,9 +292,8 @@ enum Command {
 enum SimCommand {
     /// An Iridium 9602/9603 SBD modem on its AT interface.
     Iridium {
-        /// Where to link the pseudo-terminal's device.
-        #[arg(long)]
-        link: PathBuf,
+        #[command(flatten)]
+        ends: hw_test::sat_sim::SimEnds,
         /// MO status codes the next sessions with a message fail with (32 no network,
         /// 35 busy, 15 access denied, …), in order; later sessions succeed.
         #[arg(long, value_delimiter = ',')]
@@ -296,21 +301,34 @@ enum SimCommand {
         /// Signal, 0 to 5.
         #[arg(long, default_value_t = 4)]
         csq: u8,
-        /// A paired simulator's --listen address: sent messages arrive there as MT.
-        #[arg(long)]
-        peer: Option<SocketAddr>,
-        /// Where messages from a paired simulator arrive.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Log every command and answer as a JSON line to this file.
-        #[arg(long)]
-        log: Option<PathBuf>,
     },
-    /// A BeiDou RDSS terminal speaking the 2.1 dialect.
+    /// An SMS modem (a Tiantong-1 terminal, a cellular modem) in PDU mode.
+    Sms {
+        #[command(flatten)]
+        ends: hw_test::sat_sim::SimEnds,
+        /// The modem's own number, the sender of what it sends.
+        #[arg(long, default_value = "8617400012345")]
+        number: String,
+        /// What AT+CGMM answers.
+        #[arg(long, default_value = "Tiantong T900 satellite terminal")]
+        model: String,
+        /// Registration status AT+CREG? reports: 1 home, 5 roaming, 0 or 2 not registered.
+        #[arg(long, default_value_t = 1)]
+        registration: u8,
+        /// RSSI, 0 to 31.
+        #[arg(long, default_value_t = 20)]
+        rssi: u8,
+        /// The next this many sends fail with +CMS ERROR: 332 (network timeout).
+        #[arg(long, default_value_t = 0)]
+        fail_sends: u32,
+    },
+    /// A BeiDou RDSS terminal speaking the 2.1, 4.0 or BDS-3 dialect.
     Beidou {
-        /// Where to link the pseudo-terminal's device (the port the driver opens).
-        #[arg(long)]
-        link: PathBuf,
+        #[command(flatten)]
+        ends: hw_test::sat_sim::SimEnds,
+        /// The dialect: 2.1 (NMEA-style sentences), 4.0 (binary BD-1 frames) or bds3.
+        #[arg(long, default_value = "2.1", value_parser = parse_dialect)]
+        dialect: drivers::satellite::BeidouDialect,
         /// The card's ID.
         #[arg(long, default_value = "0166166")]
         card: String,
@@ -329,15 +347,6 @@ enum SimCommand {
         /// Transmission suppressed: every send refused.
         #[arg(long)]
         suppressed: bool,
-        /// A paired simulator's --listen address: messages to other cards go there.
-        #[arg(long)]
-        peer: Option<SocketAddr>,
-        /// Where messages from a paired simulator arrive.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Log every sentence as a JSON line to this file.
-        #[arg(long)]
-        log: Option<PathBuf>,
     },
 }
 
@@ -600,6 +609,7 @@ fn main() -> ExitCode {
         Command::Send {
             port,
             kind,
+            dialect,
             to,
             text,
             hex,
@@ -621,7 +631,7 @@ fn main() -> ExitCode {
                 }
             };
             let now = std::time::Instant::now();
-            let mut bearer = hw_test::terminal::bearer(kind, now);
+            let mut bearer = hw_test::terminal::bearer(kind, dialect, now);
             let message = drivers::satellite::bearer::Outgoing {
                 id: 1,
                 to,
@@ -683,11 +693,12 @@ fn main() -> ExitCode {
         Command::Listen {
             port,
             kind,
+            dialect,
             baud,
             seconds,
             count,
         } => {
-            let mut bearer = hw_test::terminal::bearer(kind, std::time::Instant::now());
+            let mut bearer = hw_test::terminal::bearer(kind, dialect, std::time::Instant::now());
             let mut heard = 0usize;
             let result = hw_test::terminal::drive(
                 &port,
@@ -724,65 +735,53 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sim(SimCommand::Iridium {
-            link,
-            fail,
-            csq,
-            peer,
-            listen,
-            log,
+        Command::Sim(SimCommand::Iridium { ends, fail, csq }) => {
+            let options = hw_test::sat_sim::IridiumSimOptions { ends, fail, csq };
+            simulator_exit("sim iridium", hw_test::sat_sim::run_iridium(options))
+        }
+        Command::Sim(SimCommand::Sms {
+            ends,
+            number,
+            model,
+            registration,
+            rssi,
+            fail_sends,
         }) => {
-            let options = hw_test::sat_sim::IridiumSimOptions {
-                link,
-                fail,
-                csq,
-                peer,
-                listen,
-                log,
+            let options = hw_test::sat_sim::SmsSimOptions {
+                ends,
+                number,
+                model,
+                registration,
+                rssi: rssi.min(31),
+                fail_sends,
             };
-            match hw_test::sat_sim::run_iridium(options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sim iridium: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            simulator_exit("sim sms", hw_test::sat_sim::run_sms(options))
         }
         Command::Sim(SimCommand::Beidou {
-            link,
+            ends,
+            dialect,
             card,
             comm_level,
             interval_s,
             report_interval_s,
             no_signal,
             suppressed,
-            peer,
-            listen,
-            log,
         }) => {
             if !(1..=4).contains(&comm_level) {
                 eprintln!("sim beidou: --comm-level is 1 to 4");
                 return ExitCode::from(2);
             }
             let options = hw_test::sat_sim::BeidouSimOptions {
-                link,
+                ends,
+                dialect,
                 card_id: card,
                 comm_level,
                 interval: Duration::from_secs(interval_s),
                 report_interval: report_interval_s.map(Duration::from_secs),
                 no_signal,
                 suppressed,
-                peer,
-                listen,
-                log,
             };
-            match hw_test::sat_sim::run_beidou(options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sim beidou: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            simulator_exit("sim beidou", hw_test::sat_sim::run_beidou(options))
         }
         Command::Radio {
             socket,
@@ -1036,4 +1035,28 @@ fn programs(emcomm: Option<PathBuf>) -> (PathBuf, PathBuf) {
     let bench = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("emcomm-bench"));
     let emcomm = emcomm.unwrap_or_else(|| bench.with_file_name("emcomm"));
     (bench, emcomm)
+}
+
+/// A BeiDou dialect as a technician writes it: `2.1`, `4.0`, `bds3` (or `auto` where a
+/// driver finds it out).
+fn parse_dialect(text: &str) -> Result<drivers::satellite::BeidouDialect, String> {
+    use drivers::satellite::BeidouDialect;
+    match text.to_ascii_lowercase().as_str() {
+        "auto" => Ok(BeidouDialect::Auto),
+        "2.1" => Ok(BeidouDialect::V21),
+        "4.0" | "bd1" => Ok(BeidouDialect::Bd1),
+        "bds3" | "bds-3" => Ok(BeidouDialect::Bds3),
+        _ => Err(format!("{text:?} is not a dialect: 2.1, 4.0, bds3 or auto")),
+    }
+}
+
+/// A simulator's exit: success when it ran until stopped, failure with its error.
+fn simulator_exit(what: &str, result: Result<(), hw_test::sat_sim::SatSimError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,28 +1,38 @@
 //! Satellite terminals in software, on a pseudo-terminal, for the gateway's drivers and
 //! the technician's tools to talk to as they would to a real one.
 //!
-//! `emcomm-bench sim beidou --link PATH` is a BeiDou RDSS terminal speaking the 2.1
-//! dialect: it answers `$CCICA` with its card (`$BDICI`), sends beam status when asked
-//! (`$CCRMO,BSI`), and takes `$CCTXA`:
+//! `emcomm-bench sim beidou --link PATH [--dialect 2.1|4.0|bds3]` is a BeiDou RDSS
+//! terminal. It speaks one dialect and leaves the others' commands unanswered, as a
+//! real one does: it answers a card query (`$CCICA`, `$CCICR`, or an `ICJC` frame) with
+//! its card, reports beams (2.1 when asked with `$CCRMO,BSI`; BDS-3 every second by
+//! itself), and takes a send (`$CCTXA`, `$CCTCQ`, or a `TXSQ` frame):
 //!
-//! * sent earlier than the service interval after the last one: refused, `$BDFKI`
-//!   with the seconds still to wait;
+//! * sent earlier than the service interval after the last one: refused, with the
+//!   seconds still to wait;
 //! * with no signal (`--no-signal`) or suppressed (`--suppressed`): refused;
-//! * otherwise `$BDFKI` done with the interval to wait, and the message delivered: to
-//!   its own card as `$BDTXR` a moment later, to a paired simulator (`--peer` an
-//!   address where the other listens with `--listen`, over UDP on the loopback) as
-//!   `$BDTXR` there.
+//! * otherwise done, and the message delivered: to its own card a moment later, or to
+//!   a paired simulator (`--peer` an address where the other listens with `--listen`,
+//!   over UDP on the loopback), each side in its own dialect, so a 2.1 terminal can
+//!   message a 4.0 one.
 //!
 //! The card's service interval is configurable (`--interval-s`, 60 by default; 1 in
 //! tests), and so is the interval it *reports* (`--report-interval-s`), so a test can
-//! make a driver send too early and meet the refusal. Every sentence in and out is
-//! logged as a JSON line with its time.
+//! make a driver send too early and meet the refusal. Every sentence or frame in and
+//! out is logged as a JSON line with its time.
 //!
 //! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
 //! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
 //! (`AT+SBDIX`) that fail with the MO status codes given by `--fail` before they
 //! succeed, `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
 //! message sent by one arrives at the other as an MT message announced by `SBDRING`.
+//!
+//! `emcomm-bench sim sms --link PATH` is an SMS modem in PDU mode (TS 27.005): start-up
+//! commands, `AT+CREG?` with a configurable registration, `AT+CSQ`, `AT+CMGS` with its
+//! `> ` prompt and the PDU up to Ctrl-Z (sends that fail with `+CMS ERROR` on demand),
+//! and a store of received messages announced by `+CMTI`, read with `AT+CMGR`, listed
+//! with `AT+CMGL` and deleted with `AT+CMGD`. A sent SUBMIT becomes the DELIVER the
+//! recipient gets, stored here when it is for the own number, or at the paired
+//! simulator.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -31,7 +41,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use drivers::satellite::BeidouDialect;
+use drivers::satellite::beidou::bd1::{self, Frame, FrameReader};
 use drivers::satellite::beidou::nmea::{Sentence, SentenceReader};
+use drivers::satellite::beidou::payload;
 use serde_json::json;
 
 /// Why a simulator could not run.
@@ -51,11 +64,30 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SatSimError {
     move |source| SatSimError::Io { what, source }
 }
 
+/// Where a simulator is reached, whom it pairs with, and where it logs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimEnds {
+    /// Where to link the pseudo-terminal's device (the port the driver opens).
+    #[arg(long)]
+    pub link: PathBuf,
+    /// A paired simulator's --listen address: what this one sends arrives there.
+    #[arg(long)]
+    pub peer: Option<SocketAddr>,
+    /// Where messages from a paired simulator arrive.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Log every command and answer as a JSON line to this file.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
 /// A simulated BeiDou terminal.
 #[derive(Debug, Clone)]
 pub struct BeidouSimOptions {
-    /// Where the pseudo-terminal's device is linked.
-    pub link: PathBuf,
+    /// The pseudo-terminal, the pairing and the log.
+    pub ends: SimEnds,
+    /// The dialect it speaks: 2.1, 4.0 or BDS-3 (not `Auto`).
+    pub dialect: BeidouDialect,
     pub card_id: String,
     pub comm_level: u8,
     /// The interval the simulator enforces.
@@ -64,10 +96,6 @@ pub struct BeidouSimOptions {
     pub report_interval: Option<Duration>,
     pub no_signal: bool,
     pub suppressed: bool,
-    /// Where a paired simulator listens, and where this one listens for it.
-    pub peer: Option<SocketAddr>,
-    pub listen: Option<SocketAddr>,
-    pub log: Option<PathBuf>,
 }
 
 enum Input {
@@ -76,31 +104,85 @@ enum Input {
     Closed,
 }
 
+/// A message between simulated terminals, whatever dialect each speaks: its form as
+/// 2.1 numbers it (0 Chinese, 1 code, 2 mixed) and its content as bytes (GB2312 for
+/// Chinese, the marker A4 first for mixed).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Relayed {
+    from: String,
+    to: String,
+    form: u8,
+    content: Vec<u8>,
+}
+
+/// A send the simulator took from the driver.
+struct Send {
+    to: String,
+    form: u8,
+    content: Vec<u8>,
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Too early: this many seconds to wait.
+    Rate(u64),
+    Suppressed,
+    NoSignal,
+    /// The command did not parse.
+    Malformed,
+}
+
 /// Runs the simulator until its pseudo-terminal's reader fails or the process is
 /// stopped.
 pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
-    let mut log = SimLog::open(options.log.as_deref())?;
+    if options.dialect == BeidouDialect::Auto {
+        return Err(SatSimError::Setup(
+            "a simulated terminal speaks one dialect: 2.1, 4.0 or bds3".into(),
+        ));
+    }
+    let address = if options.dialect == BeidouDialect::Bd1 {
+        Some(
+            options
+                .card_id
+                .parse::<u32>()
+                .ok()
+                .filter(|a| *a < 1 << 24)
+                .ok_or_else(|| {
+                    SatSimError::Setup(format!(
+                        "a 4.0 card ID is a number below 16777216, not {:?}",
+                        options.card_id
+                    ))
+                })?,
+        )
+    } else {
+        None
+    };
+    let mut log = SimLog::open(options.ends.log.as_deref())?;
     let mut note = |entry: serde_json::Value| log.note(entry);
     let SimIo {
         mut writer,
         inputs: rx,
         peer_socket,
         _slave,
-    } = SimIo::start(&options.link, options.listen, options.peer)?;
+    } = SimIo::start(&options.ends)?;
     println!(
-        "beidou simulator card {} on {}",
+        "beidou simulator card {} ({}) on {}",
         options.card_id,
-        options.link.display()
+        dialect_name(options.dialect),
+        options.ends.link.display()
     );
 
-    let mut reader = SentenceReader::new();
+    let mut sentences = SentenceReader::new();
+    let mut frames = FrameReader::new();
     let mut last_sent: Option<Instant> = None;
-    let mut beam_every: Option<Duration> = None;
-    let mut next_beam: Option<Instant> = None;
-    let mut pending: Vec<(Instant, Vec<u8>)> = Vec::new();
-    let mut send = |sentence: Sentence, note: &mut dyn FnMut(serde_json::Value)| {
-        note(json!({"event": "out", "sentence": sentence.to_string()}));
-        let _ = writer.write_all(&sentence.encode());
+    // A BDS-3 module reports beam power every second by itself.
+    let mut beam_every = (options.dialect == BeidouDialect::Bds3).then(|| Duration::from_secs(1));
+    let mut next_beam = beam_every.map(|_| Instant::now());
+    let mut pending: Vec<(Instant, Relayed)> = Vec::new();
+    let mut write = |bytes: Vec<u8>, note: &mut dyn FnMut(serde_json::Value)| {
+        note(json!({"event": "out", "sentence": shown(&bytes)}));
+        let _ = writer.write_all(&bytes);
     };
 
     loop {
@@ -120,51 +202,69 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
         let now = Instant::now();
         match input {
             Some(Input::Terminal(bytes)) => {
-                for sentence in reader.push(&bytes).into_iter().flatten() {
-                    note(json!({"event": "in", "sentence": sentence.to_string()}));
-                    match sentence.kind.as_str() {
-                        "ICA" => send(card(&options), &mut note),
-                        "RMO" if sentence.text(0) == "BSI" => {
-                            let seconds: u64 = sentence.text(2).parse().unwrap_or(0);
+                let commands = match address {
+                    Some(_) => frames
+                        .push(&bytes)
+                        .into_iter()
+                        .map(Command::Frame)
+                        .collect(),
+                    None => sentences
+                        .push(&bytes)
+                        .into_iter()
+                        .flatten()
+                        .map(Command::Sentence)
+                        .collect::<Vec<_>>(),
+                };
+                for command in commands {
+                    note(json!({"event": "in", "sentence": command.to_string()}));
+                    match command.read(options.dialect) {
+                        Asked::Card => write(card(&options, address), &mut note),
+                        Asked::Beams(seconds) => {
                             beam_every = (seconds > 0).then(|| Duration::from_secs(seconds));
                             next_beam = beam_every.map(|_| now);
                         }
-                        "TXA" => {
-                            let answer = transmit(&options, &sentence, &mut last_sent, now);
-                            let delivered = answer.is_ok();
-                            send(feedback(&options, answer), &mut note);
-                            if delivered {
-                                deliver(
-                                    &options,
-                                    &sentence,
-                                    peer_socket.as_ref(),
-                                    &mut pending,
-                                    now,
-                                );
+                        Asked::Send(send) => {
+                            let answer = transmit(&options, send.as_ref(), &mut last_sent, now);
+                            write(feedback(&options, address, answer), &mut note);
+                            if let (Ok(_), Some(send)) = (answer, send) {
+                                let message = Relayed {
+                                    from: options.card_id.clone(),
+                                    to: send.to,
+                                    form: send.form,
+                                    content: send.content,
+                                };
+                                if message.to == options.card_id {
+                                    pending.push((now + Duration::from_millis(500), message));
+                                } else if let (Some(socket), Some(addr)) =
+                                    (peer_socket.as_ref(), options.ends.peer)
+                                    && let Ok(datagram) = serde_json::to_vec(&message)
+                                {
+                                    let _ = socket.send_to(&datagram, addr);
+                                }
                             }
                         }
-                        _ => {}
+                        Asked::Nothing => {}
                     }
                 }
             }
             Some(Input::Peer(bytes)) => {
                 note(json!({"event": "from-peer", "bytes": bytes.len()}));
-                pending.push((now, bytes));
+                if let Ok(message) = serde_json::from_slice::<Relayed>(&bytes) {
+                    pending.push((now, message));
+                }
             }
             Some(Input::Closed) | None => {}
         }
         if let (Some(at), Some(every)) = (next_beam, beam_every)
             && now >= at
         {
-            send(beams(&options), &mut note);
+            write(beams(&options), &mut note);
             next_beam = Some(at + every);
         }
         let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now);
         pending = later;
-        for (_, line) in due {
-            if let Ok(sentence) = Sentence::parse(&line) {
-                send(sentence, &mut note);
-            }
+        for (_, message) in due {
+            write(received(&options, address, &message), &mut note);
         }
     }
 }
@@ -212,12 +312,8 @@ struct SimIo {
 }
 
 impl SimIo {
-    fn start(
-        link: &Path,
-        listen: Option<SocketAddr>,
-        peer: Option<SocketAddr>,
-    ) -> Result<SimIo, SatSimError> {
-        let (mut master, slave) = open_pty(link)?;
+    fn start(ends: &SimEnds) -> Result<SimIo, SatSimError> {
+        let (mut master, slave) = open_pty(&ends.link)?;
         let writer = master.try_clone().map_err(io("cloning the pty"))?;
         let (tx, inputs) = mpsc::channel::<Input>();
         let terminal_tx = tx.clone();
@@ -237,7 +333,7 @@ impl SimIo {
                 }
             }
         });
-        let peer_socket = match listen {
+        let peer_socket = match ends.listen {
             Some(addr) => {
                 let socket = UdpSocket::bind(addr).map_err(io(format!("listening on {addr}")))?;
                 let reader = socket.try_clone().map_err(io("cloning the peer socket"))?;
@@ -253,7 +349,7 @@ impl SimIo {
                 });
                 Some(socket)
             }
-            None if peer.is_some() => {
+            None if ends.peer.is_some() => {
                 Some(UdpSocket::bind(("127.0.0.1", 0)).map_err(io("binding a socket"))?)
             }
             None => None,
@@ -286,6 +382,117 @@ pub(crate) fn open_pty(link: &Path) -> Result<(File, std::os::fd::OwnedFd), SatS
     Ok((File::from(pty.master), pty.slave))
 }
 
+fn dialect_name(dialect: BeidouDialect) -> &'static str {
+    match dialect {
+        BeidouDialect::V21 | BeidouDialect::Auto => "2.1 sentences",
+        BeidouDialect::Bd1 => "4.0 frames",
+        BeidouDialect::Bds3 => "BDS-3 sentences",
+    }
+}
+
+/// What the driver wrote: a sentence, or a 4.0 frame.
+enum Command {
+    Sentence(Sentence),
+    Frame(Frame),
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Sentence(s) => write!(f, "{s}"),
+            Command::Frame(frame) => f.write_str(&shown(&frame.encode())),
+        }
+    }
+}
+
+/// What a command asks of the terminal.
+enum Asked {
+    Card,
+    /// Beam status every this many seconds (0: stop).
+    Beams(u64),
+    /// A message to send; `None` when its fields did not parse.
+    Send(Option<Send>),
+    Nothing,
+}
+
+impl Command {
+    /// What the command asks, in `dialect`; the commands of other dialects go unanswered
+    /// as a real terminal leaves them.
+    fn read(&self, dialect: BeidouDialect) -> Asked {
+        match (self, dialect) {
+            (Command::Sentence(s), BeidouDialect::V21) => match s.kind.as_str() {
+                "ICA" => Asked::Card,
+                "RMO" if s.text(0) == "BSI" => Asked::Beams(s.text(2).parse().unwrap_or(0)),
+                "TXA" if s.fields.len() >= 4 => Asked::Send(sent(s.text(0), s.text(2), &s.rest(3))),
+                "TXA" => Asked::Send(None),
+                _ => Asked::Nothing,
+            },
+            (Command::Sentence(s), BeidouDialect::Bds3) => match s.kind.as_str() {
+                "ICR" => Asked::Card,
+                "TCQ" if s.fields.len() >= 6 => {
+                    let data = s.fields[4..s.fields.len() - 1].join(&b","[..]);
+                    let form = match s.text(3) {
+                        "1" => "0",
+                        "2" => "1",
+                        "3" => "2",
+                        _ => return Asked::Send(None),
+                    };
+                    Asked::Send(sent(s.text(0), form, &data))
+                }
+                "TCQ" => Asked::Send(None),
+                _ => Asked::Nothing,
+            },
+            (Command::Frame(frame), BeidouDialect::Bd1) => match &frame.command {
+                b"ICJC" => Asked::Card,
+                b"TXSQ" => {
+                    let b = &frame.body;
+                    if b.len() < 7 {
+                        return Asked::Send(None);
+                    }
+                    let to = u32::from_be_bytes([0, b[1], b[2], b[3]]);
+                    let bytes = usize::from(u16::from_be_bytes([b[4], b[5]])).div_ceil(8);
+                    let Some(content) = b.get(7..7 + bytes) else {
+                        return Asked::Send(None);
+                    };
+                    let form = if b[0] == bd1::category(false) { 0 } else { 1 };
+                    Asked::Send(Some(Send {
+                        to: to.to_string(),
+                        form,
+                        content: content.to_vec(),
+                    }))
+                }
+                _ => Asked::Nothing,
+            },
+            _ => Asked::Nothing,
+        }
+    }
+}
+
+/// A send from its destination, 2.1 form number and payload field.
+fn sent(to: &str, form: &str, field: &[u8]) -> Option<Send> {
+    let (form, content) = match form {
+        "0" => (0, field.to_vec()),
+        "1" => (1, payload::decode_hex(field).ok()?),
+        "2" => (2, payload::decode_hex(field).ok()?),
+        _ => return None,
+    };
+    Some(Send {
+        to: to.into(),
+        form,
+        content,
+    })
+}
+
+/// Bytes for the log: a sentence as its text, a frame as its hex.
+fn shown(bytes: &[u8]) -> String {
+    if bytes.first() == Some(&b'$') && bytes.ends_with(b"\r\n") && !bytes[..5].contains(&0) {
+        if let Ok(s) = Sentence::parse(&bytes[..bytes.len() - 2]) {
+            return s.to_string();
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
 fn terminal(kind: &str, fields: Vec<String>) -> Sentence {
     Sentence {
         talker: "BD".into(),
@@ -294,13 +501,40 @@ fn terminal(kind: &str, fields: Vec<String>) -> Sentence {
     }
 }
 
-fn card(options: &BeidouSimOptions) -> Sentence {
-    let interval = options
+fn reported_interval(options: &BeidouSimOptions) -> u64 {
+    options
         .report_interval
         .unwrap_or(options.interval)
-        .as_secs();
+        .as_secs()
+}
+
+/// The card's answer, in the dialect spoken.
+fn card(options: &BeidouSimOptions, address: Option<u32>) -> Vec<u8> {
+    let interval = reported_interval(options);
+    if let Some(address) = address {
+        let seconds = u16::try_from(interval).unwrap_or(u16::MAX).to_be_bytes();
+        let body = vec![
+            0,
+            0,
+            0,
+            11,
+            6,
+            seconds[0],
+            seconds[1],
+            options.comm_level,
+            0,
+            0,
+            0,
+        ];
+        return Frame::new(b"ICXX", address, body).encode();
+    }
+    let kind = if options.dialect == BeidouDialect::Bds3 {
+        "ICP"
+    } else {
+        "ICI"
+    };
     terminal(
-        "ICI",
+        kind,
         vec![
             options.card_id.clone(),
             "02097151".into(),
@@ -312,10 +546,16 @@ fn card(options: &BeidouSimOptions) -> Sentence {
             "000".into(),
         ],
     )
+    .encode()
 }
 
-fn beams(options: &BeidouSimOptions) -> Sentence {
+/// Beam status: ten beams as 2.1's `BSI`, or BDS-3's `PWI` of three.
+fn beams(options: &BeidouSimOptions) -> Vec<u8> {
     let power = if options.no_signal { "0" } else { "3" };
+    if options.dialect == BeidouDialect::Bds3 {
+        let fields = ["000000.00", "3", "1", power, "2", "0", "3", power];
+        return terminal("PWI", fields.iter().map(|f| f.to_string()).collect()).encode();
+    }
     let mut fields = vec!["01".to_string(), "03".to_string()];
     fields.extend((0..10).map(|k| {
         if k % 3 == 0 {
@@ -324,49 +564,99 @@ fn beams(options: &BeidouSimOptions) -> Sentence {
             "0".to_string()
         }
     }));
-    terminal("BSI", fields)
+    terminal("BSI", fields).encode()
 }
 
-/// Whether a send may go now: `Ok(interval)` to wait after it, or `Err` with the
-/// refusal's (rate ok, suppression, seconds to wait).
+/// Whether a send may go now: `Ok(interval)` to wait after it, or why not.
 fn transmit(
     options: &BeidouSimOptions,
-    sentence: &Sentence,
+    send: Option<&Send>,
     last_sent: &mut Option<Instant>,
     now: Instant,
-) -> Result<u64, (bool, u8, u64)> {
-    if sentence.fields.len() < 4 {
-        return Err((true, 0, 0));
+) -> Result<u64, Refused> {
+    if send.is_none() {
+        return Err(Refused::Malformed);
     }
     if options.suppressed {
-        return Err((true, 1, 0));
+        return Err(Refused::Suppressed);
     }
     if options.no_signal {
-        return Err((true, 0, 0));
+        return Err(Refused::NoSignal);
     }
     if let Some(last) = *last_sent {
         let since = now.saturating_duration_since(last);
         if since < options.interval {
             let left = (options.interval - since).as_secs_f64().ceil() as u64;
-            return Err((false, 0, left.max(1)));
+            return Err(Refused::Rate(left.max(1)));
         }
     }
     *last_sent = Some(now);
     Ok(options.interval.as_secs())
 }
 
-fn feedback(options: &BeidouSimOptions, answer: Result<u64, (bool, u8, u64)>) -> Sentence {
+/// The time of day for a BDS-3 sentence, hhmmss, in UTC.
+fn clock() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!(
+        "{:02}{:02}{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// The feedback to a send, in the dialect spoken.
+fn feedback(
+    options: &BeidouSimOptions,
+    address: Option<u32>,
+    answer: Result<u64, Refused>,
+) -> Vec<u8> {
     // A done send names the interval the card reports, which a test may set wrong to
     // make a driver send early.
-    let reported = options
-        .report_interval
-        .unwrap_or(options.interval)
-        .as_secs();
+    let reported = reported_interval(options);
+    if let Some(address) = address {
+        let body = match answer {
+            Ok(_) => [&[0u8][..], b"TXSQ"].concat(),
+            Err(Refused::Rate(wait)) => {
+                let wait = u32::try_from(wait).unwrap_or(u32::MAX).to_be_bytes();
+                [&[4u8][..], &wait].concat()
+            }
+            Err(Refused::Suppressed) => [&[7u8][..], b"TXSQ"].concat(),
+            Err(Refused::NoSignal) => [&[2u8][..], b"TXSQ"].concat(),
+            Err(Refused::Malformed) => [&[1u8][..], b"TXSQ"].concat(),
+        };
+        return Frame::new(b"FKXX", address, body).encode();
+    }
+    let yes = |b: bool| if b { "Y" } else { "N" }.to_string();
+    if options.dialect == BeidouDialect::Bds3 {
+        let (done, reason, wait) = match answer {
+            Ok(_) => (true, "", reported),
+            Err(Refused::Rate(wait)) => (false, "1", wait),
+            Err(Refused::Suppressed) => (false, "2", 0),
+            Err(Refused::NoSignal) => (false, "4", 0),
+            Err(Refused::Malformed) => (false, "6", 0),
+        };
+        return terminal(
+            "FKI",
+            vec![
+                clock(),
+                "TCQ".into(),
+                yes(done),
+                reason.into(),
+                wait.to_string(),
+            ],
+        )
+        .encode();
+    }
     let (done, rate_ok, suppression, wait) = match answer {
         Ok(_) => (true, true, 0, reported),
-        Err((rate_ok, suppression, wait)) => (false, rate_ok, suppression, wait),
+        Err(Refused::Rate(wait)) => (false, false, 0, wait),
+        Err(Refused::Suppressed) => (false, true, 1, 0),
+        Err(Refused::NoSignal | Refused::Malformed) => (false, true, 0, 0),
     };
-    let yes = |b: bool| if b { "Y" } else { "N" }.to_string();
     terminal(
         "FKI",
         vec![
@@ -377,69 +667,115 @@ fn feedback(options: &BeidouSimOptions, answer: Result<u64, (bool, u8, u64)>) ->
             format!("{wait:04}"),
         ],
     )
+    .encode()
 }
 
-/// Delivers a sent message: back to this card, or to the paired simulator.
-fn deliver(
-    options: &BeidouSimOptions,
-    sentence: &Sentence,
-    peer: Option<&UdpSocket>,
-    pending: &mut Vec<(Instant, Vec<u8>)>,
-    now: Instant,
-) {
-    let to = sentence.text(0);
-    let received = Sentence {
-        talker: "BD".into(),
-        kind: "TXR".into(),
-        fields: vec![
-            b"1".to_vec(),
-            options.card_id.clone().into_bytes(),
-            sentence.fields.get(2).cloned().unwrap_or_default(),
-            Vec::new(),
-            sentence.rest(3),
-        ],
+/// A message arriving at this terminal, in the dialect spoken.
+fn received(options: &BeidouSimOptions, address: Option<u32>, message: &Relayed) -> Vec<u8> {
+    if let Some(address) = address {
+        let from = message.from.parse::<u32>().unwrap_or(0).to_be_bytes();
+        let bits = u16::try_from(message.content.len() * 8)
+            .unwrap_or(u16::MAX)
+            .to_be_bytes();
+        let mut body = vec![
+            bd1::category(message.form != 0),
+            from[1],
+            from[2],
+            from[3],
+            0,
+            0,
+            bits[0],
+            bits[1],
+        ];
+        body.extend_from_slice(&message.content);
+        body.push(0);
+        return Frame::new(b"TXXX", address, body).encode();
+    }
+    let field = if message.form == 0 {
+        message.content.clone()
+    } else {
+        payload::encode_hex(&message.content)
     };
-    let mut line = received.encode();
-    line.truncate(line.len() - 2);
-    if to == options.card_id {
-        pending.push((now + Duration::from_millis(500), line));
-    } else if let (Some(socket), Some(addr)) = (peer, options.peer) {
-        let _ = socket.send_to(&line, addr);
+    let from = message.from.clone().into_bytes();
+    let sentence = if options.dialect == BeidouDialect::Bds3 {
+        Sentence {
+            talker: "BD".into(),
+            kind: "TCI".into(),
+            fields: vec![
+                from,
+                message.to.clone().into_bytes(),
+                b"2".to_vec(),
+                clock().into_bytes(),
+                (message.form + 1).to_string().into_bytes(),
+                field,
+            ],
+        }
+    } else {
+        Sentence {
+            talker: "BD".into(),
+            kind: "TXR".into(),
+            fields: vec![
+                b"1".to_vec(),
+                from,
+                message.form.to_string().into_bytes(),
+                Vec::new(),
+                field,
+            ],
+        }
+    };
+    sentence.encode()
+}
+
+/// An AT modem's command line: bytes gathered up to CR or LF, at most 512 kept.
+#[derive(Debug, Default)]
+struct CommandLine(Vec<u8>);
+
+impl CommandLine {
+    /// Takes a byte; gives the command it ends, if any.
+    fn push(&mut self, b: u8) -> Option<String> {
+        if b != b'\r' && b != b'\n' {
+            if self.0.len() < 512 {
+                self.0.push(b);
+            }
+            return None;
+        }
+        if self.0.is_empty() {
+            return None;
+        }
+        let command = String::from_utf8_lossy(&self.0).trim().to_string();
+        self.0.clear();
+        Some(command)
     }
 }
 
 /// A simulated Iridium 9602/9603 SBD modem.
 #[derive(Debug, Clone)]
 pub struct IridiumSimOptions {
-    pub link: PathBuf,
+    /// The pseudo-terminal, the pairing and the log.
+    pub ends: SimEnds,
     /// MO status codes the next sessions fail with, in order; then they succeed.
     pub fail: Vec<u32>,
     /// Signal, 0 to 5.
     pub csq: u8,
-    /// Where a paired simulator listens, and where this one listens for it: a message
-    /// sent here arrives there as an MT message, announced by `SBDRING`.
-    pub peer: Option<SocketAddr>,
-    pub listen: Option<SocketAddr>,
-    pub log: Option<PathBuf>,
 }
 
 /// Runs the Iridium simulator until its process is stopped.
 pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
-    let mut log = SimLog::open(options.log.as_deref())?;
+    let mut log = SimLog::open(options.ends.log.as_deref())?;
     let mut note = |entry: serde_json::Value| log.note(entry);
     let SimIo {
         mut writer,
         inputs: rx,
         peer_socket,
         _slave,
-    } = SimIo::start(&options.link, options.listen, options.peer)?;
-    println!("iridium simulator on {}", options.link.display());
+    } = SimIo::start(&options.ends)?;
+    println!("iridium simulator on {}", options.ends.link.display());
 
     let mut say = |text: &str, note: &mut dyn FnMut(serde_json::Value)| {
         note(json!({"event": "out", "text": text}));
         let _ = writer.write_all(text.as_bytes());
     };
-    let mut line = Vec::new();
+    let mut line = CommandLine::default();
     // Binary write in progress: the bytes still expected, and those taken.
     let mut binary: Option<(usize, Vec<u8>)> = None;
     let mut mo: Option<Vec<u8>> = None;
@@ -487,17 +823,9 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                 }
                 continue;
             }
-            if b != b'\r' && b != b'\n' {
-                if line.len() < 512 {
-                    line.push(b);
-                }
+            let Some(command) = line.push(b) else {
                 continue;
-            }
-            if line.is_empty() {
-                continue;
-            }
-            let command = String::from_utf8_lossy(&line).trim().to_string();
-            line.clear();
+            };
             note(json!({"event": "in", "command": command}));
             let upper = command.to_ascii_uppercase();
             if upper == "AT" || upper == "AT&K0" || upper == "ATE0" {
@@ -524,7 +852,7 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     && let Some(message) = &mo
                 {
                     momsn += 1;
-                    if let (Some(socket), Some(peer)) = (&peer_socket, options.peer) {
+                    if let (Some(socket), Some(peer)) = (&peer_socket, options.ends.peer) {
                         let _ = socket.send_to(message, peer);
                     }
                 }
@@ -567,6 +895,187 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                 );
             } else {
                 say("ERROR\r\n", &mut note);
+            }
+        }
+    }
+}
+
+/// A simulated SMS modem (a Tiantong-1 terminal or a cellular modem) in PDU mode.
+#[derive(Debug, Clone)]
+pub struct SmsSimOptions {
+    /// The pseudo-terminal, the pairing and the log.
+    pub ends: SimEnds,
+    /// The modem's own number: the sender of what it sends.
+    pub number: String,
+    /// What `AT+CGMM` answers.
+    pub model: String,
+    /// `AT+CREG?`'s status: 1 home, 5 roaming, 0 or 2 not registered.
+    pub registration: u8,
+    /// RSSI, 0 to 31 (99 unknown).
+    pub rssi: u8,
+    /// The next this many sends fail with `+CMS ERROR: 332` (network timeout).
+    pub fail_sends: u32,
+}
+
+/// The service centre time stamp of a delivered message: 2026-12-04 10:15:00 UTC+8,
+/// semi-octets swapped (TS 23.040 §9.2.3.11).
+const SMS_TIMESTAMP: [u8; 7] = [0x62, 0x21, 0x40, 0x01, 0x51, 0x00, 0x23];
+
+/// Runs the SMS simulator until its process is stopped.
+pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
+    use drivers::satellite::sms::pdu;
+
+    let mut log = SimLog::open(options.ends.log.as_deref())?;
+    let mut note = |entry: serde_json::Value| log.note(entry);
+    let SimIo {
+        mut writer,
+        inputs: rx,
+        peer_socket,
+        _slave,
+    } = SimIo::start(&options.ends)?;
+    println!(
+        "sms simulator {} on {}",
+        options.number,
+        options.ends.link.display()
+    );
+
+    let mut say = |text: &str, note: &mut dyn FnMut(serde_json::Value)| {
+        note(json!({"event": "out", "text": text}));
+        let _ = writer.write_all(text.as_bytes());
+    };
+    let mut line = CommandLine::default();
+    // `AT+CMGS` in progress: the PDU's hex digits until Ctrl-Z.
+    let mut composing: Option<Vec<u8>> = None;
+    let mut stored: std::collections::BTreeMap<u32, String> = std::collections::BTreeMap::new();
+    let mut next_index = 1u32;
+    let mut reference = 0u8;
+    let mut failures_left = options.fail_sends;
+    // Stores a delivered PDU and says the index it is at.
+    let mut store = |pdu: String, stored: &mut std::collections::BTreeMap<u32, String>| {
+        let index = next_index;
+        next_index += 1;
+        stored.insert(index, pdu);
+        format!("\r\n+CMTI: \"SM\",{index}\r\n")
+    };
+
+    loop {
+        let input = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(input) => input,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let bytes = match input {
+            Input::Terminal(bytes) => bytes,
+            Input::Peer(bytes) => {
+                note(json!({"event": "from-peer", "bytes": bytes.len()}));
+                let announce = store(String::from_utf8_lossy(&bytes).into_owned(), &mut stored);
+                say(&announce, &mut note);
+                continue;
+            }
+            Input::Closed => continue,
+        };
+        for b in bytes {
+            if let Some(digits) = &mut composing {
+                match b {
+                    0x1A => {
+                        let submit = String::from_utf8_lossy(digits).trim().to_string();
+                        composing = None;
+                        note(json!({"event": "submit", "pdu": submit}));
+                        if failures_left > 0 {
+                            failures_left -= 1;
+                            say("\r\n+CMS ERROR: 332\r\n", &mut note);
+                            continue;
+                        }
+                        match pdu::deliver_for_submit(&submit, &options.number, SMS_TIMESTAMP) {
+                            Ok((to, deliver)) => {
+                                reference = reference.wrapping_add(1);
+                                say(&format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n"), &mut note);
+                                if to.trim_start_matches('+')
+                                    == options.number.trim_start_matches('+')
+                                {
+                                    let announce = store(deliver, &mut stored);
+                                    say(&announce, &mut note);
+                                } else if let (Some(socket), Some(peer)) =
+                                    (&peer_socket, options.ends.peer)
+                                {
+                                    let _ = socket.send_to(deliver.as_bytes(), peer);
+                                }
+                            }
+                            Err(e) => {
+                                note(json!({"event": "bad-pdu", "reason": e.to_string()}));
+                                say("\r\n+CMS ERROR: 304\r\n", &mut note);
+                            }
+                        }
+                    }
+                    // Escape: the send is abandoned.
+                    0x1B => {
+                        composing = None;
+                        say("\r\nOK\r\n", &mut note);
+                    }
+                    b'\r' | b'\n' => {}
+                    _ if digits.len() < 2 * 200 => digits.push(b),
+                    _ => {}
+                }
+                continue;
+            }
+            let Some(command) = line.push(b) else {
+                continue;
+            };
+            note(json!({"event": "in", "command": command}));
+            let upper = command.to_ascii_uppercase();
+            let index = |prefix: &str| {
+                upper
+                    .strip_prefix(prefix)
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+            };
+            if ["AT", "ATE0", "AT+CMGF=0"].contains(&upper.as_str())
+                || upper.starts_with("AT+CNMI=")
+            {
+                say("\r\nOK\r\n", &mut note);
+            } else if upper == "AT+CREG?" {
+                say(
+                    &format!("\r\n+CREG: 0,{}\r\n\r\nOK\r\n", options.registration),
+                    &mut note,
+                );
+            } else if upper == "AT+CSQ" {
+                say(
+                    &format!("\r\n+CSQ: {},99\r\n\r\nOK\r\n", options.rssi),
+                    &mut note,
+                );
+            } else if upper == "AT+CGMM" {
+                say(&format!("\r\n{}\r\n\r\nOK\r\n", options.model), &mut note);
+            } else if upper == "AT+CGSN" {
+                say("\r\n861234050012345\r\n\r\nOK\r\n", &mut note);
+            } else if upper.starts_with("AT+CMGS=") {
+                if matches!(options.registration, 1 | 5) {
+                    composing = Some(Vec::new());
+                    say("\r\n> ", &mut note);
+                } else {
+                    say("\r\n+CMS ERROR: 331\r\n", &mut note);
+                }
+            } else if let Some(k) = index("AT+CMGR=") {
+                match stored.get(&k) {
+                    Some(pdu) => {
+                        let octets = pdu.len() / 2 - 1;
+                        say(
+                            &format!("\r\n+CMGR: 0,,{octets}\r\n{pdu}\r\n\r\nOK\r\n"),
+                            &mut note,
+                        );
+                    }
+                    None => say("\r\n+CMS ERROR: 321\r\n", &mut note),
+                }
+            } else if let Some(k) = index("AT+CMGD=") {
+                stored.remove(&k);
+                say("\r\nOK\r\n", &mut note);
+            } else if upper.starts_with("AT+CMGL") {
+                let mut listing = String::from("\r\n");
+                for (k, pdu) in &stored {
+                    listing.push_str(&format!("+CMGL: {k},0,,{}\r\n{pdu}\r\n", pdu.len() / 2 - 1));
+                }
+                listing.push_str("\r\nOK\r\n");
+                say(&listing, &mut note);
+            } else {
+                say("\r\nERROR\r\n", &mut note);
             }
         }
     }

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drivers::satellite::bearer::{Bearer, BearerEvent};
-use drivers::satellite::beidou::nmea::{Inbound, SentenceReader, host};
-use drivers::satellite::beidou::terminal::{Beidou21, TerminalTiming};
-use drivers::satellite::iridium::{Sbd, SbdTiming};
-use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+use drivers::satellite::beidou::bd1::{self, Bd1Inbound};
+use drivers::satellite::beidou::bds3::{self, Bds3Inbound};
+use drivers::satellite::beidou::nmea::{CardInfo, Inbound, SentenceReader, host};
+use drivers::satellite::{self, BeidouDialect};
 
 /// Why a tool could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -84,46 +84,11 @@ pub fn probe(port_name: &str) -> Result<ProbeReport, TerminalError> {
     for baud in [9600, 19200, 115200] {
         let mut port = open(port_name, baud)?;
         let wait = Duration::from_millis(600);
-        let answer = ask(&mut port, &host::card_info().encode(), wait).map_err(io)?;
-        let mut reader = SentenceReader::new();
-        let sentences: Vec<_> = reader.push(&answer).into_iter().flatten().collect();
-        if let Some(card) = sentences.iter().find_map(|s| match Inbound::read(s) {
-            Ok(Inbound::CardInfo(card)) => Some(card),
-            _ => None,
-        }) {
-            let beams = ask(
-                &mut port,
-                &host::output("BSI", 2, 1).encode(),
-                Duration::from_millis(1500),
-            )
-            .map_err(io)?;
-            let signal =
-                reader
-                    .push(&beams)
-                    .into_iter()
-                    .flatten()
-                    .find_map(|s| match Inbound::read(&s) {
-                        Ok(Inbound::Beam(b)) => Some(b.best()),
-                        _ => None,
-                    });
-            let _ = port.write_all(&host::output("BSI", 2, 0).encode());
-            return Ok(ProbeReport {
-                kind: "BeiDou RDSS (2.1 sentences)".into(),
-                baud,
-                identity: card.id.clone(),
-                signal,
-                details: vec![
-                    format!("service interval {} s", card.service_interval.as_secs()),
-                    format!(
-                        "comm level {} ({} bits a message)",
-                        card.comm_level,
-                        card.capacity_bits()
-                    ),
-                    format!("encrypted: {}", if card.encrypted { "yes" } else { "no" }),
-                ],
-            });
+        if let Some(report) = probe_beidou(&mut port, baud, wait).map_err(io)? {
+            return Ok(report);
         }
-        let answer = ask(&mut port, b"AT\r", wait).map_err(io)?;
+        // The CR first ends whatever the BeiDou probes left on a modem's command line.
+        let answer = ask(&mut port, b"\rAT\r", wait).map_err(io)?;
         if !String::from_utf8_lossy(&answer).contains("OK") {
             continue;
         }
@@ -173,13 +138,104 @@ pub fn probe(port_name: &str) -> Result<ProbeReport, TerminalError> {
     Err(TerminalError::NoAnswer(port_name.into()))
 }
 
-/// The bearer core for a kind of terminal.
-pub fn bearer(kind: TerminalKind, now: Instant) -> Box<dyn Bearer> {
-    match kind {
-        TerminalKind::Beidou => Box::new(Beidou21::new(TerminalTiming::default(), now)),
-        TerminalKind::Iridium => Box::new(Sbd::new(SbdTiming::default(), now)),
-        TerminalKind::Sms => Box::new(SmsModem::new(SmsTiming::default(), now)),
+/// Asks for a BeiDou card in each dialect, BDS-3, 2.1 and 4.0; reports the first that
+/// answers, with its signal where the dialect reports one.
+fn probe_beidou(
+    port: &mut Box<dyn serialport::SerialPort>,
+    baud: u32,
+    wait: Duration,
+) -> Result<Option<ProbeReport>, std::io::Error> {
+    let mut reader = SentenceReader::new();
+    let answer = ask(port, &bds3::host::card_info().encode(), wait)?;
+    if let Some(card) =
+        reader
+            .push(&answer)
+            .into_iter()
+            .flatten()
+            .find_map(|s| match Bds3Inbound::read(&s) {
+                Ok(Bds3Inbound::Card(card)) => Some(card),
+                _ => None,
+            })
+    {
+        // A module reports its beams every second by itself.
+        let beams = ask(port, b"", Duration::from_millis(1500))?;
+        let signal =
+            reader
+                .push(&beams)
+                .into_iter()
+                .flatten()
+                .find_map(|s| match Bds3Inbound::read(&s) {
+                    Ok(Bds3Inbound::Power(level)) => Some(level),
+                    _ => None,
+                });
+        return Ok(Some(beidou_report("BDS-3 sentences", baud, &card, signal)));
     }
+    let answer = ask(port, &host::card_info().encode(), wait)?;
+    if let Some(card) =
+        reader
+            .push(&answer)
+            .into_iter()
+            .flatten()
+            .find_map(|s| match Inbound::read(&s) {
+                Ok(Inbound::CardInfo(card)) => Some(card),
+                _ => None,
+            })
+    {
+        let beams = ask(
+            port,
+            &host::output("BSI", 2, 1).encode(),
+            Duration::from_millis(1500),
+        )?;
+        let signal =
+            reader
+                .push(&beams)
+                .into_iter()
+                .flatten()
+                .find_map(|s| match Inbound::read(&s) {
+                    Ok(Inbound::Beam(b)) => Some(b.best()),
+                    _ => None,
+                });
+        let _ = port.write_all(&host::output("BSI", 2, 0).encode());
+        return Ok(Some(beidou_report("2.1 sentences", baud, &card, signal)));
+    }
+    let answer = ask(port, &bd1::card_info(0).encode(), wait)?;
+    let mut frames = bd1::FrameReader::new();
+    Ok(frames
+        .push(&answer)
+        .iter()
+        .find_map(|f| match Bd1Inbound::read(f) {
+            Ok(Bd1Inbound::Card(card)) => Some(card),
+            _ => None,
+        })
+        .map(|card| beidou_report("4.0 frames", baud, &card.card_info(), None)))
+}
+
+fn beidou_report(dialect: &str, baud: u32, card: &CardInfo, signal: Option<u8>) -> ProbeReport {
+    ProbeReport {
+        kind: format!("BeiDou RDSS ({dialect})"),
+        baud,
+        identity: card.id.clone(),
+        signal,
+        details: vec![
+            format!("service interval {} s", card.service_interval.as_secs()),
+            format!(
+                "comm level {} ({} bits a message)",
+                card.comm_level,
+                card.capacity_bits()
+            ),
+            format!("encrypted: {}", if card.encrypted { "yes" } else { "no" }),
+        ],
+    }
+}
+
+/// The bearer core for a kind of terminal (`dialect` for BeiDou).
+pub fn bearer(kind: TerminalKind, dialect: BeidouDialect, now: Instant) -> Box<dyn Bearer> {
+    let kind = match kind {
+        TerminalKind::Beidou => satellite::TerminalKind::Beidou(dialect),
+        TerminalKind::Iridium => satellite::TerminalKind::Iridium,
+        TerminalKind::Sms => satellite::TerminalKind::Sms,
+    };
+    satellite::bearer_for(kind, now)
 }
 
 /// Runs `bearer` on the port at `baud` until `done` holds for an event, or `limit`;

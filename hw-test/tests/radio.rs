@@ -422,8 +422,9 @@ fn ptt_is_released_when_the_sound_card_is_lost_and_the_port_comes_back() {
         e["event"] == "connected"
     });
     let (_, log) = rig.finish();
-    assert!(log.contains("radio port down"), "{log}");
-    assert!(log.contains("the backend closed the connection"), "{log}");
+    // Down twice: for the sound card, then for the hang-up, which reads as the backend
+    // closing the connection or, when a write meets it first, as a reset or broken pipe.
+    assert!(log.matches("radio port down").count() >= 2, "{log}");
 }
 
 #[test]

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use drivers::satellite::BeidouDialect;
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
-use drivers::satellite::beidou::terminal::{Beidou21, TerminalTiming};
+use drivers::satellite::beidou::terminal::{BeidouTerminal, TerminalTiming};
 use drivers::satellite::iridium::{Sbd, SbdTiming};
 use hw_test::process::{Supervised, await_ready, watch};
 
@@ -105,12 +106,19 @@ struct Driven<B: Bearer> {
     events: Vec<(Instant, BearerEvent)>,
 }
 
-impl Driven<Beidou21> {
-    fn open(link: &Path) -> Driven<Beidou21> {
-        Driven::with(
-            link,
-            Beidou21::new(TerminalTiming::default(), Instant::now()),
-        )
+impl Driven<BeidouTerminal> {
+    /// A 2.1 driver.
+    fn open(link: &Path) -> Driven<BeidouTerminal> {
+        Driven::beidou(link, BeidouDialect::V21)
+    }
+
+    /// A driver of `dialect`, probing every 300 ms.
+    fn beidou(link: &Path, dialect: BeidouDialect) -> Driven<BeidouTerminal> {
+        let timing = TerminalTiming {
+            probe_every: Duration::from_millis(300),
+            ..TerminalTiming::default()
+        };
+        Driven::with(link, BeidouTerminal::new(dialect, timing, Instant::now()))
     }
 }
 
@@ -269,11 +277,9 @@ fn two_paired_terminals_carry_a_message_from_one_card_to_the_other() {
             Instant::now(),
         )
         .expect("queued");
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end && received(&b.events).is_empty() {
-        a.run_until(Duration::from_millis(50), |_| false);
-        b.run_until(Duration::from_millis(50), |_| false);
-    }
+    run_pair(&mut a, &mut b, Duration::from_secs(15), |_, b| {
+        !received(b).is_empty()
+    });
     assert_eq!(
         received(&b.events),
         vec![("0166166".into(), Body::Text("村委会：桥梁冲毁".into()))]
@@ -413,11 +419,9 @@ fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
             Instant::now(),
         )
         .expect("fits");
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end && received(&b.events).is_empty() {
-        a.run_until(Duration::from_millis(50), |_| false);
-        b.run_until(Duration::from_millis(50), |_| false);
-    }
+    run_pair(&mut a, &mut b, Duration::from_secs(15), |_, b| {
+        !received(b).is_empty()
+    });
     assert_eq!(
         received(&b.events),
         vec![("Iridium".into(), Body::Text("灾情报送: 道路中断".into()))]
@@ -499,7 +503,10 @@ fn a_terminal_unplugged_mid_send_loses_nothing_once_it_is_back() {
         probe_every: Duration::from_millis(500),
         feedback_timeout: Duration::from_secs(1),
     };
-    let mut driven = Driven::with(&link, Beidou21::new(timing, Instant::now()));
+    let mut driven = Driven::with(
+        &link,
+        BeidouTerminal::new(BeidouDialect::V21, timing, Instant::now()),
+    );
     driven.run_until(Duration::from_secs(10), |e| {
         e.iter().any(|(_, e)| matches!(e, BearerEvent::Up { .. }))
     });
@@ -546,4 +553,166 @@ fn a_terminal_unplugged_mid_send_loses_nothing_once_it_is_back() {
     );
     assert!(driven.driver.counters().feedback_timeouts >= 1);
     assert!(driven.driver.queued().is_empty());
+}
+
+/// Runs `a` and `b` in turn until `done` holds for their events, or `limit`.
+fn run_pair<A: Bearer, B: Bearer>(
+    a: &mut Driven<A>,
+    b: &mut Driven<B>,
+    limit: Duration,
+    done: impl Fn(&[(Instant, BearerEvent)], &[(Instant, BearerEvent)]) -> bool,
+) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end && !done(&a.events, &b.events) {
+        a.run_until(Duration::from_millis(50), |_| false);
+        b.run_until(Duration::from_millis(50), |_| false);
+    }
+}
+
+#[test]
+fn a_bds3_module_and_a_4_0_terminal_are_found_by_probing_and_carry_long_chinese_text_and_bytes() {
+    let dir = common::scratch("sat-dialects");
+    let ((_a, a_link), (_b, b_link)) = paired(
+        "beidou",
+        "beidou simulator",
+        &dir,
+        &[
+            "--dialect",
+            "bds3",
+            "--card",
+            "15950044",
+            "--interval-s",
+            "1",
+        ],
+        &["--dialect", "4.0", "--card", "0247718", "--interval-s", "1"],
+    );
+    let mut a = Driven::beidou(&a_link, BeidouDialect::Auto);
+    let mut b = Driven::beidou(&b_link, BeidouDialect::Auto);
+    let up =
+        |e: &[(Instant, BearerEvent)]| e.iter().any(|(_, e)| matches!(e, BearerEvent::Up { .. }));
+    run_pair(&mut a, &mut b, Duration::from_secs(10), |a, b| {
+        up(a) && up(b)
+    });
+    assert_eq!(a.driver.dialect(), Some(BeidouDialect::Bds3));
+    assert_eq!(b.driver.dialect(), Some(BeidouDialect::Bd1));
+    assert_eq!(a.driver.card().map(|c| c.id.as_str()), Some("15950044"));
+    assert_eq!(b.driver.card().map(|c| c.id.as_str()), Some("247718"));
+
+    // 60 characters: more than the 44 a comm level 3 message holds, so two parts.
+    let long =
+        "山洪预警：沿河村民请立即转移到高处，带上老人和孩子，不要返回取物，等待通知。".repeat(2);
+    a.driver
+        .enqueue(
+            message(1, "247718", Body::Text(long.clone())),
+            Instant::now(),
+        )
+        .expect("queued");
+    b.driver
+        .enqueue(
+            message(2, "15950044", Body::Bytes(vec![0x00, 0x2A, 0xA4, 0xFF])),
+            Instant::now(),
+        )
+        .expect("queued");
+    run_pair(&mut a, &mut b, Duration::from_secs(20), |a, b| {
+        received(b).len() >= 2 && !received(a).is_empty()
+    });
+    let parts = received(&b.events);
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    let mut text = String::new();
+    for (k, (from, body)) in parts.iter().enumerate() {
+        assert_eq!(from, "15950044");
+        let Body::Text(part) = body else {
+            panic!("text, not {body:?}")
+        };
+        let (lead, rest) = part.split_once(' ').expect("a lead");
+        assert_eq!(lead, format!("{}/2", k + 1));
+        text.push_str(rest);
+    }
+    assert_eq!(text, long);
+    assert!(
+        sent_at(&a.events, 1).is_some(),
+        "sent once its last part is"
+    );
+    assert_eq!(
+        received(&a.events),
+        vec![("0247718".into(), Body::Bytes(vec![0x00, 0x2A, 0xA4, 0xFF]))]
+    );
+}
+
+#[test]
+fn the_probe_tool_names_each_beidou_dialect_and_an_sms_modem() {
+    let dir = common::scratch("sat-probe-dialects");
+    let (_, bench) = common::binaries();
+    for (dialect, card, named) in [
+        ("bds3", "15950044", "BDS-3 sentences"),
+        ("4.0", "0247718", "4.0 frames"),
+    ] {
+        let (_sim, link) = simulator(&dir, dialect, &["--dialect", dialect, "--card", card]);
+        let out = Command::new(&bench)
+            .arg("probe")
+            .arg(&link)
+            .output()
+            .expect("probe");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(shown.contains(named), "{shown}");
+        assert!(shown.contains("service interval 60 s"), "{shown}");
+    }
+    let (_sim, link) = start_sim("sms", "sms simulator", &dir, "sms", &[]);
+    let out = Command::new(&bench)
+        .arg("probe")
+        .arg(&link)
+        .output()
+        .expect("probe");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        shown.contains("SMS modem") && shown.contains("Tiantong") && shown.contains("+CREG: 0,1"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried_again() {
+    use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+    let dir = common::scratch("sat-sms");
+    let ((_a, a_link), (_b, b_link)) = paired(
+        "sms",
+        "sms simulator",
+        &dir,
+        &["--number", "8617400010001", "--fail-sends", "1"],
+        &["--number", "8617400010002"],
+    );
+    let timing = SmsTiming {
+        first_backoff: Duration::from_millis(500),
+        ..SmsTiming::default()
+    };
+    let mut a = Driven::with(&a_link, SmsModem::new(timing, Instant::now()));
+    let mut b = Driven::with(&b_link, SmsModem::new(timing, Instant::now()));
+    // 100 characters with one outside the BMP: two parts, the pair not split.
+    let text = format!(
+        "{}𠀋{}",
+        "地震预警：请立即到空旷地带避险。".repeat(5),
+        "村".repeat(14)
+    );
+    a.driver
+        .enqueue(
+            message(1, "+8617400010002", Body::Text(text.clone())),
+            Instant::now(),
+        )
+        .expect("queued");
+    run_pair(&mut a, &mut b, Duration::from_secs(20), |_, b| {
+        !received(b).is_empty()
+    });
+    assert_eq!(
+        received(&b.events),
+        vec![("8617400010001".into(), Body::Text(text))]
+    );
+    assert!(sent_at(&a.events, 1).is_some());
+    let log = std::fs::read_to_string(dir.join("a.jsonl")).expect("a's log");
+    assert_eq!(
+        log.matches("\"submit\"").count(),
+        3,
+        "one failed, two parts"
+    );
 }

@@ -121,6 +121,77 @@ impl PriorityQueue {
     }
 }
 
+/// Splits `text` into the fewest parts for which `fits` holds, each led by `k/n ` when
+/// there is more than one, so a reader on a handheld terminal puts them in order.
+///
+/// Parts break between characters, and between words where a part would otherwise
+/// end inside a run of letters or digits that has a space before it. `None` when even
+/// one character and its lead do not fit.
+pub fn split_text(text: &str, fits: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    if fits(text) {
+        return Some(vec![text.to_owned()]);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    // Guess the count, pack greedily with leads of that width, and guess again until
+    // the packing needs no more parts than the guess.
+    let mut guess = 2;
+    loop {
+        let parts = pack(&chars, guess, &fits)?;
+        if parts.len() <= guess {
+            let total = parts.len();
+            return Some(
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, body)| format!("{}/{total} {body}", k + 1))
+                    .collect(),
+            );
+        }
+        guess = parts.len();
+    }
+}
+
+/// Bodies of parts whose leads count to `of`; `None` when a character cannot fit.
+fn pack(chars: &[char], of: usize, fits: &impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < chars.len() {
+        // A space where parts meet is the break itself.
+        if !parts.is_empty() && chars[start] == ' ' {
+            start += 1;
+            continue;
+        }
+        let lead = format!("{}/{of} ", parts.len() + 1);
+        let mut end = start;
+        while end < chars.len() {
+            let body: String = chars[start..=end].iter().collect();
+            if !fits(&format!("{lead}{body}")) {
+                break;
+            }
+            end += 1;
+        }
+        if end == start {
+            return None;
+        }
+        if end < chars.len() && chars[end - 1].is_alphanumeric() && chars[end].is_alphanumeric() {
+            if let Some(space) = chars[start..end].iter().rposition(|c| *c == ' ') {
+                if space > 0 {
+                    end = start + space + 1;
+                }
+            }
+        }
+        parts.push(
+            chars[start..end]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_owned(),
+        );
+        start = end;
+    }
+    Some(parts)
+}
+
 /// The common interface of satellite terminals; see the [module](self) notes.
 pub trait Bearer {
     /// Bytes one message holds, once the terminal has said (a BeiDou card's comm level).
@@ -163,5 +234,42 @@ mod tests {
         queue.push(message(4, Urgency::Urgent));
         let order: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|m| m.id).collect();
         assert_eq!(order, vec![3, 4, 1, 2]);
+    }
+
+    #[test]
+    fn a_long_text_splits_into_numbered_parts_that_each_fit_and_keep_every_character() {
+        let fits = |s: &str| s.chars().count() <= 12;
+        assert_eq!(split_text("short", fits), Some(vec!["short".to_owned()]));
+        let parts = split_text("red alert at Zhangcun village now", fits).expect("splits");
+        assert!(parts.iter().all(|p| fits(p)), "{parts:?}");
+        assert_eq!(
+            parts,
+            [
+                "1/5 red",
+                "2/5 alert at",
+                "3/5 Zhangcun",
+                "4/5 village",
+                "5/5 now"
+            ]
+        );
+        let n = parts.len();
+        let joined: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                p.strip_prefix(&format!("{}/{n} ", k + 1))
+                    .expect("lead")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(joined.join(" "), "red alert at Zhangcun village now");
+        let chinese = "暴雨红色预警请立即转移到安全地带".repeat(3);
+        let parts = split_text(&chinese, fits).expect("splits");
+        let bodies: String = parts
+            .iter()
+            .map(|p| p.split_once(' ').expect("lead").1)
+            .collect();
+        assert_eq!(bodies, chinese);
+        assert_eq!(split_text("abcdef", |s: &str| s.len() <= 3), None);
     }
 }

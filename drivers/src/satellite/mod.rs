@@ -46,7 +46,8 @@ pub enum TerminalKind {
 /// The bearer core for a terminal of `kind`, with its default timing, starting at `now`.
 pub fn bearer_for(kind: TerminalKind, now: Instant) -> Box<dyn Bearer + Send> {
     match kind {
-        TerminalKind::Beidou(_) => Box::new(beidou::terminal::Beidou21::new(
+        TerminalKind::Beidou(dialect) => Box::new(beidou::terminal::BeidouTerminal::new(
+            dialect,
             beidou::terminal::TerminalTiming::default(),
             now,
         )),

@@ -154,6 +154,22 @@ pub struct Bd1Card {
     pub subordinates: u16,
 }
 
+impl Bd1Card {
+    /// The card as the sentence dialects describe one: its ID is the address in decimal.
+    pub fn card_info(&self) -> super::nmea::CardInfo {
+        super::nmea::CardInfo {
+            id: self.address.to_string(),
+            serial: String::new(),
+            broadcast_id: self.broadcast_id.to_string(),
+            user_feature: self.user_feature,
+            service_interval: self.service_interval,
+            comm_level: self.comm_level,
+            encrypted: self.encrypted,
+            subordinates: self.subordinates,
+        }
+    }
+}
+
 /// `FKXX`'s flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bd1Feedback {

@@ -1,33 +1,52 @@
-//! A BeiDou RDSS terminal speaking the 2.1 dialect, as a [`Bearer`]: sans-IO.
+//! A BeiDou RDSS terminal as a [`Bearer`], in any of its three dialects: sans-IO.
 //!
-//! At start it asks for the card (`$CCICA`) every probe interval until the terminal
-//! answers with `$BDICI`; then it is up, asks for beam status every 10 s (`$CCRMO`) and
-//! reports the strongest beam as the link's signal. Messages go one at a time
-//! (`$CCTXA`), each waiting for the terminal's `$BDFKI`:
+//! **Dialect.** Configured, or found at start: with [`BeidouDialect::Auto`] the driver
+//! asks for the card in each dialect in turn, one every probe interval — BDS-3
+//! (`$CCICR`), then 2.1 (`$CCICA`), then BD-1 4.0 (`ICJC`) — and speaks the dialect of
+//! the first card that answers. A terminal that goes down is probed again the same way.
 //!
-//! * done: the message is sent; the next waits the card's service interval, or the
-//!   seconds the terminal names if longer;
-//! * refused: the message goes back to the front of its class and waits the seconds the
-//!   terminal names (at least one), so an early send costs one refusal, not a loop;
-//! * no answer within the feedback time-out: sent again; after three in a row the
-//!   terminal counts as down and is probed again.
+//! **Up.** Once the card has answered the terminal is up: a 2.1 terminal is asked for
+//! its beams every 10 s (`$CCRMO`), a BDS-3 module reports beam power by itself
+//! (`$BDPWI`), a 4.0 terminal is asked for its card every 10 s so that silence shows;
+//! the strongest beam is the link's signal. A terminal silent for 35 s is down.
 //!
-//! Text goes in Chinese form (GB2312), bytes in code form (hex). A message longer than
-//! the card's comm level allows is refused at [`Bearer::enqueue`] once the card is known,
-//! and failed at its turn if it was queued before.
+//! **Sending.** Messages go one at a time, each waiting for the terminal's feedback:
+//!
+//! * done: the part is sent; the next waits the card's service interval, or the seconds
+//!   the terminal names if longer;
+//! * refused for the rate: the message goes back to the front of its class and waits
+//!   the seconds the terminal names (at least one), so an early send costs one
+//!   refusal, not a loop; refused for another passing reason (no signal, suppression,
+//!   silence): it waits the service interval (at least 5 s) and tries again; after 30
+//!   refusals in a row it fails. A refusal that cannot pass (no card, no permission,
+//!   crypto) fails it at once;
+//! * no answer within the feedback time-out: sent again after the service interval (the
+//!   first may have gone); after three in a row the terminal counts as down.
+//!
+//! Text goes in Chinese form (GB2312), bytes in code form. Text longer than one message
+//! is split into numbered parts ([`split_text`]) sent one per service interval; the
+//! message is sent when its last part is. Bytes longer than one message are refused
+//! at [`Bearer::enqueue`] once the card is known (the relay's frames fragment
+//! themselves), and failed at their turn if queued before.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::bd1::{self, Bd1Feedback, Bd1Inbound, FrameReader};
+use super::bds3::{self, Bds3Inbound};
 use super::nmea::{CardInfo, Inbound, MessageForm, SentenceReader, host};
 use super::payload::{self, Content};
-use crate::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
+use crate::satellite::BeidouDialect;
+use crate::satellite::bearer::{
+    Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError, Urgency, split_text,
+};
 
 /// Timing of the terminal driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TerminalTiming {
     /// How often the card is asked for until the terminal answers.
     pub probe_every: Duration,
-    /// How long a `$CCTXA` waits for its `$BDFKI`.
+    /// How long a send waits for its feedback.
     pub feedback_timeout: Duration,
 }
 
@@ -42,38 +61,93 @@ impl Default for TerminalTiming {
 
 /// Feedback time-outs in a row after which the terminal counts as down.
 const MAX_TIMEOUTS: u32 = 3;
-/// Refusals of one message after which it fails (no signal, suppression, for minutes).
+/// Refusals of one message after which it fails (no signal, suppression, for long).
 const MAX_REFUSALS: u32 = 30;
 /// Silence after which a terminal that was up counts as gone: it reports its beams
-/// every 10 s.
+/// every 10 s (2.1), every second (BDS-3), or answers a card query every 10 s (4.0).
 const SILENCE_LIMIT: Duration = Duration::from_secs(35);
+/// How often a 4.0 terminal's card is asked for, to hear that it is still there.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
 /// The longest wait a terminal may name: a larger one is taken as this.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// The least wait after a refusal that names no time (no signal, suppression).
+const MIN_PASSING_WAIT: Duration = Duration::from_secs(5);
+
+/// The dialects in the order they are probed.
+const PROBE_ORDER: [BeidouDialect; 3] =
+    [BeidouDialect::Bds3, BeidouDialect::V21, BeidouDialect::Bd1];
 
 /// Faults seen, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TerminalCounters {
     pub refusals: u64,
     pub feedback_timeouts: u64,
-    /// Sentences whose fields did not fit their layout.
+    /// Sentences or frames whose fields did not fit their layout.
     pub bad_fields: u64,
     /// Messages received whose payload did not decode.
     pub bad_payloads: u64,
 }
 
+/// What a terminal said, whatever its dialect.
+enum Heard {
+    Card(CardInfo, BeidouDialect),
+    /// The answer to the send in flight.
+    Feedback(Outcome),
+    Received {
+        from: String,
+        body: Body,
+    },
+    Signal(u8),
+    Nothing,
+    Bad,
+}
+
+/// What became of a send.
+enum Outcome {
+    Done {
+        wait: Duration,
+    },
+    /// Refused for now: the rate (with its wait), or a state that passes.
+    Refused {
+        wait: Duration,
+        rate: bool,
+    },
+    /// Refused for good.
+    Rejected(String),
+}
+
+/// A message whose part is out, waiting for its feedback.
+#[derive(Debug)]
+struct InFlight {
+    message: Outgoing,
+    part: usize,
+    parts: usize,
+    sent: Instant,
+}
+
 /// The driver; see the [module](self) notes.
 #[derive(Debug)]
-pub struct Beidou21 {
+pub struct BeidouTerminal {
+    configured: BeidouDialect,
+    /// The dialect spoken, once known.
+    dialect: Option<BeidouDialect>,
+    /// The next dialect to probe, as an index into [`PROBE_ORDER`].
+    probe_turn: usize,
     timing: TerminalTiming,
-    reader: SentenceReader,
+    sentences: SentenceReader,
+    frames: FrameReader,
     out: Vec<u8>,
     events: Vec<BearerEvent>,
     card: Option<CardInfo>,
+    /// A 4.0 card's address, which every frame carries.
+    address: u32,
     queue: PriorityQueue,
-    /// The message sent and waiting for its feedback, and when it went.
-    awaiting: Option<(Outgoing, Instant)>,
+    awaiting: Option<InFlight>,
+    /// Parts already sent of messages split in parts, by message.
+    parts_sent: HashMap<u64, usize>,
     next_send_at: Option<Instant>,
     next_probe: Option<Instant>,
+    next_keepalive: Option<Instant>,
     timeouts: u32,
     /// Refusals of the message at the front.
     refusals: u32,
@@ -82,19 +156,26 @@ pub struct Beidou21 {
     counters: TerminalCounters,
 }
 
-impl Beidou21 {
-    /// A driver that starts probing at `now`.
-    pub fn new(timing: TerminalTiming, now: Instant) -> Beidou21 {
-        let mut driver = Beidou21 {
+impl BeidouTerminal {
+    /// A driver for a terminal of `dialect` that starts probing at `now`.
+    pub fn new(dialect: BeidouDialect, timing: TerminalTiming, now: Instant) -> BeidouTerminal {
+        let mut driver = BeidouTerminal {
+            configured: dialect,
+            dialect: (dialect != BeidouDialect::Auto).then_some(dialect),
+            probe_turn: 0,
             timing,
-            reader: SentenceReader::new(),
+            sentences: SentenceReader::new(),
+            frames: FrameReader::new(),
             out: Vec::new(),
             events: Vec::new(),
             card: None,
+            address: 0,
             queue: PriorityQueue::default(),
             awaiting: None,
+            parts_sent: HashMap::new(),
             next_send_at: None,
             next_probe: None,
+            next_keepalive: None,
             timeouts: 0,
             refusals: 0,
             last_heard: None,
@@ -109,61 +190,127 @@ impl Beidou21 {
         self.card.as_ref()
     }
 
+    /// The dialect spoken, once known.
+    pub fn dialect(&self) -> Option<BeidouDialect> {
+        self.dialect
+    }
+
     pub fn counters(&self) -> TerminalCounters {
         self.counters
     }
 
     /// The sentence reader's counts of bad checksums, garbage and oversized lines.
     pub fn reader_counters(&self) -> super::nmea::ReaderCounters {
-        self.reader.counters()
+        self.sentences.counters()
+    }
+
+    /// The frame reader's counts, for a 4.0 terminal.
+    pub fn frame_counters(&self) -> bd1::FrameCounters {
+        self.frames.counters()
     }
 
     fn probe(&mut self, now: Instant) {
-        self.out.extend(host::card_info().encode());
+        let dialect = self.dialect.unwrap_or_else(|| {
+            let d = PROBE_ORDER[self.probe_turn % PROBE_ORDER.len()];
+            self.probe_turn += 1;
+            d
+        });
+        self.out.extend(match dialect {
+            BeidouDialect::Bds3 => bds3::host::card_info().encode(),
+            BeidouDialect::Bd1 => bd1::card_info(self.address).encode(),
+            BeidouDialect::V21 | BeidouDialect::Auto => host::card_info().encode(),
+        });
         self.next_probe = Some(now + self.timing.probe_every);
     }
 
-    fn on_card(&mut self, card: CardInfo) {
+    fn go_down(&mut self, reason: &str, now: Instant) {
+        if self.card.take().is_some() {
+            self.events.push(BearerEvent::Down {
+                reason: reason.into(),
+            });
+        }
+        self.next_keepalive = None;
+        if self.configured == BeidouDialect::Auto {
+            self.dialect = None;
+        }
+        self.probe(now);
+    }
+
+    fn on_card(&mut self, card: CardInfo, dialect: BeidouDialect, now: Instant) {
+        if self.dialect.is_some_and(|d| d != dialect) {
+            return;
+        }
         if self.card.is_none() {
-            self.out.extend(host::output("BSI", 2, 10).encode());
+            match dialect {
+                BeidouDialect::V21 | BeidouDialect::Auto => {
+                    self.out.extend(host::output("BSI", 2, 10).encode());
+                }
+                BeidouDialect::Bd1 => self.next_keepalive = Some(now + KEEPALIVE_EVERY),
+                BeidouDialect::Bds3 => {}
+            }
             self.events.push(BearerEvent::Up {
                 identity: card.id.clone(),
             });
         }
+        if dialect == BeidouDialect::Bd1 {
+            self.address = card.id.parse().unwrap_or(0);
+        }
+        self.dialect = Some(dialect);
         self.next_probe = None;
         self.timeouts = 0;
         self.card = Some(card);
     }
 
-    fn on_feedback(&mut self, feedback: super::nmea::Feedback, now: Instant) {
-        if feedback.command != "TXA" {
-            return;
-        }
-        let Some((message, _)) = self.awaiting.take() else {
+    fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
+        let Some(flight) = self.awaiting.take() else {
             return;
         };
         self.timeouts = 0;
         let interval = self.interval();
-        let wait = feedback.wait.min(MAX_WAIT);
-        if feedback.done {
-            self.refusals = 0;
-            self.events.push(BearerEvent::Sent { id: message.id });
-            self.next_send_at = Some(now + wait.max(interval));
-        } else {
-            self.counters.refusals += 1;
-            self.refusals += 1;
-            if self.refusals >= MAX_REFUSALS {
-                // No signal or suppression for this long: report it, do not loop on it.
+        match outcome {
+            Outcome::Done { wait } => {
                 self.refusals = 0;
-                self.events.push(BearerEvent::Failed {
-                    id: message.id,
-                    reason: format!("refused {MAX_REFUSALS} times by the terminal"),
-                });
-                return;
+                self.next_send_at = Some(now + wait.min(MAX_WAIT).max(interval));
+                if flight.part + 1 == flight.parts {
+                    self.parts_sent.remove(&flight.message.id);
+                    self.events.push(BearerEvent::Sent {
+                        id: flight.message.id,
+                    });
+                } else {
+                    self.parts_sent.insert(flight.message.id, flight.part + 1);
+                    self.requeue_front(flight.message);
+                }
             }
-            self.requeue_front(message);
-            self.next_send_at = Some(now + wait.max(Duration::from_secs(1)));
+            Outcome::Refused { wait, rate } => {
+                self.counters.refusals += 1;
+                self.refusals += 1;
+                if self.refusals >= MAX_REFUSALS {
+                    self.refusals = 0;
+                    self.fail(
+                        flight.message.id,
+                        format!("refused {MAX_REFUSALS} times by the terminal"),
+                    );
+                    return;
+                }
+                let least = if rate {
+                    Duration::from_secs(1)
+                } else {
+                    interval.max(MIN_PASSING_WAIT)
+                };
+                self.requeue_front(flight.message);
+                self.next_send_at = Some(now + wait.min(MAX_WAIT).max(least));
+            }
+            Outcome::Rejected(reason) => {
+                self.counters.refusals += 1;
+                self.refusals = 0;
+                self.fail(flight.message.id, reason);
+            }
         }
+    }
+
+    fn fail(&mut self, id: u64, reason: String) {
+        self.parts_sent.remove(&id);
+        self.events.push(BearerEvent::Failed { id, reason });
     }
 
     /// The card's service interval, bounded.
@@ -182,61 +329,270 @@ impl Beidou21 {
         }
     }
 
-    fn on_received(&mut self, received: super::nmea::Received) {
-        match payload::decode(received.form, &received.payload) {
-            Ok(content) => self.events.push(BearerEvent::Received {
-                from: received.from,
-                body: match content {
-                    Content::Text(t) => Body::Text(t),
-                    Content::Bytes(b) => Body::Bytes(b),
+    /// What the terminal said in `bytes`, in the dialect spoken (every dialect while
+    /// probing).
+    fn hear(&mut self, bytes: &[u8]) -> Vec<Heard> {
+        let mut heard = Vec::new();
+        let nmea = self.dialect != Some(BeidouDialect::Bd1);
+        let binary = matches!(self.dialect, None | Some(BeidouDialect::Bd1));
+        if nmea {
+            for sentence in self.sentences.push(bytes).into_iter().flatten() {
+                heard.push(self.read_sentence(&sentence));
+            }
+        }
+        if binary {
+            for frame in self.frames.push(bytes) {
+                heard.push(self.read_frame(&frame));
+            }
+        }
+        heard
+    }
+
+    fn read_sentence(&self, sentence: &super::nmea::Sentence) -> Heard {
+        let awaiting = self.awaiting.is_some();
+        match self.dialect {
+            Some(BeidouDialect::Bds3) => match Bds3Inbound::read(sentence) {
+                Ok(Bds3Inbound::Card(card)) => Heard::Card(card, BeidouDialect::Bds3),
+                Ok(Bds3Inbound::Feedback(f)) if f.command == "TCQ" && awaiting => {
+                    Heard::Feedback(match f.refusal {
+                        None => Outcome::Done { wait: f.wait },
+                        Some(r) if r.is_transient() => Outcome::Refused {
+                            wait: f.wait,
+                            rate: r == bds3::Refusal::Rate,
+                        },
+                        Some(r) => {
+                            Outcome::Rejected(format!("refused by the module: {}", r.describe()))
+                        }
+                    })
+                }
+                Ok(Bds3Inbound::Received(r)) => received(r),
+                Ok(Bds3Inbound::Power(level)) => Heard::Signal(level),
+                Ok(_) => Heard::Nothing,
+                Err(_) => Heard::Bad,
+            },
+            Some(_) => match Inbound::read(sentence) {
+                Ok(Inbound::CardInfo(card)) => Heard::Card(card, BeidouDialect::V21),
+                Ok(Inbound::Feedback(f)) if f.command == "TXA" && awaiting => {
+                    Heard::Feedback(if f.done {
+                        Outcome::Done { wait: f.wait }
+                    } else {
+                        Outcome::Refused {
+                            wait: f.wait,
+                            rate: !f.rate_ok,
+                        }
+                    })
+                }
+                Ok(Inbound::Received(r)) => received(r),
+                Ok(Inbound::Beam(beam)) => Heard::Signal(beam.best()),
+                Ok(_) => Heard::Nothing,
+                Err(_) => Heard::Bad,
+            },
+            // Probing: only a card's answer tells the dialect.
+            None => match sentence.kind.as_str() {
+                "ICP" => match Bds3Inbound::read(sentence) {
+                    Ok(Bds3Inbound::Card(card)) => Heard::Card(card, BeidouDialect::Bds3),
+                    _ => Heard::Bad,
                 },
-            }),
-            Err(_) => self.counters.bad_payloads += 1,
+                "ICI" => match Inbound::read(sentence) {
+                    Ok(Inbound::CardInfo(card)) => Heard::Card(card, BeidouDialect::V21),
+                    _ => Heard::Bad,
+                },
+                _ => Heard::Nothing,
+            },
         }
     }
 
-    fn field(message: &Outgoing) -> Result<(MessageForm, Vec<u8>), String> {
-        let (form, content) = match &message.body {
-            Body::Text(t) => (MessageForm::Chinese, Content::Text(t.clone())),
-            Body::Bytes(b) => (MessageForm::Code, Content::Bytes(b.clone())),
-        };
-        payload::encode(form, &content)
-            .map(|field| (form, field))
-            .map_err(|e| e.to_string())
+    fn read_frame(&self, frame: &bd1::Frame) -> Heard {
+        match Bd1Inbound::read(frame) {
+            Ok(Bd1Inbound::Card(card)) => Heard::Card(card.card_info(), BeidouDialect::Bd1),
+            // FKXX names the command it answers (but for a rate refusal, whose four
+            // bytes are the wait): only TXSQ's answer concerns the send.
+            Ok(Bd1Inbound::Feedback(flag)) => {
+                let answers_send = matches!(flag, Bd1Feedback::RateNotReached(_))
+                    || frame.body.get(1..5).is_none_or(|c| c == b"TXSQ");
+                if !answers_send || self.awaiting.is_none() {
+                    return Heard::Nothing;
+                }
+                Heard::Feedback(match flag {
+                    Bd1Feedback::Done => Outcome::Done {
+                        wait: Duration::ZERO,
+                    },
+                    Bd1Feedback::RateNotReached(wait) => Outcome::Refused { wait, rate: true },
+                    Bd1Feedback::Crypto => {
+                        Outcome::Rejected("refused by the terminal: encryption fault".into())
+                    }
+                    Bd1Feedback::SuppressionLifted => return Heard::Nothing,
+                    // No signal, low battery, a failure, a CRC error, suppression:
+                    // states that pass.
+                    _ => Outcome::Refused {
+                        wait: Duration::ZERO,
+                        rate: false,
+                    },
+                })
+            }
+            Ok(Bd1Inbound::Message(message)) => {
+                let body = if message.category == bd1::category(false) {
+                    match payload::decode_chinese(&message.content) {
+                        Ok(text) => Body::Text(text),
+                        Err(_) => return Heard::Bad,
+                    }
+                } else {
+                    Body::Bytes(message.content)
+                };
+                Heard::Received {
+                    from: message.from.to_string(),
+                    body,
+                }
+            }
+            Ok(Bd1Inbound::Other(_)) => Heard::Nothing,
+            Err(_) => Heard::Bad,
+        }
+    }
+
+    /// The parts `message` goes in at this card: each part's wire form and bytes.
+    fn parts(&self, message: &Outgoing, card: &CardInfo) -> Result<Vec<Wire>, String> {
+        let dialect = self.dialect.unwrap_or(BeidouDialect::V21);
+        let level = card.comm_level;
+        let fits = |wire: &Wire| wire.bits(dialect) <= card.capacity_bits();
+        match &message.body {
+            Body::Bytes(bytes) => {
+                let wire = Wire::code(bytes);
+                if fits(&wire) {
+                    Ok(vec![wire])
+                } else {
+                    Err(format!(
+                        "{} bytes do not fit one message at comm level {level}",
+                        bytes.len()
+                    ))
+                }
+            }
+            Body::Text(text) => {
+                // A character that is not GB2312 is refused before any part goes.
+                payload::encode_chinese(text).map_err(|e| e.to_string())?;
+                let parts = split_text(text, |part| {
+                    Wire::chinese(part).is_ok_and(|wire| fits(&wire))
+                })
+                .ok_or("a character does not fit one message")?;
+                parts
+                    .iter()
+                    .map(|part| Wire::chinese(part).map_err(|e| e.to_string()))
+                    .collect()
+            }
+        }
     }
 
     fn send_next(&mut self, now: Instant) {
-        let Some(card) = &self.card else {
+        let Some(card) = self.card.clone() else {
             return;
         };
         if self.awaiting.is_some() || self.next_send_at.is_some_and(|at| now < at) {
             return;
         }
-        let level = card.comm_level;
         while let Some(message) = self.queue.pop() {
-            let fits = Self::field(&message).and_then(|(form, field)| {
-                payload::check_fits(form, &field, level)
-                    .map(|()| (form, field))
-                    .map_err(|e| e.to_string())
-            });
-            match fits {
-                Ok((form, field)) => {
-                    let urgent = message.urgency == crate::satellite::bearer::Urgency::Urgent;
-                    self.out
-                        .extend(host::send(&message.to, urgent, form, field).encode());
-                    self.awaiting = Some((message, now));
+            let parts = match self.parts(&message, &card) {
+                Ok(parts) => parts,
+                Err(reason) => {
+                    self.fail(message.id, reason);
+                    continue;
+                }
+            };
+            let part = self
+                .parts_sent
+                .get(&message.id)
+                .copied()
+                .unwrap_or(0)
+                .min(parts.len() - 1);
+            match self.encode_send(&message, &parts[part]) {
+                Ok(bytes) => {
+                    self.out.extend(bytes);
+                    self.awaiting = Some(InFlight {
+                        message,
+                        part,
+                        parts: parts.len(),
+                        sent: now,
+                    });
                     return;
                 }
-                Err(reason) => self.events.push(BearerEvent::Failed {
-                    id: message.id,
-                    reason,
-                }),
+                Err(reason) => self.fail(message.id, reason),
             }
+        }
+    }
+
+    fn encode_send(&self, message: &Outgoing, wire: &Wire) -> Result<Vec<u8>, String> {
+        let urgent = message.urgency == Urgency::Urgent;
+        Ok(match self.dialect.unwrap_or(BeidouDialect::V21) {
+            BeidouDialect::Bds3 => {
+                bds3::host::send(&message.to, wire.form, wire.field.clone(), false).encode()
+            }
+            BeidouDialect::Bd1 => {
+                let to = message
+                    .to
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|a| *a < 1 << 24)
+                    .ok_or_else(|| format!("{:?} is not a 4.0 card address", message.to))?;
+                let code = wire.form != MessageForm::Chinese;
+                bd1::send(self.address, to, code, &wire.bytes).encode()
+            }
+            BeidouDialect::V21 | BeidouDialect::Auto => {
+                host::send(&message.to, urgent, wire.form, wire.field.clone()).encode()
+            }
+        })
+    }
+}
+
+/// One message's payload, ready for any dialect: the sentence field (GB2312 or hex
+/// digits) and the bytes a 4.0 frame carries.
+#[derive(Debug, Clone)]
+struct Wire {
+    form: MessageForm,
+    field: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Wire {
+    fn chinese(text: &str) -> Result<Wire, payload::PayloadError> {
+        let field = payload::encode_chinese(text)?;
+        Ok(Wire {
+            form: MessageForm::Chinese,
+            bytes: field.clone(),
+            field,
+        })
+    }
+
+    fn code(bytes: &[u8]) -> Wire {
+        Wire {
+            form: MessageForm::Code,
+            field: payload::encode_hex(bytes),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// The bits it takes in a message: as the 2.1 and BDS-3 forms count them, or its
+    /// bytes in a 4.0 frame.
+    fn bits(&self, dialect: BeidouDialect) -> u32 {
+        match dialect {
+            BeidouDialect::Bd1 => self.bytes.len() as u32 * 8,
+            _ => payload::bits(self.form, &self.field),
         }
     }
 }
 
-impl Bearer for Beidou21 {
+fn received(r: super::nmea::Received) -> Heard {
+    match payload::decode(r.form, &r.payload) {
+        Ok(Content::Text(t)) => Heard::Received {
+            from: r.from,
+            body: Body::Text(t),
+        },
+        Ok(Content::Bytes(b)) => Heard::Received {
+            from: r.from,
+            body: Body::Bytes(b),
+        },
+        Err(_) => Heard::Bad,
+    }
+}
+
+impl Bearer for BeidouTerminal {
     fn capacity(&self) -> Option<usize> {
         self.card.as_ref().map(|c| c.capacity_bits() as usize / 8)
     }
@@ -254,18 +610,24 @@ impl Bearer for Beidou21 {
     }
 
     fn enqueue(&mut self, message: Outgoing, now: Instant) -> Result<(), QueueError> {
-        let field = Self::field(&message).map_err(|reason| QueueError::Unsendable {
-            id: message.id,
-            reason,
-        })?;
-        if let Some(card) = &self.card
-            && payload::check_fits(field.0, &field.1, card.comm_level).is_err()
-        {
-            return Err(QueueError::TooLong {
-                id: message.id,
-                needed: message.body.len(),
-                capacity: card.capacity_bits() as usize / 8,
-            });
+        match &message.body {
+            Body::Text(text) => {
+                payload::encode_chinese(text).map_err(|e| QueueError::Unsendable {
+                    id: message.id,
+                    reason: e.to_string(),
+                })?;
+            }
+            Body::Bytes(bytes) => {
+                if let (Some(capacity), Some(card)) = (self.capacity(), &self.card)
+                    && self.parts(&message, card).is_err()
+                {
+                    return Err(QueueError::TooLong {
+                        id: message.id,
+                        needed: bytes.len(),
+                        capacity,
+                    });
+                }
+            }
         }
         self.queue.push(message);
         self.send_next(now);
@@ -273,26 +635,27 @@ impl Bearer for Beidou21 {
     }
 
     fn queued(&self) -> Vec<Outgoing> {
-        let awaiting = self.awaiting.iter().map(|(m, _)| m.clone());
+        let awaiting = self.awaiting.iter().map(|f| f.message.clone());
         awaiting.chain(self.queue.iter().cloned()).collect()
     }
 
     fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
-        for sentence in self.reader.push(bytes).into_iter().flatten() {
+        for heard in self.hear(bytes) {
             self.last_heard = Some(now);
-            match Inbound::read(&sentence) {
-                Ok(Inbound::CardInfo(card)) => self.on_card(card),
-                Ok(Inbound::Feedback(feedback)) => self.on_feedback(feedback, now),
-                Ok(Inbound::Received(received)) => self.on_received(received),
-                Ok(Inbound::Beam(beam)) => {
-                    let level = beam.best();
+            match heard {
+                Heard::Card(card, dialect) => self.on_card(card, dialect, now),
+                Heard::Feedback(outcome) => self.on_outcome(outcome, now),
+                Heard::Received { from, body } => {
+                    self.events.push(BearerEvent::Received { from, body });
+                }
+                Heard::Signal(level) => {
                     if self.signal != Some(level) {
                         self.signal = Some(level);
                         self.events.push(BearerEvent::Signal { level });
                     }
                 }
-                Ok(Inbound::Other(_)) => {}
-                Err(_) => self.counters.bad_fields += 1,
+                Heard::Nothing => {}
+                Heard::Bad => self.counters.bad_fields += 1,
             }
         }
         self.send_next(now);
@@ -302,33 +665,30 @@ impl Bearer for Beidou21 {
         if self.next_probe.is_some_and(|at| now >= at) {
             self.probe(now);
         }
+        if self.next_keepalive.is_some_and(|at| now >= at) {
+            self.out.extend(bd1::card_info(self.address).encode());
+            self.next_keepalive = Some(now + KEEPALIVE_EVERY);
+        }
         if self.card.is_some()
             && self
                 .last_heard
                 .is_some_and(|heard| now.saturating_duration_since(heard) > SILENCE_LIMIT)
         {
-            self.card = None;
-            self.events.push(BearerEvent::Down {
-                reason: "the terminal has gone silent".into(),
-            });
-            self.probe(now);
+            self.go_down("the terminal has gone silent", now);
         }
-        if let Some((_, sent)) = &self.awaiting
-            && now >= *sent + self.timing.feedback_timeout
+        if let Some(flight) = &self.awaiting
+            && now >= flight.sent + self.timing.feedback_timeout
         {
-            if let Some((message, _)) = self.awaiting.take() {
-                self.requeue_front(message);
+            if let Some(flight) = self.awaiting.take() {
+                self.requeue_front(flight.message);
             }
             // The send may have gone with only its feedback lost: wait the interval
             // before sending again, or the terminal refuses it and then sends it twice.
             self.next_send_at = Some(now + self.interval());
             self.counters.feedback_timeouts += 1;
             self.timeouts += 1;
-            if self.timeouts >= MAX_TIMEOUTS && self.card.take().is_some() {
-                self.events.push(BearerEvent::Down {
-                    reason: "the terminal does not answer".into(),
-                });
-                self.probe(now);
+            if self.timeouts >= MAX_TIMEOUTS && self.card.is_some() {
+                self.go_down("the terminal does not answer", now);
             }
         }
         self.send_next(now);
@@ -338,7 +698,7 @@ impl Bearer for Beidou21 {
         let feedback = self
             .awaiting
             .as_ref()
-            .map(|(_, sent)| *sent + self.timing.feedback_timeout);
+            .map(|f| f.sent + self.timing.feedback_timeout);
         let send = (!self.queue.is_empty() && self.awaiting.is_none() && self.card.is_some())
             .then_some(self.next_send_at)
             .flatten();
@@ -347,10 +707,16 @@ impl Bearer for Beidou21 {
             .as_ref()
             .and(self.last_heard)
             .map(|heard| heard + SILENCE_LIMIT + Duration::from_millis(1));
-        [self.next_probe, feedback, send, silence]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_probe,
+            self.next_keepalive,
+            feedback,
+            send,
+            silence,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn take_output(&mut self) -> Vec<u8> {
@@ -365,7 +731,6 @@ impl Bearer for Beidou21 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::satellite::bearer::Urgency;
 
     const ICI: &[u8] = b"$BDICI,0166166,02097151,0000011,6,40,3,N,000*33\r\n";
 
@@ -412,7 +777,7 @@ mod tests {
     #[test]
     fn it_probes_until_the_card_answers_then_is_up_with_its_capacity() {
         let t0 = Instant::now();
-        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
         assert_eq!(terminal.take_output(), b"$CCICA,0,00*7B\r\n");
         assert_eq!(terminal.next_deadline(), Some(t0 + Duration::from_secs(2)));
         terminal.poll(t0 + Duration::from_secs(2));
@@ -443,7 +808,7 @@ mod tests {
     #[test]
     fn messages_go_one_per_service_interval_urgent_first() {
         let t0 = Instant::now();
-        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
         terminal
             .enqueue(report(1, Urgency::Normal, "灾情：道路中断"), t0)
             .expect("fits");
@@ -479,7 +844,7 @@ mod tests {
     #[test]
     fn a_refusal_waits_the_seconds_the_terminal_names_and_sends_the_same_message_again() {
         let t0 = Instant::now();
-        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
         terminal.on_bytes(ICI, t0);
         terminal.take_output();
         terminal
@@ -500,7 +865,7 @@ mod tests {
     fn no_feedback_resends_after_the_interval_and_three_silences_put_the_terminal_down() {
         let t0 = Instant::now();
         let timing = TerminalTiming::default();
-        let mut terminal = Beidou21::new(timing, t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, timing, t0);
         terminal.on_bytes(ICI, t0);
         terminal.drain_events();
         terminal.take_output();
@@ -536,7 +901,7 @@ mod tests {
     #[test]
     fn a_terminal_that_goes_silent_is_down_and_probed_again() {
         let t0 = Instant::now();
-        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
         terminal.on_bytes(ICI, t0);
         terminal.drain_events();
         terminal.take_output();
@@ -558,7 +923,7 @@ mod tests {
     #[test]
     fn a_message_too_long_for_the_card_is_refused_and_a_received_one_is_decoded() {
         let t0 = Instant::now();
-        let mut terminal = Beidou21::new(TerminalTiming::default(), t0);
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
         terminal.on_bytes(ICI, t0);
         let long = Outgoing {
             id: 3,
@@ -589,5 +954,187 @@ mod tests {
                 BearerEvent::Signal { level: 3 }
             ]
         );
+    }
+
+    fn bds3_line(kind: &str, fields: &[&str]) -> Vec<u8> {
+        super::super::nmea::Sentence {
+            talker: "BD".into(),
+            kind: kind.into(),
+            fields: fields.iter().map(|f| f.as_bytes().to_vec()).collect(),
+        }
+        .encode()
+    }
+
+    fn icp() -> Vec<u8> {
+        bds3_line(
+            "ICP",
+            &["15950044", "0", "2097151", "6", "30", "3", "N", "0"],
+        )
+    }
+
+    #[test]
+    fn auto_probes_bds3_then_2_1_then_4_0_and_speaks_the_dialect_that_answers() {
+        let t0 = Instant::now();
+        let every = TerminalTiming::default().probe_every;
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Auto, TerminalTiming::default(), t0);
+        assert!(terminal.take_output().starts_with(b"$CCICR,0,00*"));
+        terminal.poll(t0 + every);
+        assert_eq!(terminal.take_output(), b"$CCICA,0,00*7B\r\n");
+        terminal.poll(t0 + every * 2);
+        assert_eq!(terminal.take_output(), bd1::card_info(0).encode());
+        terminal.poll(t0 + every * 3);
+        assert!(terminal.take_output().starts_with(b"$CCICR"), "round again");
+
+        // A 4.0 card answers: frames from now on, addressed from the card.
+        let card = bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+        terminal.on_bytes(&card.encode(), t0 + every * 3);
+        assert_eq!(terminal.dialect(), Some(BeidouDialect::Bd1));
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Up {
+                identity: "166431".into()
+            }]
+        );
+        terminal
+            .enqueue(
+                Outgoing {
+                    id: 1,
+                    to: "246006".into(),
+                    urgency: Urgency::Urgent,
+                    body: Body::Bytes(b"hello".to_vec()),
+                },
+                t0 + every * 3,
+            )
+            .expect("fits");
+        assert_eq!(
+            terminal.take_output(),
+            bd1::send(0x028A1F, 246006, true, b"hello").encode()
+        );
+    }
+
+    #[test]
+    fn a_4_0_rate_refusal_waits_its_seconds_and_a_received_frame_is_decoded() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Bd1, TerminalTiming::default(), t0);
+        let card = bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+        terminal.on_bytes(&card.encode(), t0);
+        terminal.take_output();
+        terminal.drain_events();
+        terminal
+            .enqueue(report(4, Urgency::Normal, "道路中断"), t0)
+            .expect("fits");
+        let first = terminal.take_output();
+        let rate = bd1::Frame::new(b"FKXX", 0x028A1F, vec![4, 0, 0, 0, 20]);
+        terminal.on_bytes(&rate.encode(), t0 + Duration::from_secs(1));
+        assert_eq!(
+            terminal.next_deadline(),
+            Some(t0 + Duration::from_secs(10)),
+            "the keepalive"
+        );
+        terminal.poll(t0 + Duration::from_secs(10));
+        assert_eq!(terminal.take_output(), bd1::card_info(0x028A1F).encode());
+        terminal.on_bytes(&card.encode(), t0 + Duration::from_secs(11));
+        terminal.poll(t0 + Duration::from_secs(21));
+        assert!(
+            terminal.take_output().ends_with(&first),
+            "sent again after its 20 s, after the keepalive"
+        );
+        let done = bd1::Frame::new(b"FKXX", 0x028A1F, [&[0u8][..], b"TXSQ"].concat());
+        terminal.on_bytes(&done.encode(), t0 + Duration::from_secs(22));
+        let mut body = vec![bd1::category(false), 0x03, 0xC2, 0xF6, 14, 5, 0, 32];
+        body.extend(payload::encode_chinese("收到").expect("GB2312"));
+        body.push(0);
+        let inbound = bd1::Frame::new(b"TXXX", 0x028A1F, body);
+        terminal.on_bytes(&inbound.encode(), t0 + Duration::from_secs(23));
+        assert_eq!(
+            terminal.drain_events(),
+            vec![
+                BearerEvent::Sent { id: 4 },
+                BearerEvent::Received {
+                    from: "246518".into(),
+                    body: Body::Text("收到".into())
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn bds3_sends_tcq_a_passing_refusal_waits_the_interval_and_no_permission_fails() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Auto, TerminalTiming::default(), t0);
+        terminal.on_bytes(&icp(), t0);
+        assert_eq!(terminal.dialect(), Some(BeidouDialect::Bds3));
+        terminal.take_output();
+        terminal
+            .enqueue(report(1, Urgency::Urgent, "红色预警"), t0)
+            .expect("fits");
+        let first = terminal.take_output();
+        assert!(
+            first.starts_with(b"$CCTCQ,0247718,2,2,1,"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
+        terminal.on_bytes(
+            &bds3_line("FKI", &["101502", "TCQ", "N", "2", "0"]),
+            t0 + Duration::from_secs(1),
+        );
+        terminal.on_bytes(
+            &bds3_line("PWI", &["101510", "1", "3", "2"]),
+            t0 + Duration::from_secs(9),
+        );
+        assert_eq!(
+            terminal.next_deadline(),
+            Some(t0 + Duration::from_secs(31)),
+            "suppressed: the 30 s interval"
+        );
+        terminal.poll(t0 + Duration::from_secs(31));
+        assert_eq!(terminal.take_output(), first);
+        terminal.on_bytes(
+            &bds3_line("FKI", &["101533", "TCQ", "N", "6", "0"]),
+            t0 + Duration::from_secs(32),
+        );
+        let events = terminal.drain_events();
+        assert!(
+            events.iter().any(|e| matches!(e, BearerEvent::Failed { id: 1, reason } if reason.contains("not permitted"))),
+            "{events:?}"
+        );
+        assert!(events.contains(&BearerEvent::Signal { level: 2 }));
+    }
+
+    #[test]
+    fn a_text_longer_than_one_message_goes_in_numbered_parts_one_per_interval() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        terminal.take_output();
+        terminal.drain_events();
+        // 44 Chinese characters fit a comm level 3 message; 100 need three parts.
+        let text = "山洪预警请沿河村民立即转移到高处安全地带".repeat(5);
+        terminal
+            .enqueue(report(5, Urgency::Urgent, &text), t0)
+            .expect("splits");
+        let mut bodies = String::new();
+        let mut at = t0;
+        for part in 1..=3 {
+            let out = terminal.take_output();
+            let sentence = super::super::nmea::Sentence::parse(out.trim_ascii_end()).expect("TXA");
+            let field = payload::decode_chinese(&sentence.fields[3]).expect("GB2312");
+            assert!(payload::check_fits(MessageForm::Chinese, &sentence.fields[3], 3).is_ok());
+            let (lead, body) = field.split_once(' ').expect("a lead");
+            assert_eq!(lead, format!("{part}/3"));
+            bodies.push_str(body);
+            terminal.on_bytes(&fki(true, 0), at + Duration::from_secs(1));
+            let sent = sent_ids(&terminal.drain_events());
+            assert_eq!(
+                sent,
+                if part == 3 { vec![5] } else { vec![] },
+                "part {part}"
+            );
+            at += Duration::from_secs(41);
+            terminal.on_bytes(BSI, at - Duration::from_secs(1));
+            terminal.poll(at);
+        }
+        assert_eq!(bodies, text);
+        assert!(terminal.queued().is_empty());
     }
 }

@@ -527,19 +527,12 @@ mod tests {
         out
     }
 
-    /// The SMS-DELIVER a phone would receive for SMS-SUBMIT `pdu` (to an 11-digit
-    /// number) from 13800138000: first octet, sender, no validity period, a time stamp.
+    /// The SMS-DELIVER a phone would receive for SMS-SUBMIT `pdu` from 13800138000.
     fn delivered_from_13800138000(pdu: &str) -> String {
-        let octets: Vec<u8> = (2..pdu.len())
-            .step_by(2)
-            .map(|k| u8::from_str_radix(&pdu[k..k + 2], 16).expect("hex"))
-            .collect();
-        let rest = &octets[4 + 6..];
-        let mut d = vec![0x00, 0x44, 0x0B, 0x81, 0x31, 0x08, 0x10, 0x83, 0x00, 0xF0];
-        d.extend([rest[0], rest[1]]);
-        d.extend([0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00]);
-        d.extend(&rest[3..]);
-        d.iter().map(|b| format!("{b:02X}")).collect()
+        let stamp = [0x62, 0x21, 0x40, 0x21, 0x43, 0x00, 0x00];
+        super::super::pdu::deliver_for_submit(pdu, "13800138000", stamp)
+            .expect("a SUBMIT")
+            .1
     }
 
     fn registered(now: Instant) -> SmsModem {

@@ -28,6 +28,8 @@ pub enum PduError {
     Truncated(usize),
     #[error("not an SMS-DELIVER (message type {0})")]
     NotDeliver(u8),
+    #[error("not an SMS-SUBMIT (message type {0})")]
+    NotSubmit(u8),
     #[error("unsupported data coding 0x{0:02X}")]
     Coding(u8),
     #[error("UCS-2 text is not valid UTF-16")]
@@ -95,6 +97,21 @@ fn address(number: &str) -> Result<Vec<u8>, PduError> {
         out.push(pair[0] | pair.get(1).map_or(0xF0, |h| h << 4));
     }
     Ok(out)
+}
+
+/// The phone number in an address field's `digits` swapped BCD digits, `+` first when
+/// its type `kind` is international.
+fn number(raw: &[u8], digits: usize, kind: u8) -> String {
+    let mut number: String = raw
+        .iter()
+        .flat_map(|b| [b & 0x0F, b >> 4])
+        .take(digits)
+        .map(|d| char::from(b'0' + d.min(9)))
+        .collect();
+    if kind & 0x70 == 0x10 {
+        number.insert(0, '+');
+    }
+    number
 }
 
 /// The SMS-SUBMIT PDUs, as hex, that carry `body` to `to`; with their lengths in
@@ -230,6 +247,51 @@ fn unpack_septets(octets: &[u8], count: usize, skip: usize) -> String {
     text
 }
 
+/// The SMS-DELIVER, as hex with an empty SMSC field, that the network hands to the
+/// recipient of SMS-SUBMIT `submit_hex` (SMSC field first, as `AT+CMGS` takes it): the
+/// recipient's number, the same protocol, coding and user data, sent by `from`, time
+/// stamped `timestamp` (seven semi-octet-swapped octets, TS 23.040 §9.2.3.11). What a
+/// simulated network does; gives the recipient too.
+pub fn deliver_for_submit(
+    submit_hex: &str,
+    from: &str,
+    timestamp: [u8; 7],
+) -> Result<(String, String), PduError> {
+    let pdu = unhex(submit_hex)?;
+    let at = |k: usize| pdu.get(k).copied().ok_or(PduError::Truncated(k));
+    let mut k = 1 + usize::from(at(0)?);
+    let first = at(k)?;
+    if first & 0x03 != 0x01 {
+        return Err(PduError::NotSubmit(first & 0x03));
+    }
+    let validity = match first >> 3 & 0x03 {
+        0 => 0,
+        2 => 1,
+        _ => 7,
+    };
+    k += 2; // first octet, message reference
+    let digits = usize::from(at(k)?);
+    let kind = at(k + 1)?;
+    let raw = pdu
+        .get(k + 2..k + 2 + digits.div_ceil(2))
+        .ok_or(PduError::Truncated(k + 2))?;
+    let to = number(raw, digits, kind);
+    k += 2 + digits.div_ceil(2);
+    let (pid, coding) = (at(k)?, at(k + 1)?);
+    k += 2 + validity;
+    let user_data = pdu.get(k..).ok_or(PduError::Truncated(k))?;
+    if user_data.is_empty() {
+        return Err(PduError::Truncated(k));
+    }
+    // No more messages waiting (0x04), and the user-data header flag kept.
+    let mut out = vec![0x00, 0x04 | (first & 0x40)];
+    out.extend(address(from)?);
+    out.extend([pid, coding]);
+    out.extend(timestamp);
+    out.extend(user_data);
+    Ok((to, hex(&out)))
+}
+
 /// Reads an SMS-DELIVER PDU given as hex, SMSC field first (as `AT+CMGR` shows it).
 pub fn read_deliver(pdu_hex: &str) -> Result<Delivered, PduError> {
     let pdu = unhex(pdu_hex)?;
@@ -252,16 +314,7 @@ pub fn read_deliver(pdu_hex: &str) -> Result<Delivered, PduError> {
         // Alphanumeric sender: its digit count is in semi-octets of 7-bit text.
         unpack_septets(raw, digits * 4 / 7, 0)
     } else {
-        let mut number: String = raw
-            .iter()
-            .flat_map(|b| [b & 0x0F, b >> 4])
-            .take(digits)
-            .map(|d| char::from(b'0' + d.min(9)))
-            .collect();
-        if kind & 0x70 == 0x10 {
-            number.insert(0, '+');
-        }
-        number
+        number(raw, digits, kind)
     };
     k += 2 + address_octets;
     let _pid = at(k)?;
