@@ -12,84 +12,16 @@ use std::time::{Duration, Instant};
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
 use drivers::satellite::beidou::terminal::{Beidou21, TerminalTiming};
 use drivers::satellite::iridium::{Sbd, SbdTiming};
-use hw_test::process::{Supervised, await_ready, watch};
+use hw_test::process::Supervised;
 
 /// Starts a BeiDou simulator linked at `dir/NAME.pty` with `args`.
 fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
-    start_sim("beidou", "beidou simulator", dir, name, args)
-}
-
-fn start_sim(
-    kind: &str,
-    ready: &'static str,
-    dir: &Path,
-    name: &str,
-    args: &[&str],
-) -> (Supervised, PathBuf) {
-    let (_, bench) = common::binaries();
-    let link = dir.join(format!("{name}.pty"));
-    let mut child = Command::new(bench)
-        .args(["sim", kind, "--link"])
-        .arg(&link)
-        .arg("--log")
-        .arg(dir.join(format!("{name}.jsonl")))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emcomm-bench sim beidou");
-    let ready = watch(
-        child.stdout.take().expect("stdout"),
-        dir.join(format!("{name}.out")),
-        ready,
-    );
-    let sim = Supervised::new(name, child);
-    await_ready(name, &ready, Duration::from_secs(20)).expect("simulator up");
-    (sim, link)
-}
-
-/// Two simulators of `kind` named a and b, paired over the loopback, each started with
-/// its own extra arguments; gives each one's process and link.
-fn paired(
-    kind: &str,
-    ready: &'static str,
-    dir: &Path,
-    a_args: &[&str],
-    b_args: &[&str],
-) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
-    let (a_port, b_port) = (
-        hw_test::process::free_port_pair().expect("port"),
-        hw_test::process::free_port_pair().expect("port"),
-    );
-    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
-    let with = |own: &[&str], listen: &str, peer: &str| -> Vec<String> {
-        own.iter()
-            .map(|a| a.to_string())
-            .chain([
-                "--listen".into(),
-                listen.into(),
-                "--peer".into(),
-                peer.into(),
-            ])
-            .collect()
-    };
-    let (a, b) = (
-        with(a_args, &a_listen, &b_listen),
-        with(b_args, &b_listen, &a_listen),
-    );
-    let (a, b): (Vec<&str>, Vec<&str>) = (
-        a.iter().map(String::as_str).collect(),
-        b.iter().map(String::as_str).collect(),
-    );
-    (
-        start_sim(kind, ready, dir, "a", &a),
-        start_sim(kind, ready, dir, "b", &b),
-    )
+    common::start_sim("beidou", "beidou simulator", dir, name, args)
 }
 
 /// A pair of BeiDou simulators, cards 0166166 (a) and 0247718 (b), 1 s interval.
 fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
-    paired(
+    common::paired(
         "beidou",
         "beidou simulator",
         dir,
@@ -340,7 +272,7 @@ fn quick_sbd() -> Sbd {
 #[test]
 fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes() {
     let dir = common::scratch("sbd-retry");
-    let (_sim, link) = start_sim(
+    let (_sim, link) = common::start_sim(
         "iridium",
         "iridium simulator",
         &dir,
@@ -372,7 +304,7 @@ fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes(
 #[test]
 fn an_access_denied_session_fails_the_message_for_good() {
     let dir = common::scratch("sbd-denied");
-    let (_sim, link) = start_sim(
+    let (_sim, link) = common::start_sim(
         "iridium",
         "iridium simulator",
         &dir,
@@ -400,7 +332,8 @@ fn an_access_denied_session_fails_the_message_for_good() {
 #[test]
 fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
     let dir = common::scratch("sbd-pair");
-    let ((_a, a_link), (_b, b_link)) = paired("iridium", "iridium simulator", &dir, &[], &[]);
+    let ((_a, a_link), (_b, b_link)) =
+        common::paired("iridium", "iridium simulator", &dir, &[], &[]);
     let mut a = Driven::with(&a_link, quick_sbd());
     let mut b = Driven::with(&b_link, quick_sbd());
     a.driver
@@ -430,7 +363,7 @@ fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let dir = common::scratch("sat-tools");
     let (_, bench) = common::binaries();
     let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
-    let (_m, modem_link) = start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
+    let (_m, modem_link) = common::start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
 
     let probe = |link: &Path| {
         let out = Command::new(&bench)
