@@ -6,6 +6,7 @@
 //! * [`config`]: the node's TOML configuration, validated with located errors.
 //! * [`voice`]: the voice path: programme sources, encoding, the forwarding core.
 //! * [`patch`]: talkgroup patching: the patch bus, floor control, DTMF commands.
+//! * [`satellite`]: satellite terminals' outbox and inbox, and their sessions.
 //! * [`node`]: the tokio tasks that move bytes between sockets and the cores.
 #![forbid(unsafe_code)]
 
@@ -15,4 +16,5 @@ pub mod cli;
 pub mod config;
 pub mod node;
 pub mod patch;
+pub mod satellite;
 pub mod voice;
