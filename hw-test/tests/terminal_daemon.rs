@@ -133,34 +133,32 @@ impl Daemon {
         accepted["id"].as_u64().expect("an id")
     }
 
-    /// The texts in the inbox, with who sent them.
-    fn inbox(&self) -> Vec<(String, String)> {
-        self.messages()["inbox"]
+    /// `field` of each message in the `list` (outbox or inbox), oldest first.
+    fn listed<T>(&self, list: &str, field: impl Fn(&Value) -> T) -> Vec<T> {
+        self.messages()[list]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| {
-                (
-                    m["from"].as_str().unwrap_or("").to_string(),
-                    m["text"].as_str().unwrap_or("").to_string(),
-                )
-            })
+            .map(field)
             .collect()
+    }
+
+    /// The texts in the inbox, with who sent them.
+    fn inbox(&self) -> Vec<(String, String)> {
+        self.listed("inbox", |m| {
+            let text = |key: &str| m[key].as_str().unwrap_or("").to_string();
+            (text("from"), text("text"))
+        })
     }
 
     /// The state of each message in the outbox, by id.
     fn outbox_states(&self) -> Vec<(u64, String)> {
-        self.messages()["outbox"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|m| {
-                (
-                    m["id"].as_u64().unwrap_or(0),
-                    m["state"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
+        self.listed("outbox", |m| {
+            (
+                m["id"].as_u64().unwrap_or(0),
+                m["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
     }
 }
 

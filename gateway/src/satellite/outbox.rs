@@ -101,12 +101,8 @@ pub struct SentMessage {
     pub id: u64,
     pub to: String,
     pub urgent: bool,
-    /// The text, when it is text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// The bytes in hexadecimal, when it is bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hex: Option<String>,
+    #[serde(flatten)]
+    pub content: Content,
     pub state: MessageState,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,11 +118,29 @@ pub struct ReceivedMessage {
     pub id: u64,
     /// The sending terminal, as the network names it.
     pub from: String,
+    #[serde(flatten)]
+    pub content: Content,
+    pub received_at: String,
+}
+
+/// What a stored message carries, as the API shows it: one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Content {
+    /// The text, when it is text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The bytes in hexadecimal, when it is bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hex: Option<String>,
-    pub received_at: String,
+}
+
+impl Content {
+    fn of(text: Option<String>, bytes: Option<Vec<u8>>) -> Content {
+        Content {
+            text,
+            hex: bytes.as_deref().map(to_hex),
+        }
+    }
 }
 
 /// The database; cheap to clone, shared by the API and the terminal tasks.
@@ -169,6 +183,13 @@ fn unsigned(id: i64) -> Result<u64, OutboxError> {
     })
 }
 
+/// The columns an outbox query starts with: id, recipient, urgent, text, bytes.
+type FirstColumns = (i64, String, bool, Option<String>, Option<Vec<u8>>);
+
+fn first_columns(r: &rusqlite::Row) -> rusqlite::Result<FirstColumns> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
 impl Outbox {
     /// Opens (creating) `state_dir/terminals.sqlite`.
     pub fn open(state_dir: &Path) -> Result<Outbox, OutboxError> {
@@ -177,14 +198,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let connection = Connection::open(&path).map_err(open_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        connection.execute_batch(SCHEMA).map_err(open_error)?;
+        let connection = crate::durable::open(&path, SCHEMA).map_err(open_error)?;
         Ok(Outbox {
             connection: Arc::new(Mutex::new(connection)),
         })
@@ -271,15 +285,7 @@ impl Outbox {
                 "SELECT id, recipient, urgent, text, bytes FROM outbox \
                  WHERE terminal = ?1 AND state = 'queued' ORDER BY id",
             )?;
-            let rows = statement.query_map(params![terminal], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<Vec<u8>>>(4)?,
-                ))
-            })?;
+            let rows = statement.query_map(params![terminal], first_columns)?;
             let mut queued = Vec::new();
             for row in rows {
                 let (id, to, urgent, text, bytes) = row?;
@@ -330,11 +336,7 @@ impl Outbox {
             )?;
             let rows = statement.query_map(params![terminal, LISTING_LIMIT as i64], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<Vec<u8>>>(4)?,
+                    first_columns(r)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, String>(7)?,
@@ -344,7 +346,7 @@ impl Outbox {
             })?;
             let mut sent = Vec::new();
             for row in rows {
-                let (id, to, urgent, text, bytes, state, reason, operator, accepted, updated) =
+                let ((id, to, urgent, text, bytes), state, reason, operator, accepted, updated) =
                     row?;
                 let state = MessageState::parse(&state).ok_or_else(|| OutboxError::Corrupt {
                     id,
@@ -354,8 +356,7 @@ impl Outbox {
                     id: unsigned(id)?,
                     to,
                     urgent,
-                    text,
-                    hex: bytes.as_deref().map(to_hex),
+                    content: Content::of(text, bytes),
                     state,
                     reason,
                     operator,
@@ -383,8 +384,7 @@ impl Outbox {
                 received.push(ReceivedMessage {
                     id: unsigned(id)?,
                     from,
-                    text,
-                    hex: bytes.as_deref().map(to_hex),
+                    content: Content::of(text, bytes),
                     received_at: at,
                 });
             }
@@ -520,8 +520,8 @@ mod tests {
             .receive("bd-1", "0166166", &Body::Bytes(vec![0xde, 0xad]), at(1))
             .expect("stored");
         let (_, received) = outbox.listing("bd-1").expect("listing");
-        assert_eq!(received[0].text.as_deref(), Some("桥梁冲毁"));
-        assert_eq!(received[1].hex.as_deref(), Some("dead"));
+        assert_eq!(received[0].content.text.as_deref(), Some("桥梁冲毁"));
+        assert_eq!(received[1].content.hex.as_deref(), Some("dead"));
         assert_eq!(received[1].received_at, "2025-07-21T08:00:01.000Z");
     }
 }
