@@ -8,6 +8,7 @@ use gateway::cli::alert::AlertCommand;
 use gateway::cli::broadcast::BroadcastCommand;
 use gateway::cli::client::Connection;
 use gateway::cli::patch::PatchCommand;
+use gateway::cli::terminal::TerminalCommand;
 use gateway::config::Config;
 use gateway::node::{self, RunOptions};
 use tracing::error;
@@ -49,6 +50,9 @@ enum Command {
     /// Talkgroup patches: make, list and remove them live.
     #[command(subcommand)]
     Patch(Box<PatchCommand>),
+    /// Satellite terminals: their state, messages to send, what they carried.
+    #[command(subcommand)]
+    Terminal(Box<TerminalCommand>),
     /// Make the node re-read its configuration (as SIGHUP does) without dropping audio.
     Reload {
         #[command(flatten)]
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Alert(command) => gateway::cli::alert::run(*command).into(),
         Command::Broadcast(command) => gateway::cli::broadcast::run(*command).into(),
         Command::Patch(command) => gateway::cli::patch::run(*command).into(),
+        Command::Terminal(command) => gateway::cli::terminal::run(*command).into(),
         Command::Reload { connection, json } => {
             gateway::cli::patch::reload(connection, json).into()
         }

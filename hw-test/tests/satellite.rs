@@ -1,6 +1,8 @@
-//! The BeiDou 2.1 driver against the terminal simulator (`emcomm-bench sim beidou`) on a
-//! real pseudo-terminal: the card, the service interval, a refusal with its wait,
-//! Chinese text and bytes, two paired terminals, and the transcript's dialogue.
+//! The satellite drivers against the terminal simulators (`emcomm-bench sim beidou|
+//! iridium|sms`) on real pseudo-terminals: the card, the service interval, a refusal
+//! with its wait, Chinese text and bytes, two paired terminals, the transcript's
+//! dialogue, the dialects found by probing, long text in parts, Iridium sessions, SMS
+//! between paired modems, and the bench tools.
 
 mod common;
 
@@ -13,84 +15,16 @@ use drivers::satellite::BeidouDialect;
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
 use drivers::satellite::beidou::terminal::{BeidouTerminal, TerminalTiming};
 use drivers::satellite::iridium::{Sbd, SbdTiming};
-use hw_test::process::{Supervised, await_ready, watch};
+use hw_test::process::Supervised;
 
 /// Starts a BeiDou simulator linked at `dir/NAME.pty` with `args`.
 fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
-    start_sim("beidou", "beidou simulator", dir, name, args)
-}
-
-fn start_sim(
-    kind: &str,
-    ready: &'static str,
-    dir: &Path,
-    name: &str,
-    args: &[&str],
-) -> (Supervised, PathBuf) {
-    let (_, bench) = common::binaries();
-    let link = dir.join(format!("{name}.pty"));
-    let mut child = Command::new(bench)
-        .args(["sim", kind, "--link"])
-        .arg(&link)
-        .arg("--log")
-        .arg(dir.join(format!("{name}.jsonl")))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emcomm-bench sim beidou");
-    let ready = watch(
-        child.stdout.take().expect("stdout"),
-        dir.join(format!("{name}.out")),
-        ready,
-    );
-    let sim = Supervised::new(name, child);
-    await_ready(name, &ready, Duration::from_secs(20)).expect("simulator up");
-    (sim, link)
-}
-
-/// Two simulators of `kind` named a and b, paired over the loopback, each started with
-/// its own extra arguments; gives each one's process and link.
-fn paired(
-    kind: &str,
-    ready: &'static str,
-    dir: &Path,
-    a_args: &[&str],
-    b_args: &[&str],
-) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
-    let (a_port, b_port) = (
-        hw_test::process::free_port_pair().expect("port"),
-        hw_test::process::free_port_pair().expect("port"),
-    );
-    let (a_listen, b_listen) = (format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
-    let with = |own: &[&str], listen: &str, peer: &str| -> Vec<String> {
-        own.iter()
-            .map(|a| a.to_string())
-            .chain([
-                "--listen".into(),
-                listen.into(),
-                "--peer".into(),
-                peer.into(),
-            ])
-            .collect()
-    };
-    let (a, b) = (
-        with(a_args, &a_listen, &b_listen),
-        with(b_args, &b_listen, &a_listen),
-    );
-    let (a, b): (Vec<&str>, Vec<&str>) = (
-        a.iter().map(String::as_str).collect(),
-        b.iter().map(String::as_str).collect(),
-    );
-    (
-        start_sim(kind, ready, dir, "a", &a),
-        start_sim(kind, ready, dir, "b", &b),
-    )
+    common::start_sim("beidou", "beidou simulator", dir, name, args)
 }
 
 /// A pair of BeiDou simulators, cards 0166166 (a) and 0247718 (b), 1 s interval.
 fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
-    paired(
+    common::paired(
         "beidou",
         "beidou simulator",
         dir,
@@ -346,7 +280,7 @@ fn quick_sbd() -> Sbd {
 #[test]
 fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes() {
     let dir = common::scratch("sbd-retry");
-    let (_sim, link) = start_sim(
+    let (_sim, link) = common::start_sim(
         "iridium",
         "iridium simulator",
         &dir,
@@ -378,7 +312,7 @@ fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes(
 #[test]
 fn an_access_denied_session_fails_the_message_for_good() {
     let dir = common::scratch("sbd-denied");
-    let (_sim, link) = start_sim(
+    let (_sim, link) = common::start_sim(
         "iridium",
         "iridium simulator",
         &dir,
@@ -406,7 +340,8 @@ fn an_access_denied_session_fails_the_message_for_good() {
 #[test]
 fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
     let dir = common::scratch("sbd-pair");
-    let ((_a, a_link), (_b, b_link)) = paired("iridium", "iridium simulator", &dir, &[], &[]);
+    let ((_a, a_link), (_b, b_link)) =
+        common::paired("iridium", "iridium simulator", &dir, &[], &[]);
     let mut a = Driven::with(&a_link, quick_sbd());
     let mut b = Driven::with(&b_link, quick_sbd());
     a.driver
@@ -434,7 +369,7 @@ fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let dir = common::scratch("sat-tools");
     let (_, bench) = common::binaries();
     let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
-    let (_m, modem_link) = start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
+    let (_m, modem_link) = common::start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
 
     let probe = |link: &Path| {
         let out = Command::new(&bench)
@@ -572,7 +507,7 @@ fn run_pair<A: Bearer, B: Bearer>(
 #[test]
 fn a_bds3_module_and_a_4_0_terminal_are_found_by_probing_and_carry_long_chinese_text_and_bytes() {
     let dir = common::scratch("sat-dialects");
-    let ((_a, a_link), (_b, b_link)) = paired(
+    let ((_a, a_link), (_b, b_link)) = common::paired(
         "beidou",
         "beidou simulator",
         &dir,
@@ -658,7 +593,7 @@ fn the_probe_tool_names_each_beidou_dialect_and_an_sms_modem() {
         assert!(shown.contains(named), "{shown}");
         assert!(shown.contains("service interval 60 s"), "{shown}");
     }
-    let (_sim, link) = start_sim("sms", "sms simulator", &dir, "sms", &[]);
+    let (_sim, link) = common::start_sim("sms", "sms simulator", &dir, "sms", &[]);
     let out = Command::new(&bench)
         .arg("probe")
         .arg(&link)
@@ -676,7 +611,7 @@ fn the_probe_tool_names_each_beidou_dialect_and_an_sms_modem() {
 fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried_again() {
     use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
     let dir = common::scratch("sat-sms");
-    let ((_a, a_link), (_b, b_link)) = paired(
+    let ((_a, a_link), (_b, b_link)) = common::paired(
         "sms",
         "sms simulator",
         &dir,

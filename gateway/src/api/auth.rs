@@ -64,6 +64,8 @@ pub enum Action {
     Patch,
     /// Re-read the node's configuration.
     Reload,
+    /// Send messages through the node's satellite terminals.
+    Message,
 }
 
 impl Action {
@@ -76,6 +78,9 @@ impl Action {
             Action::Confirm => "confirm alerts: only a supervisor may",
             Action::Patch => "change patches: only an operator or a supervisor may",
             Action::Reload => "reload the configuration: only a supervisor may",
+            Action::Message => {
+                "send messages through satellite terminals: only an operator or a supervisor may"
+            }
         }
     }
 
@@ -87,7 +92,7 @@ impl Action {
             Action::ReportReceipts => matches!(role, Role::Node | Role::Supervisor),
             Action::Send => role >= Role::Operator,
             Action::Confirm | Action::Reload => role == Role::Supervisor,
-            Action::Patch => role >= Role::Operator,
+            Action::Patch | Action::Message => role >= Role::Operator,
         }
     }
 }
@@ -258,6 +263,12 @@ token = "sup-token-0123456789abcdef"
         assert!(Action::Send.allowed(Role::Operator));
         assert!(!Action::Confirm.allowed(Role::Operator));
         assert!(Action::Confirm.allowed(Role::Supervisor));
+        assert!(Action::Message.allowed(Role::Operator));
+        assert!(
+            !Action::Message.allowed(Role::Node),
+            "a child node cannot send through its parent's terminals"
+        );
+        assert!(!Action::Message.allowed(Role::Viewer));
     }
 
     #[test]

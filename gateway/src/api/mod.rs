@@ -21,6 +21,9 @@
 //! | GET | `/v1/patches` | viewer | patches and radio ports, with who is talking |
 //! | POST | `/v1/patches` | operator | make or change a live patch |
 //! | DELETE | `/v1/patches/{name}` | operator | remove a live patch |
+//! | GET | `/v1/terminals` | viewer | satellite terminals: up or down, signal, queue |
+//! | POST | `/v1/terminals/{name}/messages` | operator | queue a message on a terminal |
+//! | GET | `/v1/terminals/{name}/messages` | viewer | a terminal's outbox and inbox |
 //! | POST | `/v1/reload` | supervisor | re-read the configuration, as SIGHUP does |
 //! | GET | `/v1/audit` | viewer | the audit log |
 //! | GET | `/v1/status` | viewer | the node, its destinations, what is playing |
@@ -31,6 +34,7 @@ pub mod auth;
 pub mod broadcasts;
 pub mod openapi;
 pub mod patches;
+pub mod terminals;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -255,8 +259,9 @@ impl<S: Authenticates + Send + Sync> FromRequestParts<Arc<S>> for Caller {
     }
 }
 
-/// The API's routes; `patches` adds the patching routes of a node that patches.
-pub fn router(state: Arc<ApiState>, patches: Option<axum::Router>) -> axum::Router {
+/// The API's routes; `others` adds the routes of the node's other parts (patching,
+/// satellite terminals).
+pub fn router(state: Arc<ApiState>, others: Option<axum::Router>) -> axum::Router {
     let alerts = axum::Router::new()
         .route("/v1/alerts", post(alerts::submit).get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get_one))
@@ -275,8 +280,8 @@ pub fn router(state: Arc<ApiState>, patches: Option<axum::Router>) -> axum::Rout
         // before it is read into memory.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
         .with_state(state);
-    match patches {
-        Some(patches) => alerts.merge(patches),
+    match others {
+        Some(others) => alerts.merge(others),
         None => alerts,
     }
 }

@@ -15,7 +15,7 @@ use super::{ApiError, Authenticates, Caller};
 #[openapi(
     info(
         title = "emcomm control API",
-        description = "Alerts, receipts, patches and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
+        description = "Alerts, receipts, patches, satellite terminals and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
     ),
     paths(
         super::alerts::submit,
@@ -33,6 +33,9 @@ use super::{ApiError, Authenticates, Caller};
         super::patches::upsert,
         super::patches::remove,
         super::patches::reload,
+        super::terminals::list,
+        super::terminals::send,
+        super::terminals::messages,
     ),
     modifiers(&Bearer)
 )]

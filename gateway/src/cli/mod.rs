@@ -18,6 +18,7 @@ pub mod broadcast;
 pub mod check;
 pub mod client;
 pub mod patch;
+pub mod terminal;
 
 use std::process::ExitCode;
 

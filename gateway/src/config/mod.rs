@@ -8,6 +8,7 @@
 
 mod alerts;
 mod patching;
+mod terminals;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,6 +24,7 @@ pub use patching::{
     AudioBackend, LinesBackend, LinkConfig, PatchingConfig, PttWiring, RadioConfig, ZoneConfig,
     ZoneSpeaker,
 };
+pub use terminals::{SatelliteConfig, TerminalConfig, default_baud, kind_name};
 
 use crate::alert::model::AreaCode;
 use serde::Deserialize;
@@ -114,6 +116,9 @@ struct RawConfig {
     zone: Vec<patching::RawZone>,
     #[serde(default)]
     patch: Vec<patching::RawPatch>,
+    satellite: Option<Spanned<terminals::RawSatellite>>,
+    #[serde(default)]
+    terminal: Vec<terminals::RawTerminal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +245,8 @@ pub struct Config {
     /// Radio ports, links, zones and patches (`[patching]`, `[[radio]]`, `[[link]]`,
     /// `[[zone]]`, `[[patch]]`).
     pub patching: Option<PatchingConfig>,
+    /// Satellite terminals (`[satellite]`, `[[terminal]]`); `None` when there are none.
+    pub satellite: Option<SatelliteConfig>,
 }
 
 /// Locates byte offsets of one file.
@@ -481,11 +488,11 @@ impl Config {
 
         let patches_radios =
             raw.patching.is_some() || !raw.radio.is_empty() || !raw.link.is_empty();
-        if raw.downstream.is_empty() && !patches_radios {
+        if raw.downstream.is_empty() && !patches_radios && raw.terminal.is_empty() {
             return Err(at.error(
                 raw.node.tier.span(),
                 "downstream",
-                "no [[downstream]] destination and no [[radio]]: the node would relay to nobody",
+                "no [[downstream]] destination, no [[radio]] and no [[terminal]]: the node would relay to nobody",
             ));
         }
         let mut names = HashSet::new();
@@ -631,6 +638,19 @@ impl Config {
             }
             Some(a) => Some(alerts::alerts(a.get_ref(), a.span(), &at, base)?),
         };
+        let satellite = terminals::satellite(
+            terminals::RawTables {
+                satellite: raw.satellite.as_ref(),
+                terminals: &raw.terminal,
+                other_state_dirs: alerts
+                    .iter()
+                    .map(|a| a.state_dir.clone())
+                    .chain(patching.iter().map(|p| p.state_dir.clone()))
+                    .collect(),
+            },
+            &at,
+            base,
+        )?;
 
         Ok(Config {
             name: raw.node.name.into_inner(),
@@ -648,6 +668,7 @@ impl Config {
             api,
             alerts,
             patching,
+            satellite,
         })
     }
 }

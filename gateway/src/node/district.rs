@@ -132,9 +132,9 @@ pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
 }
 
 /// Runs the node until SIGINT or SIGTERM.
-/// Runs an alert node; `patches` are the patching routes of its API, when it patches
-/// radios too.
-pub async fn run(config: Config, patches: Option<axum::Router>) -> Result<(), NodeError> {
+/// Runs an alert node; `routes` are the other routes of its API, when it patches
+/// radios or has satellite terminals too.
+pub async fn run(config: Config, routes: Option<axum::Router>) -> Result<(), NodeError> {
     let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
         return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
     };
@@ -196,7 +196,7 @@ pub async fn run(config: Config, patches: Option<axum::Router>) -> Result<(), No
 
     let listener = super::bind_api(api.listen).await?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = crate::api::router(state.clone(), patches);
+    let router = crate::api::router(state.clone(), routes);
     let api_task = tokio::spawn(crate::api::serve(listener, router, async move {
         let _ = api_stopped.await;
     }));

@@ -13,6 +13,7 @@ mod radio;
 mod recorder;
 pub mod relay;
 pub mod report;
+pub mod terminal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,8 +57,9 @@ pub struct RunOptions {
 
 /// Runs the node described by `config` until its work is done or a stop signal.
 ///
-/// Radio ports and patches, where configured, run beside the node's voice path and
-/// stop with it; a node with radios and no `[[downstream]]` runs them alone.
+/// Radio ports and patches, and satellite terminals, where configured, run beside the
+/// node's voice path and stop with it; a node with radios or terminals and no
+/// `[[downstream]]` runs them alone.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     // The relay says when it forwards a stream from upstream; zones yield to it.
     let (upstream_active, upstream_seen) = tokio::sync::watch::channel(false);
@@ -71,18 +73,41 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         })),
         _ => None,
     };
+    let terminals = match &config.satellite {
+        Some(satellite) => Some(terminal::Terminals::start(satellite)?),
+        None => None,
+    };
+    let terminal_api = match (&config.api, &terminals) {
+        (Some(api), Some(t)) => Some(std::sync::Arc::new(crate::api::terminals::TerminalApi {
+            operators: crate::api::auth::Operators::load(&api.operators)
+                .map_err(|e| NodeError::Setup(e.to_string()))?,
+            outbox: t.outbox.clone(),
+            terminals: t.handles.clone(),
+        })),
+        _ => None,
+    };
     let alert_node = config.tier == Tier::District && config.alerts.is_some();
-    // A node that patches but takes no alerts serves the patching routes alone.
-    let mut patch_server = None;
-    if let (Some(state), false, Some(api)) = (&patch_api, alert_node, &config.api) {
+    // A node that takes no alerts serves the routes of its patching and terminals alone.
+    let mut api_server = None;
+    let own_router = match (&patch_api, &terminal_api) {
+        (Some(p), t) => Some(
+            crate::api::patches::router(p.clone()).merge(
+                t.clone()
+                    .map(crate::api::terminals::routes)
+                    .unwrap_or_default(),
+            ),
+        ),
+        (None, Some(t)) => Some(crate::api::terminals::router(t.clone())),
+        (None, None) => None,
+    };
+    if let (Some(router), false, Some(api)) = (own_router, alert_node, &config.api) {
         let listener = bind_api(api.listen).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = crate::api::patches::router(state.clone());
-        tracing::info!(api = %api.listen, "control API listening (patching)");
+        tracing::info!(api = %api.listen, "control API listening (patching and terminals)");
         let task = tokio::spawn(crate::api::serve(listener, router, async move {
             let _ = stopped.await;
         }));
-        patch_server = Some((stop, task));
+        api_server = Some((stop, task));
     }
 
     let voice = async {
@@ -92,7 +117,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         }
         match config.tier {
             Tier::District if config.alerts.is_some() => {
-                let routes = patch_api.map(crate::api::patches::routes);
+                let routes = [
+                    patch_api.map(crate::api::patches::routes),
+                    terminal_api.map(crate::api::terminals::routes),
+                ]
+                .into_iter()
+                .flatten()
+                .reduce(axum::Router::merge);
                 district::run(config.clone(), routes).await
             }
             Tier::District => origin::run(config.clone()).await,
@@ -119,9 +150,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             }
         }
     };
-    if let Some((stop, task)) = patch_server {
+    if let Some((stop, task)) = api_server {
         let _ = stop.send(());
         let _ = task.await;
+    }
+    if let Some(terminals) = terminals {
+        terminals.stop().await;
     }
     result
 }

@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hw_test::process::{Supervised, await_ready, watch};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -39,4 +43,80 @@ pub fn pitch<T: Copy + Into<f64>>(samples: &[T], sample_rate: u32) -> f64 {
         return 0.0;
     };
     (crossings.len() - 1) as f64 * f64::from(sample_rate) / (last - first) as f64
+}
+
+/// Starts a terminal simulator (`emcomm-bench sim KIND`) linked at `dir/NAME.pty`,
+/// logging to `dir/NAME.jsonl`, with `args`; waits for the line holding `ready`.
+pub fn start_sim(
+    kind: &str,
+    ready: &'static str,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> (Supervised, PathBuf) {
+    let (_, bench) = binaries();
+    let link = dir.join(format!("{name}.pty"));
+    let mut child = Command::new(bench)
+        .args(["sim", kind, "--link"])
+        .arg(&link)
+        .arg("--log")
+        .arg(dir.join(format!("{name}.jsonl")))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emcomm-bench sim");
+    let ready = watch(
+        child.stdout.take().expect("stdout"),
+        dir.join(format!("{name}.out")),
+        ready,
+    );
+    let sim = Supervised::new(name, child);
+    await_ready(name, &ready, Duration::from_secs(20)).expect("simulator up");
+    (sim, link)
+}
+
+/// Two free loopback addresses for a pair of simulators to listen on.
+pub fn pair_addresses() -> (String, String) {
+    let (a, b) = (
+        hw_test::process::free_port_pair().expect("port"),
+        hw_test::process::free_port_pair().expect("port"),
+    );
+    (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"))
+}
+
+/// A simulator's own arguments, and those that pair it: it listens on `listen` and
+/// sends to its peer at `peer`.
+pub fn pairing_args(own: &[&str], listen: &str, peer: &str) -> Vec<String> {
+    own.iter()
+        .map(|a| a.to_string())
+        .chain([
+            "--listen".into(),
+            listen.into(),
+            "--peer".into(),
+            peer.into(),
+        ])
+        .collect()
+}
+
+/// Two simulators of `kind` named a and b, paired over the loopback, each started with
+/// its own extra arguments; gives each one's process and link.
+pub fn paired(
+    kind: &str,
+    ready: &'static str,
+    dir: &Path,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
+    let (a_listen, b_listen) = pair_addresses();
+    let a = pairing_args(a_args, &a_listen, &b_listen);
+    let b = pairing_args(b_args, &b_listen, &a_listen);
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        a.iter().map(String::as_str).collect(),
+        b.iter().map(String::as_str).collect(),
+    );
+    (
+        start_sim(kind, ready, dir, "a", &a),
+        start_sim(kind, ready, dir, "b", &b),
+    )
 }

@@ -229,14 +229,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let connection = Connection::open(&path).map_err(open_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        connection.execute_batch(SCHEMA).map_err(open_error)?;
+        let connection = crate::durable::open(&path, SCHEMA).map_err(open_error)?;
         let (jobs, queue) = std_mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("alert-store".into())
