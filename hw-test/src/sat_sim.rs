@@ -23,7 +23,7 @@
 //! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
 //! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
 //! (`AT+SBDIX`) that fail with the MO status codes given by `--fail` before they
-//! succeed, `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
+//! succeed, `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
 //! message sent by one arrives at the other as an MT message announced by `SBDRING`.
 //!
 //! `emcomm-bench sim sms --link PATH` is an SMS modem in PDU mode (TS 27.005): start-up
@@ -771,9 +771,9 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
     } = SimIo::start(&options.ends)?;
     println!("iridium simulator on {}", options.ends.link.display());
 
-    let mut say = |text: &str, note: &mut dyn FnMut(serde_json::Value)| {
-        note(json!({"event": "out", "text": text}));
-        let _ = writer.write_all(text.as_bytes());
+    let mut say = |bytes: &[u8], note: &mut dyn FnMut(serde_json::Value)| {
+        note(json!({"event": "out", "text": String::from_utf8_lossy(bytes)}));
+        let _ = writer.write_all(bytes);
     };
     let mut line = CommandLine::default();
     // Binary write in progress: the bytes still expected, and those taken.
@@ -796,7 +796,7 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
             Input::Peer(bytes) => {
                 note(json!({"event": "from-peer", "bytes": bytes.len()}));
                 mt.push_back(bytes);
-                say("SBDRING\r\n", &mut note);
+                say(b"SBDRING\r\n", &mut note);
                 continue;
             }
             Input::Closed => continue,
@@ -814,9 +814,9 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     binary = None;
                     say(
                         if good {
-                            "0\r\n\r\nOK\r\n"
+                            b"0\r\n\r\nOK\r\n"
                         } else {
-                            "2\r\n\r\nOK\r\n"
+                            b"2\r\n\r\nOK\r\n"
                         },
                         &mut note,
                     );
@@ -829,18 +829,18 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
             note(json!({"event": "in", "command": command}));
             let upper = command.to_ascii_uppercase();
             if upper == "AT" || upper == "AT&K0" || upper == "ATE0" {
-                say("\r\nOK\r\n", &mut note);
+                say(b"\r\nOK\r\n", &mut note);
             } else if let Some(n) = upper.strip_prefix("AT+SBDWB=") {
                 match n.parse::<usize>() {
                     Ok(n) if (1..=drivers::satellite::iridium::MAX_MO).contains(&n) => {
                         binary = Some((n, Vec::new()));
-                        say("READY\r\n", &mut note);
+                        say(b"READY\r\n", &mut note);
                     }
-                    _ => say("3\r\n\r\nOK\r\n", &mut note),
+                    _ => say(b"3\r\n\r\nOK\r\n", &mut note),
                 }
             } else if upper.starts_with("AT+SBDWT=") {
                 mo = Some(command.as_bytes().get(9..).unwrap_or_default().to_vec());
-                say("\r\nOK\r\n", &mut note);
+                say(b"\r\nOK\r\n", &mut note);
             } else if upper == "AT+SBDIX" {
                 let mo_status = match (&mo, fail.next()) {
                     (Some(_), Some(code)) => code,
@@ -865,11 +865,10 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     }
                     None => (0, 0),
                 };
-                say(
-                    &format!(
+                say(format!(
                         "+SBDIX: {mo_status}, {momsn}, {mt_status}, {mtmsn}, {mt_length}, {}\r\n\r\nOK\r\n",
                         mt.len()
-                    ),
+                    ).as_bytes(),
                     &mut note,
                 );
             } else if upper == "AT+SBDRT" {
@@ -877,24 +876,35 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     .as_ref()
                     .map(|m| String::from_utf8_lossy(m).into_owned())
                     .unwrap_or_default();
-                say(&format!("+SBDRT:\r\n{text}\r\nOK\r\n"), &mut note);
+                say(format!("+SBDRT:\r\n{text}\r\nOK\r\n").as_bytes(), &mut note);
+            } else if upper == "AT+SBDRB" {
+                // Length, message, sum, then OK: a binary block in the answer stream.
+                let message = current_mt.clone().unwrap_or_default();
+                let mut block = u16::try_from(message.len())
+                    .unwrap_or(0)
+                    .to_be_bytes()
+                    .to_vec();
+                block.extend_from_slice(&message);
+                block.extend_from_slice(&drivers::satellite::iridium::sbd_checksum(&message));
+                block.extend_from_slice(b"\r\nOK\r\n");
+                say(&block, &mut note);
             } else if upper == "AT+SBDD0" {
                 mo = None;
-                say("0\r\n\r\nOK\r\n", &mut note);
+                say(b"0\r\n\r\nOK\r\n", &mut note);
             } else if upper == "AT+CGMM" {
                 say(
-                    "\r\nIRIDIUM 9600 Family SBD Transceiver\r\n\r\nOK\r\n",
+                    b"\r\nIRIDIUM 9600 Family SBD Transceiver\r\n\r\nOK\r\n",
                     &mut note,
                 );
             } else if upper == "AT+CGSN" {
-                say("\r\n300234010753370\r\n\r\nOK\r\n", &mut note);
+                say(b"\r\n300234010753370\r\n\r\nOK\r\n", &mut note);
             } else if upper == "AT+CSQ" {
                 say(
-                    &format!("+CSQ:{}\r\n\r\nOK\r\n", options.csq.min(5)),
+                    format!("+CSQ:{}\r\n\r\nOK\r\n", options.csq.min(5)).as_bytes(),
                     &mut note,
                 );
             } else {
-                say("ERROR\r\n", &mut note);
+                say(b"ERROR\r\n", &mut note);
             }
         }
     }

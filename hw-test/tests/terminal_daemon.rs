@@ -2,7 +2,7 @@
 //! simulated BeiDou terminal (`emcomm-bench sim beidou`, 1 s service interval), paired
 //! with a second simulator that another daemon drives. Messages go through the CLI and
 //! the control API; the terminal is pulled out and plugged back in; the daemon is
-//! killed with messages queued.
+//! killed with messages queued. One test does the same with two paired Iridium modems.
 
 mod common;
 
@@ -19,17 +19,24 @@ const CARD_B: &str = "0247718";
 const OPERATORS: &str = "[[operator]]\nname = \"zhang.wei\"\nrole = \"operator\"\ntoken = \"operator-token-0123456789\"\n\n\
      [[operator]]\nname = \"wang.fang\"\nrole = \"viewer\"\ntoken = \"viewer-token-0123456789ab\"\n";
 
-/// One daemon with one BeiDou terminal, `bd-1`, on a simulator's link.
+/// One daemon with one terminal (BeiDou `bd-1` unless said) on a simulator's link.
 struct Daemon {
     dir: PathBuf,
     node: String,
+    /// The terminal's name.
+    terminal: &'static str,
     process: Option<Supervised>,
 }
 
 impl Daemon {
-    /// Writes the configuration of a daemon in `dir` whose terminal is at `link`, and
-    /// starts it.
+    /// Writes the configuration of a daemon in `dir` whose BeiDou terminal is at `link`,
+    /// and starts it.
     fn start(dir: &Path, link: &Path) -> Daemon {
+        Daemon::start_with(dir, "beidou", "bd-1", link)
+    }
+
+    /// The same with a terminal of `kind` named `terminal`.
+    fn start_with(dir: &Path, kind: &str, terminal: &'static str, link: &Path) -> Daemon {
         std::fs::create_dir_all(dir).expect("daemon folder");
         std::fs::write(dir.join("operators.toml"), OPERATORS).expect("operators");
         std::fs::write(dir.join("operator.token"), "operator-token-0123456789").expect("token");
@@ -41,13 +48,14 @@ impl Daemon {
              [rtp]\nlisten = \"127.0.0.1:{rtp}\"\n\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\noperators = \"operators.toml\"\n\n\
              [satellite]\nstate_dir = \"state\"\n\n\
-             [[terminal]]\nname = \"bd-1\"\nkind = \"beidou\"\nport = \"{}\"\n",
+             [[terminal]]\nname = \"{terminal}\"\nkind = \"{kind}\"\nport = \"{}\"\n",
             link.display()
         );
         std::fs::write(dir.join("node.toml"), config).expect("config");
         let mut daemon = Daemon {
             dir: dir.to_path_buf(),
             node: format!("http://127.0.0.1:{api}"),
+            terminal,
             process: None,
         };
         daemon.run();
@@ -116,12 +124,20 @@ impl Daemon {
     }
 
     fn messages(&self) -> Value {
-        self.json(&["terminal", "messages", "bd-1"])
+        self.json(&["terminal", "messages", self.terminal])
     }
 
     /// Queues `text` for `to`; gives the message id.
     fn send(&self, to: &str, text: &str, urgent: bool) -> u64 {
-        let mut args = vec!["terminal", "send", "bd-1", "--to", to, "--text", text];
+        let mut args = vec![
+            "terminal",
+            "send",
+            self.terminal,
+            "--to",
+            to,
+            "--text",
+            text,
+        ];
         if urgent {
             args.push("--urgent");
         }
@@ -339,4 +355,23 @@ fn messages_queued_when_the_daemon_is_killed_are_delivered_after_its_restart_onc
             (CARD_A.to_string(), "第一条：道路中断".to_string()),
         ]
     );
+}
+
+#[test]
+fn an_iridium_modem_in_the_daemon_carries_a_report_to_a_paired_modem_after_a_ring() {
+    let dir = common::scratch("terminal-daemon-iridium");
+    let ((_a, a_link), (_b, b_link)) =
+        common::paired("iridium", "iridium simulator", &dir, &[], &[]);
+    let here = Daemon::start_with(&dir.join("here"), "iridium", "sbd-1", &a_link);
+    let there = Daemon::start_with(&dir.join("there"), "iridium", "sbd-1", &b_link);
+    wait_until("both modems up", LIMIT, || is_up(&here) && is_up(&there));
+    assert_eq!(here.terminal()["kind"], "iridium");
+
+    let id = here.send("gateway", "灾情：桥梁冲毁 2 处", true);
+    wait_until("the report at the paired modem's daemon", LIMIT, || {
+        there.inbox() == vec![("Iridium".to_string(), "灾情：桥梁冲毁 2 处".to_string())]
+    });
+    wait_until("the report shown sent", LIMIT, || {
+        here.outbox_states() == vec![(id, "sent".to_string())]
+    });
 }

@@ -16,11 +16,13 @@
 //!    again.
 //!
 //! A session that brings a mobile-terminated message (MT status 1) is followed by
-//! `AT+SBDRT`; one that says more are queued (or an `SBDRING`, which may arrive in the
-//! middle of any other answer) by a mailbox check: `AT+SBDIX` with an empty MO buffer.
-//! `AT+CSQ` is asked every signal interval; its 0–5 becomes the bearer's 0–4.
-//!
-//! Binary MT reads (`AT+SBDRB`) are not used: MT messages are read as text.
+//! `AT+SBDRB`, a binary read: a 2-byte big-endian length, the message, its 2-byte sum,
+//! then `OK`. The message is handed on as text when it is UTF-8 without control
+//! characters (other than tab and line ends), else as bytes; a read whose sum or length
+//! is wrong is tried once more. One that says more are queued (or an `SBDRING`, which
+//! may arrive in the middle of any other answer) is followed by a mailbox check:
+//! `AT+SBDIX` with an empty MO buffer. `AT+CSQ` is asked every signal interval; its
+//! 0–5 becomes the bearer's 0–4.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -144,10 +146,10 @@ enum Step {
     },
     /// `OK` to `AT+SBDD0`.
     Clear,
-    /// The text after `+SBDRT:`, then `OK`.
-    ReadText {
-        text: Option<String>,
-        started: bool,
+    /// The binary block of `AT+SBDRB` as it comes, then, once whole, `OK`.
+    ReadBinary {
+        block: Vec<u8>,
+        message: Option<Vec<u8>>,
     },
     /// `+CSQ` and `OK`.
     Signal,
@@ -161,6 +163,8 @@ pub struct SbdCounters {
     pub timeouts: u64,
     pub rings: u64,
     pub unexpected_lines: u64,
+    /// Binary MT reads whose length or sum was wrong.
+    pub bad_reads: u64,
 }
 
 /// The driver; see the [module](self) notes.
@@ -184,6 +188,8 @@ pub struct Sbd {
     waiting: VecDeque<&'static str>,
     /// Commands in a row that got no answer.
     silent: u32,
+    /// The binary read under way repeats one that came back bad.
+    reread: bool,
 
     counters: SbdCounters,
 }
@@ -209,6 +215,7 @@ impl Sbd {
             next_signal_at: None,
             waiting: VecDeque::new(),
             silent: 0,
+            reread: false,
             counters: SbdCounters::default(),
         };
         driver.command(
@@ -327,27 +334,14 @@ impl Sbd {
             // `AT+SBDD0` answers 0 (cleared), then OK.
             Step::Clear if line == "0" => self.step = Step::Clear,
             Step::Clear if line == "OK" => self.done(),
-            Step::ReadText { started: false, .. } if line.starts_with("+SBDRT:") => {
-                let rest = line.trim_start_matches("+SBDRT:").trim();
-                self.step = Step::ReadText {
-                    text: (!rest.is_empty()).then(|| rest.to_owned()),
-                    started: true,
-                };
-            }
-            Step::ReadText {
-                text: None,
-                started: true,
-            } if line != "OK" => {
-                self.step = Step::ReadText {
-                    text: Some(line.to_owned()),
-                    started: true,
-                };
-            }
-            Step::ReadText { text, .. } if line == "OK" => {
+            Step::ReadBinary {
+                message: Some(message),
+                ..
+            } if line == "OK" => {
                 self.done();
                 self.events.push(BearerEvent::Received {
                     from: "Iridium".into(),
-                    body: Body::Text(text.unwrap_or_default()),
+                    body: mt_body(message),
                 });
             }
             Step::Signal if line.starts_with("+CSQ:") => {
@@ -363,7 +357,7 @@ impl Sbd {
                 self.counters.unexpected_lines += 1;
                 let starting = matches!(step, Step::Init { .. } | Step::InitClear);
                 let clearing = step == Step::Clear;
-                let reading = matches!(step, Step::ReadText { .. });
+                let reading = matches!(step, Step::ReadBinary { .. });
                 self.step = step;
                 // During start-up the step's time-out sends AT again.
                 if line == "ERROR" && !starting {
@@ -371,7 +365,7 @@ impl Sbd {
                     if clearing {
                         self.waiting.push_front("AT+SBDD0");
                     } else if reading {
-                        self.waiting.push_front("AT+SBDRT");
+                        self.waiting.push_front("AT+SBDRB");
                     } else {
                         self.retry_later(now);
                     }
@@ -407,7 +401,7 @@ impl Sbd {
             }
         }
         if result.mt_status == 1 {
-            self.waiting.push_back("AT+SBDRT");
+            self.waiting.push_back("AT+SBDRB");
         }
         if result.mt_queued > 0 {
             self.mailbox_check = true;
@@ -426,9 +420,9 @@ impl Sbd {
         }
         if let Some(command) = self.waiting.pop_front() {
             let step = match command {
-                "AT+SBDRT" => Step::ReadText {
-                    text: None,
-                    started: false,
+                "AT+SBDRB" => Step::ReadBinary {
+                    block: Vec::new(),
+                    message: None,
                 },
                 _ => Step::Clear,
             };
@@ -461,6 +455,76 @@ impl Sbd {
             self.next_signal_at = Some(now + self.timing.signal_every);
             self.command("AT+CSQ", Step::Signal, now);
         }
+    }
+}
+
+/// What a binary read's bytes so far came to.
+enum Block {
+    Incomplete,
+    Whole(Vec<u8>),
+    /// An `SBDRING` before the block began.
+    Ring,
+    /// A length over the MT limit, or a wrong sum.
+    Bad,
+}
+
+/// Takes bytes of an `AT+SBDRB` answer into `block`; gives how many of `bytes` it took
+/// and what the block came to. Before the block begins, the command's echo and line
+/// ends are skipped (a length's first byte is 0 or 1, never CR, LF or a letter), and an
+/// `SBDRING` is recognised.
+fn take_block(block: &mut Vec<u8>, bytes: &[u8]) -> (usize, Block) {
+    for (k, &b) in bytes.iter().enumerate() {
+        block.push(b);
+        if block[0] >= b'\n' {
+            // Not the block yet: a line of text (the echo, a ring, an error) or its end.
+            if matches!(b, b'\r' | b'\n') {
+                let line = String::from_utf8_lossy(block).trim().to_string();
+                block.clear();
+                match line.as_str() {
+                    "SBDRING" => return (k + 1, Block::Ring),
+                    "ERROR" => return (k + 1, Block::Bad),
+                    _ => {}
+                }
+            } else if block.len() > 64 {
+                block.clear();
+                return (k + 1, Block::Bad);
+            }
+            continue;
+        }
+        if block.len() < 2 {
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([block[0], block[1]]));
+        if length > MAX_MT {
+            block.clear();
+            return (k + 1, Block::Bad);
+        }
+        if block.len() == 2 + length + 2 {
+            let (message, sum) = block[2..].split_at(length);
+            let read = if sum == sbd_checksum(message) {
+                Block::Whole(message.to_vec())
+            } else {
+                Block::Bad
+            };
+            block.clear();
+            return (k + 1, read);
+        }
+    }
+    (bytes.len(), Block::Incomplete)
+}
+
+/// An MT message as text when it reads as text, else as bytes: lossless either way.
+fn mt_body(message: Vec<u8>) -> Body {
+    match String::from_utf8(message) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')) =>
+        {
+            Body::Text(text)
+        }
+        Ok(text) => Body::Bytes(text.into_bytes()),
+        Err(e) => Body::Bytes(e.into_bytes()),
     }
 }
 
@@ -514,7 +578,43 @@ impl Bearer for Sbd {
     }
 
     fn on_bytes(&mut self, bytes: &[u8], now: Instant) {
-        for &b in bytes {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if let Step::ReadBinary {
+                block,
+                message: None,
+            } = &mut self.step
+            {
+                let (taken, read) = take_block(block, rest);
+                rest = &rest[taken..];
+                match read {
+                    Block::Incomplete => {}
+                    Block::Whole(message) => {
+                        self.reread = false;
+                        self.step = Step::ReadBinary {
+                            block: Vec::new(),
+                            message: Some(message),
+                        };
+                        self.lines.clear_partial();
+                    }
+                    Block::Ring => {
+                        self.counters.rings += 1;
+                        self.mailbox_check = true;
+                    }
+                    Block::Bad => {
+                        // Read once more, once the modem has ended its answer.
+                        self.counters.bad_reads += 1;
+                        self.done();
+                        self.reread = !self.reread;
+                        if self.reread {
+                            self.waiting.push_front("AT+SBDRB");
+                        }
+                    }
+                }
+                continue;
+            }
+            let (&b, tail) = rest.split_first().expect("not empty");
+            rest = tail;
             if let Some(line) = self.lines.push(b) {
                 self.on_line(&line, now);
             }
@@ -529,7 +629,7 @@ impl Bearer for Sbd {
             let was_init = matches!(self.step, Step::Init { .. } | Step::InitClear);
             match self.step {
                 Step::Clear => self.waiting.push_front("AT+SBDD0"),
-                Step::ReadText { .. } => self.waiting.push_front("AT+SBDRT"),
+                Step::ReadBinary { .. } => self.waiting.push_front("AT+SBDRB"),
                 _ => {}
             }
             self.done();
@@ -585,6 +685,14 @@ mod tests {
     use crate::satellite::bearer::Urgency;
 
     /// A modem in a test: answers each command the driver writes with `answer`.
+    /// `AT+SBDRB`'s answer for `message`, before its `OK`.
+    fn binary_block(message: &[u8]) -> Vec<u8> {
+        let mut block = (message.len() as u16).to_be_bytes().to_vec();
+        block.extend_from_slice(message);
+        block.extend_from_slice(&sbd_checksum(message));
+        block
+    }
+
     fn exchange(sbd: &mut Sbd, now: Instant, answer: &str) -> String {
         let out = String::from_utf8_lossy(&sbd.take_output()).into_owned();
         sbd.on_bytes(answer.as_bytes(), now);
@@ -693,10 +801,13 @@ mod tests {
         // The session sends ours and says one MT message of 6 bytes waits, 8 more queued.
         exchange(&mut sbd, t0, "+SBDIX: 0, 1, 1, 1, 6, 8\r\nOK\r\n");
         assert_eq!(exchange(&mut sbd, t0, "OK\r\n"), "AT+SBDD0\r");
-        assert_eq!(
-            exchange(&mut sbd, t0, "+SBDRT:\r\nhello!\r\nOK\r\n"),
-            "AT+SBDRT\r"
-        );
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+SBDRB\r");
+        // The echo, then the block in pieces: length, message, sum, OK.
+        let block = binary_block(b"hello!");
+        sbd.on_bytes(b"AT+SBDRB\r", t0);
+        sbd.on_bytes(&block[..3], t0);
+        sbd.on_bytes(&block[3..], t0);
+        sbd.on_bytes(b"\r\nOK\r\n", t0);
         let events = sbd.drain_events();
         assert!(events.contains(&BearerEvent::Sent { id: 1 }));
         assert!(events.contains(&BearerEvent::Received {
@@ -793,5 +904,34 @@ mod tests {
         sbd.on_bytes(b"OK\r\n", t0 + s(66));
         sbd.on_bytes(b"0\r\nOK\r\n", t0 + s(66));
         assert!(sbd.is_up());
+    }
+
+    #[test]
+    fn a_binary_mt_message_keeps_its_line_ends_and_a_bad_sum_is_read_once_more() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.take_output();
+        sbd.on_bytes(b"SBDRING\r\n", t0);
+        sbd.poll(t0);
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+SBDIX\r");
+        sbd.on_bytes(b"+SBDIX: 0, 0, 1, 1, 6, 0\r\nOK\r\n", t0);
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+SBDRB\r");
+        let frame = [0x01, 0x0D, 0x0A, 0xFF, 0x00, 0x2A];
+        let mut bad = binary_block(&frame);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        sbd.on_bytes(&bad, t0);
+        sbd.on_bytes(b"\r\nOK\r\n", t0);
+        assert_eq!(sbd.counters().bad_reads, 1);
+        assert_eq!(String::from_utf8_lossy(&sbd.take_output()), "AT+SBDRB\r");
+        sbd.on_bytes(&binary_block(&frame), t0);
+        sbd.on_bytes(b"\r\nOK\r\n", t0);
+        assert_eq!(
+            sbd.drain_events(),
+            vec![BearerEvent::Received {
+                from: "Iridium".into(),
+                body: Body::Bytes(frame.to_vec())
+            }]
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! (3GPP TS 27.005, PDU mode), as a [`Bearer`]: sans-IO.
 //!
 //! * Start: `AT`, `AT+CMGF=0` (PDU mode), `AT+CNMI=2,1,0,0,0` (announce stored messages
-//!   with `+CMTI`), then `AT+CREG?` until the modem is registered (status 1, home, or 5,
+//!   with `+CMTI`), `AT+CMGL=4` (list every stored message: those that came while no
+//!   driver ran are read and deleted like announced ones), then `AT+CREG?` until the
+//!   modem is registered (status 1, home, or 5,
 //!   roaming); registration is asked again every signal interval with `AT+CSQ`.
 //! * Send: each part of a message is `AT+CMGS=<octets>`, the modem's `> ` prompt, the
 //!   PDU and Ctrl-Z, then `+CMGS: <reference>` and `OK`. A message is sent when its last
@@ -61,6 +63,8 @@ enum Step {
         header: bool,
     },
     Deleting,
+    /// `+CMGL` lines of the messages stored before the driver started, then `OK`.
+    Listing,
     Signal,
 }
 
@@ -193,8 +197,26 @@ impl SmsModem {
         match std::mem::replace(&mut self.step, Step::Idle) {
             Step::Start(k) if line == "OK" => match START.get(k + 1) {
                 Some(next) => self.command(next, Step::Start(k + 1), now),
-                None => self.command("AT+CREG?", Step::Registration { registered: None }, now),
+                None => self.command("AT+CMGL=4", Step::Listing, now),
             },
+            // Each stored message is read and deleted as an announced one is; the PDUs in
+            // the listing itself are passed over.
+            Step::Listing if line.starts_with("+CMGL:") => {
+                if let Some(index) = line
+                    .trim_start_matches("+CMGL:")
+                    .split(',')
+                    .next()
+                    .and_then(|i| i.trim().parse::<u32>().ok())
+                    && !self.to_read.contains(&index)
+                {
+                    self.to_read.push_back(index);
+                }
+                self.step = Step::Listing;
+            }
+            Step::Listing if line == "OK" || error => {
+                self.command("AT+CREG?", Step::Registration { registered: None }, now);
+            }
+            Step::Listing => self.step = Step::Listing,
             Step::Registration { .. } if line.starts_with("+CREG:") => {
                 let status = line.rsplit(',').next().map(str::trim);
                 self.step = Step::Registration {
@@ -540,6 +562,7 @@ mod tests {
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGF=0\r");
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CNMI=2,1,0,0,0\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGL=4\r");
         assert_eq!(
             exchange(&mut modem, now, "+CREG: 0,5\r\nOK\r\n"),
             "AT+CREG?\r"
@@ -691,5 +714,34 @@ mod tests {
                 body: Body::Bytes(bytes)
             }]
         );
+    }
+
+    #[test]
+    fn messages_stored_before_the_start_are_listed_then_read_and_deleted() {
+        let now = Instant::now();
+        let mut modem = SmsModem::new(SmsTiming::default(), now);
+        for answer in ["OK\r\n", "OK\r\n", "OK\r\n"] {
+            exchange(&mut modem, now, answer);
+        }
+        let pdu = delivered_from_13800138000(
+            &submit("13900139000", &SmsBody::Text("留言".into()), 1).expect("PDU")[0].1,
+        );
+        let listing = format!("+CMGL: 3,1,,20\r\n{pdu}\r\n+CMGL: 5,1,,20\r\n{pdu}\r\nOK\r\n");
+        assert_eq!(exchange(&mut modem, now, &listing), "AT+CMGL=4\r");
+        assert_eq!(
+            exchange(&mut modem, now, "+CREG: 0,1\r\nOK\r\n"),
+            "AT+CREG?\r"
+        );
+        let read = format!("+CMGR: 1,,20\r\n{pdu}\r\nOK\r\n");
+        assert_eq!(exchange(&mut modem, now, &read), "AT+CMGR=3\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGD=3\r");
+        assert_eq!(exchange(&mut modem, now, &read), "AT+CMGR=5\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGD=5\r");
+        let received = modem
+            .drain_events()
+            .into_iter()
+            .filter(|e| matches!(e, BearerEvent::Received { .. }))
+            .count();
+        assert_eq!(received, 2);
     }
 }
