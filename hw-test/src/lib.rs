@@ -10,8 +10,10 @@
 //!   a call and the dispatcher's answer judged on every talkgroup, PTT released at stop.
 //! * [`radio_sim`]: a radio on the gateway's external line backend: receive audio
 //!   and COS from a schedule, transmit audio to a file, every line change logged.
-//! * [`sat_sim`]: satellite terminals on a pseudo-terminal (BeiDou 2.1), with service
-//!   intervals, refusals and pairing.
+//! * [`sat_sim`]: satellite terminals on a pseudo-terminal (BeiDou in its three
+//!   dialects, Iridium SBD, SMS modems), with service intervals, refusals and pairing.
+//! * [`faults`]: a UDP relay that loses, duplicates, delays and cuts, for tests of what
+//!   crosses a bad network.
 //! * [`terminal`]: the technician's tools for satellite terminals: probe, send, listen.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
@@ -22,6 +24,7 @@ pub mod bench;
 pub mod demo;
 pub mod demo_alerts;
 pub mod demo_radio;
+pub mod faults;
 pub mod process;
 pub mod radio_sim;
 pub mod replay;

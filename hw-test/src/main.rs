@@ -274,6 +274,31 @@ enum Command {
     /// Simulate a satellite terminal on a pseudo-terminal.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Relay UDP between two addresses with loss, duplication, delay and cuts.
+    Faults {
+        /// Where the sending side sends.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Where the datagrams go on; its answers go back to the last sender.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Probability a datagram is lost, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        drop: f64,
+        /// Probability a datagram is sent twice, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Up to this much more delay per datagram, uniformly: reorders.
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// While this file exists, the link is cut both ways.
+        #[arg(long)]
+        cut_file: Option<PathBuf>,
+    },
     /// The bare loop of the fan-out benchmark (run by `fanout` under taskset).
     #[command(hide = true)]
     BenchBareLoop {
@@ -738,6 +763,36 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Iridium { ends, fail, csq }) => {
             let options = hw_test::sat_sim::IridiumSimOptions { ends, fail, csq };
             simulator_exit("sim iridium", hw_test::sat_sim::run_iridium(options))
+        }
+        Command::Faults {
+            listen,
+            to,
+            drop,
+            duplicate,
+            delay_ms,
+            jitter_ms,
+            seed,
+            cut_file,
+        } => {
+            let options = hw_test::faults::FaultProxyOptions {
+                listen,
+                to,
+                faults: hw_test::faults::Faults {
+                    drop,
+                    duplicate,
+                    delay: Duration::from_millis(delay_ms),
+                    jitter: Duration::from_millis(jitter_ms),
+                },
+                seed,
+                cut_file,
+            };
+            match hw_test::faults::run_fault_proxy(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("faults: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Sim(SimCommand::Sms {
             ends,
