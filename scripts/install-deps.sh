@@ -11,6 +11,7 @@ packages=(
   sox socat                          # test signals, pseudo-terminals
   multimon-ng                        # a reference DTMF decoder for the tests
   espeak-ng                          # text-to-speech for alerts without recorded audio
+  iproute2 python3-minimal           # test hosts in network namespaces, and their probes
 )
 
 missing=()

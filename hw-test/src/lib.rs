@@ -14,6 +14,8 @@
 //!   dialects, Iridium SBD, SMS modems), with service intervals, refusals and pairing.
 //! * [`faults`]: a UDP relay that loses, duplicates, delays and cuts, for tests of what
 //!   crosses a bad network.
+//! * [`netns`]: test hosts in network namespaces joined by veth pairs, links cut and
+//!   healed.
 //! * [`terminal`]: the technician's tools for satellite terminals: probe, send, listen.
 //! * [`bench`]: the benchmarks behind `docs/performance.md`.
 //! * [`replay`]: RTP captures: reading, replaying through the jitter buffer, recording.
@@ -25,6 +27,7 @@ pub mod demo;
 pub mod demo_alerts;
 pub mod demo_radio;
 pub mod faults;
+pub mod netns;
 pub mod process;
 pub mod radio_sim;
 pub mod replay;

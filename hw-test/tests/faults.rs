@@ -129,3 +129,88 @@ fn the_relay_loses_duplicates_answers_back_and_cuts_as_told() {
         "flows again once healed"
     );
 }
+
+#[test]
+fn two_namespaced_hosts_talk_over_their_veth_until_the_link_is_cut() {
+    let mut lab = hw_test::netns::Lab::new("ft").expect("a lab (root and iproute2)");
+    let street = lab.host("street").expect("host");
+    let village = lab.host("village").expect("host");
+    let link = lab.link(&street, &village).expect("veth");
+    let (_, bench) = common::binaries();
+    // The fault relay inside the street host forwards to the village's address, where a
+    // second relay hands on to a socket on the village's loopback: two hops, two hosts.
+    let dir = common::scratch("netns");
+    let start = |host: &hw_test::netns::Host, listen: String, to: String, name: &str| {
+        let mut child = lab
+            .command(host, &bench)
+            .args(["faults", "--listen", &listen, "--to", &to])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("relay in a namespace");
+        let ready = watch(
+            child.stdout.take().expect("stdout"),
+            dir.join(format!("{name}.out")),
+            "fault relay",
+        );
+        let relay = Supervised::new(name, child);
+        await_ready(name, &ready, Duration::from_secs(10)).expect("relay up");
+        relay
+    };
+    let _village_relay = start(
+        &village,
+        format!("{}:7100", link.b_addr),
+        "127.0.0.1:7200".into(),
+        "village",
+    );
+    let _street_relay = start(
+        &street,
+        "127.0.0.1:7000".into(),
+        format!("{}:7100", link.b_addr),
+        "street",
+    );
+    // Probe from inside the street namespace with a one-shot program: emcomm-bench
+    // cannot open a socket in another namespace from this process, so a python3 one-liner
+    // sends and a second, in the village, listens.
+    let listen = |seconds: u32| {
+        lab.command(&village, "python3")
+            .args([
+                "-c",
+                &format!(
+                    "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                     s.bind(('127.0.0.1',7200))\ns.settimeout({seconds})\n\
+                     try:\n  print(s.recv(64).decode())\nexcept Exception:\n  print('nothing')"
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("listener")
+    };
+    let send = || {
+        let status = lab
+            .command(&street, "python3")
+            .args([
+                "-c",
+                "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 for _ in range(20):\n  s.sendto(b'alert',('127.0.0.1',7000))\n  time.sleep(0.05)",
+            ])
+            .status()
+            .expect("sender");
+        assert!(status.success());
+    };
+    let heard = |listener: std::process::Child| {
+        String::from_utf8_lossy(&listener.wait_with_output().expect("listener").stdout)
+            .trim()
+            .to_string()
+    };
+    let listener = listen(3);
+    send();
+    assert_eq!(heard(listener), "alert");
+    lab.set_link(&link, false).expect("cut");
+    let listener = listen(2);
+    send();
+    assert_eq!(heard(listener), "nothing", "a cut link carries nothing");
+    lab.set_link(&link, true).expect("heal");
+    let listener = listen(3);
+    send();
+    assert_eq!(heard(listener), "alert");
+}
