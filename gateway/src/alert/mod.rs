@@ -6,6 +6,8 @@
 //! * [`model`]: warning levels, area codes, alert states.
 //! * [`intake`]: the node's own rules: targets, level, validity, confirmation.
 //! * [`playout`]: priority, pre-emption and the sound of each play.
+//! * [`shorten`]: the text an alert becomes on a narrow bearer: mark, level, headline,
+//!   instruction, description, cut to the budget.
 //! * [`store`]: the durable record: alerts, receipts, the audit log (SQLite).
 //! * [`speech`]: what an alert sounds like: attention signal, then speech, repeated.
 
@@ -14,5 +16,6 @@ pub mod clock;
 pub mod intake;
 pub mod model;
 pub mod playout;
+pub mod shorten;
 pub mod speech;
 pub mod store;

@@ -72,6 +72,12 @@ pub struct Admitted {
     pub headline: String,
     /// Exactly the text to be spoken (before speech normalisation).
     pub text: String,
+    /// CAP's `description` and `instruction`, apart, for the shortened text the narrow
+    /// bearers carry (`alert::shorten`); none for a typed form, whose text is one piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
     pub areas: Vec<AreaCode>,
     /// Destination names, in configuration order.
     pub targets: Vec<String>,
@@ -222,6 +228,8 @@ impl Rules {
             language: info.language.clone(),
             headline: info.headline.clone().unwrap_or_else(|| info.event.clone()),
             text: marked(spoken_text(info), purpose, &info.language),
+            description: info.description.clone(),
+            instruction: info.instruction.clone(),
             areas,
             targets,
             skipped,
@@ -321,6 +329,8 @@ impl Rules {
                 purpose,
                 form.language.as_deref().unwrap_or(&self.language),
             ),
+            description: None,
+            instruction: None,
             areas,
             targets,
             skipped,
@@ -357,6 +367,8 @@ impl Rules {
                 .and_then(|i| i.headline.clone())
                 .unwrap_or_else(|| "cancel".to_string()),
             text: String::new(),
+            description: None,
+            instruction: None,
             areas: Vec::new(),
             targets: Vec::new(),
             skipped: Vec::new(),

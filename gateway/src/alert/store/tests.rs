@@ -30,6 +30,8 @@ fn admitted(identifier: &str) -> Admitted {
         language: "zh-CN".into(),
         headline: "暴雨红色预警".into(),
         text: "暴雨红色预警。".into(),
+        description: None,
+        instruction: None,
         areas: vec!["410503001".parse().expect("code")],
         targets: vec!["street-001".into()],
         skipped: vec![],
