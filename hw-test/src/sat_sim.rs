@@ -1066,7 +1066,7 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
             } else if let Some(k) = index("AT+CMGR=") {
                 match stored.get(&k) {
                     Some(pdu) => {
-                        let octets = pdu.len() / 2 - 1;
+                        let octets = (pdu.len() / 2).saturating_sub(1);
                         say(
                             &format!("\r\n+CMGR: 0,,{octets}\r\n{pdu}\r\n\r\nOK\r\n"),
                             &mut note,
@@ -1080,7 +1080,10 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
             } else if upper.starts_with("AT+CMGL") {
                 let mut listing = String::from("\r\n");
                 for (k, pdu) in &stored {
-                    listing.push_str(&format!("+CMGL: {k},0,,{}\r\n{pdu}\r\n", pdu.len() / 2 - 1));
+                    listing.push_str(&format!(
+                        "+CMGL: {k},0,,{}\r\n{pdu}\r\n",
+                        (pdu.len() / 2).saturating_sub(1)
+                    ));
                 }
                 listing.push_str("\r\nOK\r\n");
                 say(&listing, &mut note);

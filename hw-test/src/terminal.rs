@@ -113,7 +113,7 @@ pub fn probe(port_name: &str) -> Result<ProbeReport, TerminalError> {
                 if iridium {
                     (v.min(5) * 4 + 2) / 5
                 } else {
-                    (v.min(31) / 7).min(4)
+                    drivers::satellite::sms::modem::signal_level(v)
                 }
             });
         let mut details = vec![format!("model: {model}"), format!("signal: {csq}")];

@@ -210,6 +210,11 @@ pub trait Bearer {
     /// Bytes to write to the terminal, in order.
     fn take_output(&mut self) -> Vec<u8>;
     fn drain_events(&mut self) -> Vec<BearerEvent>;
+    /// Faults seen since the start, by kind (bad checksums, refusals, time-outs, …),
+    /// for an operator's log: each count only grows.
+    fn faults(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

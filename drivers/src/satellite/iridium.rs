@@ -153,6 +153,11 @@ enum Step {
     },
     /// `+CSQ` and `OK`.
     Signal,
+    /// The rest of a binary read that came back bad, up to its `OK`: then read again
+    /// if `again`.
+    AfterBadRead {
+        again: bool,
+    },
 }
 
 /// Faults seen, by kind.
@@ -190,9 +195,14 @@ pub struct Sbd {
     silent: u32,
     /// The binary read under way repeats one that came back bad.
     reread: bool,
+    /// Commands asked again after an error wait until then.
+    waiting_after: Option<Instant>,
 
     counters: SbdCounters,
 }
+
+/// The pause before a command the modem refused is asked again.
+const WAITING_PAUSE: Duration = Duration::from_secs(2);
 
 /// Unanswered commands in a row after which the modem counts as down.
 const MAX_SILENT: u32 = 2;
@@ -216,6 +226,7 @@ impl Sbd {
             waiting: VecDeque::new(),
             silent: 0,
             reread: false,
+            waiting_after: None,
             counters: SbdCounters::default(),
         };
         driver.command(
@@ -327,8 +338,14 @@ impl Sbd {
             }
             Step::Session { result } if line == "OK" => {
                 self.done();
-                if let Some(result) = result {
-                    self.on_session(result, now);
+                match result {
+                    Some(result) => self.on_session(result, now),
+                    // No readable `+SBDIX`: what became of the message is unknown, so
+                    // the next try waits the backoff like a failed session.
+                    None => {
+                        self.counters.unexpected_lines += 1;
+                        self.retry_later(now);
+                    }
                 }
             }
             // `AT+SBDD0` answers 0 (cleared), then OK.
@@ -353,20 +370,31 @@ impl Sbd {
                 self.step = Step::Signal;
             }
             Step::Signal if line == "OK" => self.done(),
+            Step::AfterBadRead { again } if line == "OK" || line == "ERROR" => {
+                self.done();
+                if again {
+                    self.waiting.push_front("AT+SBDRB");
+                }
+            }
+            // Whatever the bad block left: passed over.
+            Step::AfterBadRead { again } => self.step = Step::AfterBadRead { again },
             step => {
                 self.counters.unexpected_lines += 1;
                 let starting = matches!(step, Step::Init { .. } | Step::InitClear);
                 let clearing = step == Step::Clear;
                 let reading = matches!(step, Step::ReadBinary { .. });
+                let signal = step == Step::Signal;
                 self.step = step;
                 // During start-up the step's time-out sends AT again.
                 if line == "ERROR" && !starting {
                     self.done();
-                    if clearing {
-                        self.waiting.push_front("AT+SBDD0");
-                    } else if reading {
-                        self.waiting.push_front("AT+SBDRB");
-                    } else {
+                    if clearing || reading {
+                        // Asked again after a pause, not in a loop as fast as the modem
+                        // can refuse.
+                        let command = if clearing { "AT+SBDD0" } else { "AT+SBDRB" };
+                        self.waiting.push_front(command);
+                        self.waiting_after = Some(now + WAITING_PAUSE);
+                    } else if !signal {
                         self.retry_later(now);
                     }
                 }
@@ -416,6 +444,9 @@ impl Sbd {
     /// Starts the next thing to do, if the modem is free.
     fn next(&mut self, now: Instant) {
         if !self.up || self.step != Step::Idle {
+            return;
+        }
+        if !self.waiting.is_empty() && self.waiting_after.is_some_and(|at| now < at) {
             return;
         }
         if let Some(command) = self.waiting.pop_front() {
@@ -604,11 +635,8 @@ impl Bearer for Sbd {
                     Block::Bad => {
                         // Read once more, once the modem has ended its answer.
                         self.counters.bad_reads += 1;
-                        self.done();
                         self.reread = !self.reread;
-                        if self.reread {
-                            self.waiting.push_front("AT+SBDRB");
-                        }
+                        self.step = Step::AfterBadRead { again: self.reread };
                     }
                 }
                 continue;
@@ -627,9 +655,12 @@ impl Bearer for Sbd {
             self.counters.timeouts += 1;
             self.silent += 1;
             let was_init = matches!(self.step, Step::Init { .. } | Step::InitClear);
+            let signal = self.step == Step::Signal;
             match self.step {
                 Step::Clear => self.waiting.push_front("AT+SBDD0"),
-                Step::ReadBinary { .. } => self.waiting.push_front("AT+SBDRB"),
+                Step::ReadBinary { .. } | Step::AfterBadRead { again: true } => {
+                    self.waiting.push_front("AT+SBDRB")
+                }
                 _ => {}
             }
             self.done();
@@ -649,7 +680,10 @@ impl Bearer for Sbd {
                 );
                 return;
             }
-            self.retry_later(now);
+            // A signal query that went unanswered delays no message.
+            if !signal {
+                self.retry_later(now);
+            }
         }
         self.next(now);
     }
@@ -660,10 +694,14 @@ impl Bearer for Sbd {
             && (self.current.is_some() || !self.queue.is_empty() || self.mailbox_check))
             .then_some(self.next_session_at)
             .flatten();
+        let waiting = (work && !self.waiting.is_empty())
+            .then_some(self.waiting_after)
+            .flatten();
         [
             self.step_deadline,
             session,
             work.then_some(self.next_signal_at).flatten(),
+            waiting,
         ]
         .into_iter()
         .flatten()
@@ -676,6 +714,17 @@ impl Bearer for Sbd {
 
     fn drain_events(&mut self) -> Vec<BearerEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    fn faults(&self) -> Vec<(&'static str, u64)> {
+        let c = self.counters;
+        vec![
+            ("failed sessions", c.transient_failures),
+            ("write errors", c.write_errors),
+            ("unanswered commands", c.timeouts),
+            ("unexpected lines", c.unexpected_lines),
+            ("bad binary reads", c.bad_reads),
+        ]
     }
 }
 

@@ -128,7 +128,10 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn alert(purpose: Purpose, instruction: Option<&str>, description: Option<&str>) -> Admitted {
-        let at = Utc.with_ymd_and_hms(2026, 7, 20, 8, 0, 0).single().expect("time");
+        let at = Utc
+            .with_ymd_and_hms(2026, 7, 20, 8, 0, 0)
+            .single()
+            .expect("time");
         Admitted {
             kind: Kind::Alert,
             identifier: "cap-1".into(),
@@ -173,7 +176,10 @@ mod tests {
     fn a_tight_budget_keeps_the_instruction_cut_at_a_sentence_and_drops_the_description() {
         let a = alert(Purpose::Actual, Some(INSTRUCTION), Some(DESCRIPTION));
         let text = narrow_text(&a, |t| t.len() <= 100);
-        assert_eq!(text, "【红色预警】暴雨红色预警。沿河低洼地带群众立即转移到高处。…");
+        assert_eq!(
+            text,
+            "【红色预警】暴雨红色预警。沿河低洼地带群众立即转移到高处。…"
+        );
         // 78 bytes, one BeiDou message's worth: no sentence end fits, so a character.
         let text = narrow_text(&a, |t| t.len() <= 78);
         assert_eq!(text, "【红色预警】暴雨红色预警。沿河低洼地带群众立即转移…");

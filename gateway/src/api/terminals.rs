@@ -2,8 +2,9 @@
 //!
 //! A message is stored in the outbox before the answer says "accepted" (202); from
 //! then on it is not lost: it goes when the terminal can take it, after a restart too.
-//! A message the terminal can never carry (too long for it) is answered 422 and kept
-//! as failed.
+//! A recipient the terminal cannot address, or bytes longer than a known message, are
+//! answered 400 or 422 before anything is stored; a message the terminal itself refuses
+//! for good is answered 422 and kept as failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::Utc;
+use drivers::satellite::TerminalKind;
 use drivers::satellite::bearer::{Body, Outgoing, Urgency};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -195,6 +197,31 @@ fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// How long a send waits for the terminal's task to take the message.
+const SUBMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks `to` against what a terminal of `kind` can address: a BeiDou card is digits
+/// (7 or 8 on most cards), a phone number digits with an optional `+`; an Iridium
+/// modem sends to its gateway, so `to` only labels the message. Nothing else reaches a
+/// terminal's command line, where `,` or `*` would change its fields.
+fn check_recipient(kind: TerminalKind, to: &str) -> Result<(), String> {
+    let digits = |d: &str, range: std::ops::RangeInclusive<usize>| {
+        range.contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit())
+    };
+    match kind {
+        TerminalKind::Beidou(_) if !digits(to, 1..=8) => {
+            Err(format!("{to:?} is not a BeiDou card ID: 1 to 8 digits"))
+        }
+        TerminalKind::Sms if !digits(to.strip_prefix('+').unwrap_or(to), 3..=20) => Err(format!(
+            "{to:?} is not a phone number: 3 to 20 digits, `+` first if international"
+        )),
+        TerminalKind::Iridium if to.contains([',', '*', '$']) => {
+            Err(format!("{to:?}: an Iridium label has no `,`, `*` or `$`"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a form and gives what it asks to send.
 fn read_form(form: MessageForm) -> Result<(String, Urgency, Body), ApiError> {
     let to = form.to.trim().to_string();
@@ -264,10 +291,14 @@ pub async fn send(
     let form: MessageForm = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("not a message form: {e}")))?;
     let (to, urgency, message_body) = read_form(form)?;
+    check_recipient(terminal.config.kind, &to).map_err(ApiError::bad_request)?;
     // Bytes go as they are, so a known capacity decides at once; text is measured by
     // the bearer in the terminal's own encoding.
     let capacity = terminal.snapshot.borrow().condition.capacity;
-    if let (Body::Bytes(bytes), Some(capacity)) = (&message_body, capacity) {
+    // SMS splits bytes into concatenated parts: only one message's worth is a limit
+    // on the others.
+    let splits_bytes = terminal.config.kind == TerminalKind::Sms;
+    if let (Body::Bytes(bytes), Some(capacity), false) = (&message_body, capacity, splits_bytes) {
         if bytes.len() > capacity {
             return Err(ApiError::refused(format!(
                 "{} bytes do not fit: a message on {name} holds {capacity}",
@@ -304,8 +335,13 @@ pub async fn send(
     };
     // The task runs as long as the node: should it be gone, the message is stored and
     // goes at the next start.
+    // A task held up (a port that does not drain) does not hold the request: the
+    // message is stored either way.
     let submitted = match terminal.submit.send(Submit { message, reply }) {
-        Ok(()) => answer.await.ok(),
+        Ok(()) => tokio::time::timeout(SUBMIT_WAIT, answer)
+            .await
+            .ok()
+            .and_then(Result::ok),
         Err(_) => None,
     };
     let estimated = match submitted {
@@ -355,6 +391,23 @@ pub async fn messages(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_recipient_is_checked_against_the_kind_of_terminal() {
+        use drivers::satellite::BeidouDialect;
+        let beidou = TerminalKind::Beidou(BeidouDialect::Auto);
+        assert!(check_recipient(beidou, "0247718").is_ok());
+        assert!(
+            check_recipient(beidou, "0247718,0,1,41").is_err(),
+            "a field injected"
+        );
+        assert!(check_recipient(beidou, "123456789").is_err());
+        assert!(check_recipient(TerminalKind::Sms, "+8613800138000").is_ok());
+        assert!(check_recipient(TerminalKind::Sms, "10086x").is_err());
+        assert!(check_recipient(TerminalKind::Iridium, "gateway").is_ok());
+        assert!(check_recipient(TerminalKind::Iridium, "a*b").is_err());
+    }
+
     use super::*;
 
     fn form(text: Option<&str>, hex: Option<&str>) -> MessageForm {

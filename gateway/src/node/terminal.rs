@@ -22,6 +22,9 @@ use crate::config::{SatelliteConfig, TerminalConfig};
 use crate::satellite::outbox::{MessageState, Outbox};
 use crate::satellite::session::{Change, Condition, Session};
 
+/// The longest a write to a terminal may take: a port that stops draining (a modem
+/// hung with flow control on) counts as lost.
+const WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// What the API sees of a terminal, kept current by its task.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -183,13 +186,22 @@ impl Task {
     async fn serve(&mut self, mut stream: tokio_serial::SerialStream) -> Ended {
         let mut buffer = [0u8; 512];
         loop {
+            // What the terminal said is stored before anything more is written to it:
+            // a received message's delete goes out only once the message is on disk.
+            self.settle().await;
             let out = self.session.take_output();
             if !out.is_empty() {
-                if let Err(e) = stream.write_all(&out).await {
-                    return Ended::Lost(format!("write failed: {e}"));
+                match tokio::time::timeout(WRITE_LIMIT, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Ended::Lost(format!("write failed: {e}")),
+                    Err(_) => {
+                        return Ended::Lost(format!(
+                            "a write did not drain within {} s",
+                            WRITE_LIMIT.as_secs()
+                        ));
+                    }
                 }
             }
-            self.settle().await;
 
             let until = self.session.next_deadline().map(Instant::from_std);
             tokio::select! {
@@ -271,6 +283,10 @@ async fn record(terminal: &str, outbox: &Outbox, change: Change) {
                 .call(move |o| o.settle(id, MessageState::Failed, Some(&reason), Utc::now()))
                 .await
                 .map(|_| ())
+        }
+        Change::Faults { kind, new, total } => {
+            warn!(terminal = %terminal, fault = kind, new, total, "terminal faults");
+            return;
         }
         Change::Received { from, body } => {
             info!(terminal = %terminal, %from, bytes = body.len(), "message received");

@@ -49,6 +49,12 @@ pub enum Change {
         from: String,
         body: Body,
     },
+    /// The terminal's driver counted `new` more faults of `kind`, `total` in all.
+    Faults {
+        kind: &'static str,
+        new: u64,
+        total: u64,
+    },
 }
 
 /// What the status page shows of a terminal.
@@ -89,6 +95,8 @@ pub struct Session {
     pending: Vec<Outgoing>,
     condition: Condition,
     changes: Vec<Change>,
+    /// The fault counts last reported, by kind, of the bearer now open.
+    faults: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Session {
@@ -102,6 +110,7 @@ impl Session {
             pending,
             condition: Condition::default(),
             changes: Vec::new(),
+            faults: std::collections::BTreeMap::new(),
         }
     }
 
@@ -132,6 +141,8 @@ impl Session {
             self.fail(id, e.to_string());
         }
         self.port = Port::Open(bearer);
+        // A new bearer counts from zero.
+        self.faults.clear();
         self.backoff = FIRST_BACKOFF;
         self.condition.open = true;
         self.condition.up = false;
@@ -170,7 +181,8 @@ impl Session {
     /// where a bearer is there to say.
     pub fn time_for(&self, bytes: usize) -> Option<Duration> {
         match &self.port {
-            Port::Open(bearer) => Some(bearer.time_for(bytes)),
+            // A bearer that cannot tell yet (a card not read) says MAX: no estimate.
+            Port::Open(bearer) => Some(bearer.time_for(bytes)).filter(|t| *t != Duration::MAX),
             Port::Closed { .. } => None,
         }
     }
@@ -220,6 +232,16 @@ impl Session {
         };
         let events = bearer.drain_events();
         self.condition.capacity = bearer.capacity();
+        for (kind, total) in bearer.faults() {
+            let seen = self.faults.insert(kind, total).unwrap_or(0);
+            if total > seen {
+                self.changes.push(Change::Faults {
+                    kind,
+                    new: total - seen,
+                    total,
+                });
+            }
+        }
         for event in events {
             match event {
                 BearerEvent::Up { identity } => {

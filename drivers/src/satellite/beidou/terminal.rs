@@ -149,8 +149,9 @@ pub struct BeidouTerminal {
     next_probe: Option<Instant>,
     next_keepalive: Option<Instant>,
     timeouts: u32,
-    /// Refusals of the message at the front.
+    /// Refusals in a row of message `refused`.
     refusals: u32,
+    refused: Option<u64>,
     last_heard: Option<Instant>,
     signal: Option<u8>,
     counters: TerminalCounters,
@@ -178,6 +179,7 @@ impl BeidouTerminal {
             next_keepalive: None,
             timeouts: 0,
             refusals: 0,
+            refused: None,
             last_heard: None,
             signal: None,
             counters: TerminalCounters::default(),
@@ -283,6 +285,11 @@ impl BeidouTerminal {
             }
             Outcome::Refused { wait, rate } => {
                 self.counters.refusals += 1;
+                // Counted per message: another's refusals must not fail this one.
+                if self.refused != Some(flight.message.id) {
+                    self.refused = Some(flight.message.id);
+                    self.refusals = 0;
+                }
                 self.refusals += 1;
                 if self.refusals >= MAX_REFUSALS {
                     self.refusals = 0;
@@ -395,6 +402,11 @@ impl BeidouTerminal {
                 },
                 "ICI" => match Inbound::read(sentence) {
                     Ok(Inbound::CardInfo(card)) => Heard::Card(card, BeidouDialect::V21),
+                    _ => Heard::Bad,
+                },
+                // A message that comes before the dialect is known is not lost.
+                "TXR" | "TCI" => match Bds3Inbound::read(sentence) {
+                    Ok(Bds3Inbound::Received(r)) => received(r),
                     _ => Heard::Bad,
                 },
                 _ => Heard::Nothing,
@@ -522,7 +534,16 @@ impl BeidouTerminal {
         let urgent = message.urgency == Urgency::Urgent;
         Ok(match self.dialect.unwrap_or(BeidouDialect::V21) {
             BeidouDialect::Bds3 => {
-                bds3::host::send(&message.to, wire.form, wire.field.clone(), false).encode()
+                // In TCQ the data is not the last field: a comma in Chinese text would
+                // end it, so it goes as the full-width comma (GB2312 A3AC).
+                let mut field = wire.field.clone();
+                if wire.form == MessageForm::Chinese {
+                    field = field
+                        .iter()
+                        .flat_map(|&b| if b == b',' { vec![0xA3, 0xAC] } else { vec![b] })
+                        .collect();
+                }
+                bds3::host::send(&message.to, wire.form, field, false).encode()
             }
             BeidouDialect::Bd1 => {
                 let to = message
@@ -725,6 +746,23 @@ impl Bearer for BeidouTerminal {
 
     fn drain_events(&mut self) -> Vec<BearerEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    fn faults(&self) -> Vec<(&'static str, u64)> {
+        let (c, r, f) = (
+            self.counters,
+            self.sentences.counters(),
+            self.frames.counters(),
+        );
+        vec![
+            ("refusals", c.refusals),
+            ("feedback time-outs", c.feedback_timeouts),
+            ("sentences or frames with bad fields", c.bad_fields),
+            ("messages that did not decode", c.bad_payloads),
+            ("sentences with a bad checksum", r.bad_checksum),
+            ("malformed sentences", r.malformed),
+            ("frames with a bad checksum", f.bad_checksum),
+        ]
     }
 }
 
@@ -1136,5 +1174,58 @@ mod tests {
         }
         assert_eq!(bodies, text);
         assert!(terminal.queued().is_empty());
+    }
+
+    #[test]
+    fn a_message_that_comes_while_probing_is_not_lost() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Auto, TerminalTiming::default(), t0);
+        terminal.on_bytes(b"$BDTXR,1,0179773,2,,A468656C6C6F*43\r\n", t0);
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Received {
+                from: "0179773".into(),
+                body: Body::Bytes(b"hello".to_vec())
+            }]
+        );
+    }
+
+    #[test]
+    fn refusals_are_counted_per_message_so_an_alert_does_not_inherit_a_reports_count() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        terminal
+            .enqueue(report(1, Urgency::Normal, "灾情报告"), t0)
+            .expect("fits");
+        let mut now = t0;
+        for round in 1..MAX_REFUSALS {
+            terminal.take_output();
+            terminal.on_bytes(&fki(false, 1), now);
+            if round == MAX_REFUSALS - 1 {
+                // An alert comes while the report waits after its 29th refusal.
+                terminal
+                    .enqueue(report(2, Urgency::Urgent, "红色预警"), now)
+                    .expect("fits");
+            }
+            now += Duration::from_secs(41);
+            terminal.on_bytes(BSI, now - Duration::from_secs(1));
+            terminal.poll(now);
+        }
+        let out = terminal.take_output();
+        assert!(
+            out.starts_with(b"$CCTXA,0247718,0,"),
+            "the alert goes first: {}",
+            String::from_utf8_lossy(&out)
+        );
+        terminal.on_bytes(&fki(false, 1), now);
+        assert!(
+            !terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Failed { .. })),
+            "the alert's first refusal fails nothing"
+        );
+        assert_eq!(terminal.queued().len(), 2);
     }
 }

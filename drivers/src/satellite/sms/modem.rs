@@ -77,7 +77,16 @@ pub struct SmsCounters {
     pub timeouts: u64,
     pub bad_pdus: u64,
     pub unexpected_lines: u64,
+    /// Stored messages given up unread (invalid index, or reads that kept failing).
+    pub unread: u64,
+    /// Parts of long messages dropped before their message completed.
+    pub dropped_parts: u64,
 }
+
+/// Reads of one stored message before it is given up.
+const MAX_READ_TRIES: u32 = 3;
+/// Long messages whose parts are held at once; the oldest goes first.
+const MAX_PARTIAL: usize = 16;
 
 /// A `+CSQ` RSSI (0–31, 99 unknown) as a bearer signal, 0 to 4.
 pub fn signal_level(rssi: u8) -> u8 {
@@ -110,9 +119,15 @@ pub struct SmsModem {
     backoff: Duration,
     reference: u8,
     to_read: VecDeque<u32>,
+    /// Failed reads of stored messages, by index.
+    read_tries: BTreeMap<u32, u32>,
+    /// Reads wait until then after a failed one.
+    read_after: Option<Instant>,
     to_delete: VecDeque<u32>,
-    /// Parts of long messages, by sender and reference, by sequence.
-    parts: BTreeMap<(String, u8), BTreeMap<u8, Body>>,
+    /// Parts of long messages, by sender, reference and count of parts, by sequence;
+    /// with the order they began in, so the oldest can be dropped.
+    parts: BTreeMap<(String, u8, u8), BTreeMap<u8, Body>>,
+    partial_order: VecDeque<(String, u8, u8)>,
     next_check_at: Option<Instant>,
     counters: SmsCounters,
 }
@@ -131,10 +146,14 @@ impl SmsModem {
             current: None,
             next_try_at: None,
             backoff: timing.first_backoff,
-            reference: 0,
+            // A fresh start must not reuse the references of the last one's parts.
+            reference: rand::random(),
             to_read: VecDeque::new(),
+            read_tries: BTreeMap::new(),
+            read_after: None,
             to_delete: VecDeque::new(),
             parts: BTreeMap::new(),
+            partial_order: VecDeque::new(),
             next_check_at: None,
             counters: SmsCounters::default(),
         };
@@ -189,7 +208,7 @@ impl SmsModem {
             .and_then(|rest| rest.rsplit(',').next())
             .and_then(|i| i.trim().parse::<u32>().ok())
         {
-            self.to_read.push_back(index);
+            self.want_read(index);
             return;
         }
         let error =
@@ -207,9 +226,8 @@ impl SmsModem {
                     .split(',')
                     .next()
                     .and_then(|i| i.trim().parse::<u32>().ok())
-                    && !self.to_read.contains(&index)
                 {
-                    self.to_read.push_back(index);
+                    self.want_read(index);
                 }
                 self.step = Step::Listing;
             }
@@ -218,7 +236,13 @@ impl SmsModem {
             }
             Step::Listing => self.step = Step::Listing,
             Step::Registration { .. } if line.starts_with("+CREG:") => {
-                let status = line.rsplit(',').next().map(str::trim);
+                // `+CREG: n,stat[,lac,ci[,act]]` to the query: stat is the second field
+                // (an unsolicited `+CREG: stat[,lac,ci]` has it first).
+                let fields: Vec<&str> = line["+CREG:".len()..].split(',').map(str::trim).collect();
+                let status = match fields.get(1) {
+                    Some(f) if f.parse::<u8>().is_ok() => Some(*f),
+                    _ => fields.first().copied(),
+                };
                 self.step = Step::Registration {
                     registered: Some(matches!(status, Some("1" | "5"))),
                 };
@@ -285,9 +309,8 @@ impl SmsModem {
                 self.to_delete.push_back(index);
             }
             Step::Reading { index, .. } if error => {
-                // Not read: it stays stored and is read again, never deleted unread.
                 self.done();
-                self.to_read.push_back(index);
+                self.read_failed(index, line, now);
             }
             Step::Deleting if line == "OK" || error => self.done(),
             Step::Signal if line.starts_with("+CSQ:") => {
@@ -315,6 +338,30 @@ impl SmsModem {
         }
     }
 
+    /// Queues stored message `index` for reading, once.
+    fn want_read(&mut self, index: u32) {
+        let reading = matches!(self.step, Step::Reading { index: i, .. } if i == index);
+        if !reading && !self.to_read.contains(&index) {
+            self.to_read.push_back(index);
+        }
+    }
+
+    /// A read of `index` failed with `answer` (or no answer): it stays stored and is read
+    /// again after a pause, never deleted unread; an index the modem says is invalid
+    /// (`+CMS ERROR: 321`: gone, or taken by another program) and a read that failed
+    /// [`MAX_READ_TRIES`] times are given up, counted.
+    fn read_failed(&mut self, index: u32, answer: &str, now: Instant) {
+        let tries = self.read_tries.entry(index).or_insert(0);
+        *tries += 1;
+        if answer.contains("321") || *tries >= MAX_READ_TRIES {
+            self.read_tries.remove(&index);
+            self.counters.unread += 1;
+            return;
+        }
+        self.to_read.push_back(index);
+        self.read_after = Some(now + self.timing.first_backoff);
+    }
+
     fn on_pdu(&mut self, pdu: &str) {
         let delivered = match read_deliver(pdu) {
             Ok(d) => d,
@@ -338,10 +385,20 @@ impl SmsModem {
             self.counters.bad_pdus += 1;
             return;
         }
-        let key = (delivered.from.clone(), part.reference);
+        let key = (delivered.from.clone(), part.reference, part.total);
+        if !self.parts.contains_key(&key) {
+            if self.partial_order.len() >= MAX_PARTIAL
+                && let Some(oldest) = self.partial_order.pop_front()
+            {
+                self.counters.dropped_parts +=
+                    self.parts.remove(&oldest).map_or(0, |p| p.len() as u64);
+            }
+            self.partial_order.push_back(key.clone());
+        }
         let pieces = self.parts.entry(key.clone()).or_default();
         pieces.insert(part.sequence, body);
         if pieces.len() == usize::from(part.total) {
+            self.partial_order.retain(|k| *k != key);
             let pieces = self.parts.remove(&key).unwrap_or_default();
             let whole = if pieces.values().all(|p| matches!(p, Body::Text(_))) {
                 Body::Text(
@@ -379,7 +436,8 @@ impl SmsModem {
             self.command(&format!("AT+CMGD={index}"), Step::Deleting, now);
             return;
         }
-        if let Some(index) = self.to_read.pop_front() {
+        let read_due = self.read_after.is_none_or(|at| now >= at);
+        if read_due && let Some(index) = self.to_read.pop_front() {
             self.command(
                 &format!("AT+CMGR={index}"),
                 Step::Reading {
@@ -499,7 +557,12 @@ impl Bearer for SmsModem {
                     self.out.push(0x1B);
                     self.failed_try(now);
                 }
-                Step::Reading { index, .. } => self.to_read.push_back(index),
+                Step::Reading { index, .. } => self.read_failed(index, "", now),
+                // A long listing that timed out: what it named is queued; go on.
+                Step::Listing => {
+                    self.command("AT+CREG?", Step::Registration { registered: None }, now);
+                    return;
+                }
                 Step::Start(_) | Step::Registration { .. } | Step::Signal => {
                     if self.registered {
                         self.registered = false;
@@ -523,6 +586,9 @@ impl Bearer for SmsModem {
             self.step_deadline,
             sending.then_some(self.next_try_at).flatten(),
             idle.then_some(self.next_check_at).flatten(),
+            (idle && !self.to_read.is_empty())
+                .then_some(self.read_after)
+                .flatten(),
         ]
         .into_iter()
         .flatten()
@@ -535,6 +601,20 @@ impl Bearer for SmsModem {
 
     fn drain_events(&mut self) -> Vec<BearerEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    fn faults(&self) -> Vec<(&'static str, u64)> {
+        let c = self.counters;
+        vec![
+            ("refused sends", c.send_errors),
+            ("unanswered commands", c.timeouts),
+            ("messages that did not decode", c.bad_pdus),
+            ("stored messages given up unread", c.unread),
+            (
+                "parts dropped before their message completed",
+                c.dropped_parts,
+            ),
+        ]
     }
 }
 
@@ -659,19 +739,29 @@ mod tests {
     }
 
     #[test]
-    fn a_read_that_fails_is_tried_again_not_deleted_and_a_lost_prompt_is_escaped() {
+    fn a_failed_read_is_tried_again_after_a_pause_an_invalid_index_is_given_up_and_a_lost_prompt_is_escaped()
+     {
         let t0 = Instant::now();
         let mut modem = registered(t0);
-        modem.on_bytes(b"+CMTI: \"SM\",7\r\n", t0);
+        modem.on_bytes(b"+CMTI: \"SM\",7\r\n+CMTI: \"SM\",7\r\n", t0);
+        // A passing failure: read again after a pause, not at once, and not twice over
+        // for the doubled announcement.
         assert_eq!(
-            exchange(&mut modem, t0, "+CMS ERROR: 321\r\n"),
+            exchange(&mut modem, t0, "+CMS ERROR: 500\r\n"),
             "AT+CMGR=7\r"
         );
+        assert_eq!(modem.take_output(), b"");
+        let again = t0 + SmsTiming::default().first_backoff;
+        assert_eq!(modem.next_deadline(), Some(again));
+        modem.poll(again);
         assert_eq!(
-            String::from_utf8_lossy(&modem.take_output()),
-            "AT+CMGR=7\r",
-            "read again"
+            exchange(&mut modem, again, "+CMS ERROR: 321\r\n"),
+            "AT+CMGR=7\r"
         );
+        // Invalid index: gone, or taken by another program. Given up, counted, no loop.
+        modem.poll(again + Duration::from_secs(60));
+        assert!(!String::from_utf8_lossy(&modem.take_output()).contains("CMGR"));
+        assert_eq!(modem.counters().unread, 1);
 
         let mut modem = registered(t0);
         modem
@@ -743,5 +833,23 @@ mod tests {
             .filter(|e| matches!(e, BearerEvent::Received { .. }))
             .count();
         assert_eq!(received, 2);
+    }
+
+    #[test]
+    fn registration_is_read_from_the_stat_field_whatever_follows_it() {
+        let now = Instant::now();
+        let mut modem = SmsModem::new(SmsTiming::default(), now);
+        for answer in ["OK\r\n", "OK\r\n", "OK\r\n", "OK\r\n"] {
+            exchange(&mut modem, now, answer);
+        }
+        exchange(
+            &mut modem,
+            now,
+            "+CREG: 2,1,\"1A2B\",\"01C3F2\",7\r\nOK\r\n",
+        );
+        assert!(
+            modem.is_up(),
+            "home network, with location and access technology"
+        );
     }
 }
