@@ -247,6 +247,9 @@ enum Command {
         /// The message, as hex bytes.
         #[arg(long)]
         hex: Option<String>,
+        /// BeiDou: write the bytes in mixed form (hex led by A4) instead of code form.
+        #[arg(long, requires = "hex")]
+        mixed: bool,
         #[arg(long, default_value_t = 19200)]
         baud: u32,
         /// How long to wait for the terminal.
@@ -638,6 +641,7 @@ fn main() -> ExitCode {
             to,
             text,
             hex,
+            mixed,
             baud,
             wait_s,
         } => {
@@ -656,7 +660,18 @@ fn main() -> ExitCode {
                 }
             };
             let now = std::time::Instant::now();
-            let mut bearer = hw_test::terminal::bearer(kind, dialect, now);
+            let mut bearer = if mixed && kind == hw_test::terminal::TerminalKind::Beidou {
+                Box::new(
+                    drivers::satellite::beidou::terminal::BeidouTerminal::new(
+                        dialect,
+                        drivers::satellite::beidou::terminal::TerminalTiming::default(),
+                        now,
+                    )
+                    .send_bytes_mixed(true),
+                )
+            } else {
+                hw_test::terminal::bearer(kind, dialect, now)
+            };
             let message = drivers::satellite::bearer::Outgoing {
                 id: 1,
                 to,

@@ -23,7 +23,8 @@
 //! * no answer within the feedback time-out: sent again after the service interval (the
 //!   first may have gone); after three in a row the terminal counts as down.
 //!
-//! Text goes in Chinese form (GB2312), bytes in code form. Text longer than one message
+//! Text goes in Chinese form (GB2312), bytes in code form, or in mixed form (hex led by
+//! A4) when asked ([`BeidouTerminal::send_bytes_mixed`]). Text longer than one message
 //! is split into numbered parts ([`split_text`]) sent one per service interval; the
 //! message is sent when its last part is. Bytes longer than one message are refused
 //! at [`Bearer::enqueue`] once the card is known (the relay's frames fragment
@@ -129,6 +130,8 @@ struct InFlight {
 #[derive(Debug)]
 pub struct BeidouTerminal {
     configured: BeidouDialect,
+    /// How bytes are written in the sentence dialects: code, or mixed.
+    bytes_form: MessageForm,
     /// The dialect spoken, once known.
     dialect: Option<BeidouDialect>,
     /// The next dialect to probe, as an index into [`PROBE_ORDER`].
@@ -162,6 +165,7 @@ impl BeidouTerminal {
     pub fn new(dialect: BeidouDialect, timing: TerminalTiming, now: Instant) -> BeidouTerminal {
         let mut driver = BeidouTerminal {
             configured: dialect,
+            bytes_form: MessageForm::Code,
             dialect: (dialect != BeidouDialect::Auto).then_some(dialect),
             probe_turn: 0,
             timing,
@@ -190,6 +194,17 @@ impl BeidouTerminal {
 
     pub fn card(&self) -> Option<&CardInfo> {
         self.card.as_ref()
+    }
+
+    /// Writes bytes in mixed form (hex led by A4), as some handheld terminals expect,
+    /// instead of code form; text always goes in Chinese form.
+    pub fn send_bytes_mixed(mut self, mixed: bool) -> BeidouTerminal {
+        self.bytes_form = if mixed {
+            MessageForm::Mixed
+        } else {
+            MessageForm::Code
+        };
+        self
     }
 
     /// The dialect spoken, once known.
@@ -468,7 +483,7 @@ impl BeidouTerminal {
         let fits = |wire: &Wire| wire.bits(dialect) <= card.capacity_bits();
         match &message.body {
             Body::Bytes(bytes) => {
-                let wire = Wire::code(bytes);
+                let wire = Wire::binary(bytes, self.bytes_form == MessageForm::Mixed);
                 if fits(&wire) {
                     Ok(vec![wire])
                 } else {
@@ -581,10 +596,18 @@ impl Wire {
         })
     }
 
-    fn code(bytes: &[u8]) -> Wire {
+    /// Bytes in code form, or in mixed form (hex led by A4) when `mixed`.
+    fn binary(bytes: &[u8], mixed: bool) -> Wire {
+        let (form, field) = if mixed {
+            let mut field = b"A4".to_vec();
+            field.extend(payload::encode_hex(bytes));
+            (MessageForm::Mixed, field)
+        } else {
+            (MessageForm::Code, payload::encode_hex(bytes))
+        };
         Wire {
-            form: MessageForm::Code,
-            field: payload::encode_hex(bytes),
+            form,
+            field,
             bytes: bytes.to_vec(),
         }
     }
@@ -1227,5 +1250,31 @@ mod tests {
             "the alert's first refusal fails nothing"
         );
         assert_eq!(terminal.queued().len(), 2);
+    }
+
+    #[test]
+    fn bytes_go_in_mixed_form_when_asked_and_count_the_marker() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0)
+            .send_bytes_mixed(true);
+        terminal.on_bytes(ICI, t0);
+        terminal.take_output();
+        let message = |id, n| Outgoing {
+            id,
+            to: "0247718".into(),
+            urgency: Urgency::Normal,
+            body: Body::Bytes(vec![0x2A; n]),
+        };
+        terminal.enqueue(message(1, 3), t0).expect("fits");
+        assert!(
+            terminal
+                .take_output()
+                .starts_with(b"$CCTXA,0247718,1,2,A42A2A2A*")
+        );
+        // 78 code bytes fill a comm level 3 message; with the marker they do not.
+        assert!(matches!(
+            terminal.enqueue(message(2, 78), t0),
+            Err(QueueError::TooLong { .. })
+        ));
     }
 }
