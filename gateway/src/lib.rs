@@ -2,6 +2,8 @@
 //!
 //! * [`alert`]: alerts from intake (CAP, typed forms) to the sound they make.
 //! * [`api`]: the control API (HTTP/JSON) and its operators.
+//! * [`cascade`]: frames between the nodes of the cascade, their fragments and their
+//!   authentication.
 //! * [`cli`]: the operator's commands other than running the daemon.
 //! * [`config`]: the node's TOML configuration, validated with located errors.
 //! * [`durable`]: SQLite opened so that a commit is on disk when it returns.
@@ -13,6 +15,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod cascade;
 pub mod cli;
 pub mod config;
 pub mod durable;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use gateway::cli::alert::AlertCommand;
 use gateway::cli::broadcast::BroadcastCommand;
 use gateway::cli::client::Connection;
+use gateway::cli::keys::KeysCommand;
 use gateway::cli::patch::PatchCommand;
 use gateway::cli::terminal::TerminalCommand;
 use gateway::config::Config;
@@ -53,6 +54,9 @@ enum Command {
     /// Satellite terminals: their state, messages to send, what they carried.
     #[command(subcommand)]
     Terminal(Box<TerminalCommand>),
+    /// Keys that authenticate the cascade's frames.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Make the node re-read its configuration (as SIGHUP does) without dropping audio.
     Reload {
         #[command(flatten)]
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Broadcast(command) => gateway::cli::broadcast::run(*command).into(),
         Command::Patch(command) => gateway::cli::patch::run(*command).into(),
         Command::Terminal(command) => gateway::cli::terminal::run(*command).into(),
+        Command::Keys(command) => gateway::cli::keys::run(command).into(),
         Command::Reload { connection, json } => {
             gateway::cli::patch::reload(connection, json).into()
         }

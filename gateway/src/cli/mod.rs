@@ -17,6 +17,7 @@ pub mod alert;
 pub mod broadcast;
 pub mod check;
 pub mod client;
+pub mod keys;
 pub mod patch;
 pub mod terminal;
 
