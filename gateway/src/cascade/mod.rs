@@ -26,6 +26,8 @@
 //! * [`auth`]: the trailer: sealing and verifying.
 //! * [`replay`]: sequence numbers: the origin's allocator, the receiver's window.
 //! * [`accept`]: the acceptance check, and the node's clock against a trusted time.
+//! * [`relay`]: a node's links and their routes: queues, acknowledgements, retries,
+//!   failover between bearers and back, what flows up and down.
 //!
 //! The byte layout is documented in `docs/frames.md`.
 
@@ -34,4 +36,5 @@ pub mod auth;
 pub mod fragment;
 pub mod frame;
 pub mod keys;
+pub mod relay;
 pub mod replay;

@@ -1,0 +1,489 @@
+//! Three relays, district → street → village, on wires a test can cut per bearer, with
+//! a fake clock.
+
+use std::collections::HashSet;
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::alert::model::Level;
+use crate::cascade::accept::{AcceptConfig, Keyring};
+use crate::cascade::frame::{Alert, Content};
+
+const DISTRICT: usize = 0;
+const STREET: usize = 1;
+const VILLAGE: usize = 2;
+
+fn area(code: &str) -> AreaCode {
+    code.parse().expect("area")
+}
+
+fn ip() -> Route {
+    Route {
+        bearer: BearerKind::Ip,
+        message_bytes: 1200,
+        ack_timeout: Duration::from_secs(2),
+    }
+}
+
+fn beidou() -> Route {
+    Route {
+        bearer: BearerKind::Beidou,
+        message_bytes: 78,
+        ack_timeout: Duration::from_secs(120),
+    }
+}
+
+/// A wire: node and link name at each end.
+struct Wire {
+    a: (usize, &'static str),
+    b: (usize, &'static str),
+}
+
+struct Net {
+    relays: Vec<Relay>,
+    wires: Vec<Wire>,
+    /// (wire, bearer) pairs that carry nothing.
+    cut: HashSet<(usize, BearerKind)>,
+    /// (node, link, bearer) whose sends are lost: one way only.
+    mute: HashSet<(usize, &'static str, BearerKind)>,
+    now: Instant,
+    utc: DateTime<Utc>,
+    delivered: Vec<(usize, Frame, BearerKind)>,
+    refused: Vec<(usize, &'static str)>,
+    persisted: Vec<(usize, Persist)>,
+    /// Messages that crossed each (wire, bearer), both ways.
+    carried: Vec<(usize, BearerKind)>,
+    keys: Vec<NodeKey>,
+}
+
+fn codes() -> [AreaCode; 3] {
+    [area("410503"), area("410503001"), area("410503001001")]
+}
+
+fn relay_for(node: usize, keys: &[NodeKey], now: Instant, sequence: Option<u32>) -> Relay {
+    let link_key = |n: u8| LinkKey::from_bytes([n; 32]);
+    let mut ring = Keyring::default();
+    for (code, key) in codes().iter().zip(keys) {
+        ring.add_origin(code.clone(), key.public());
+    }
+    let links = match node {
+        DISTRICT => vec![LinkConfig {
+            name: "street-1".into(),
+            peer: area("410503001"),
+            direction: Direction::Down,
+            routes: vec![ip(), beidou()],
+            key: Some(link_key(1)),
+        }],
+        STREET => vec![
+            LinkConfig {
+                name: "district".into(),
+                peer: area("410503"),
+                direction: Direction::Up,
+                routes: vec![ip(), beidou()],
+                key: Some(link_key(1)),
+            },
+            LinkConfig {
+                name: "village-1".into(),
+                peer: area("410503001001"),
+                direction: Direction::Down,
+                routes: vec![ip()],
+                key: Some(link_key(2)),
+            },
+        ],
+        _ => vec![LinkConfig {
+            name: "street".into(),
+            peer: area("410503001"),
+            direction: Direction::Up,
+            routes: vec![ip()],
+            key: Some(link_key(2)),
+        }],
+    };
+    for link in &links {
+        if let Some(key) = &link.key {
+            ring.add_link(&link.name, key.clone());
+        }
+    }
+    let acceptor = Acceptor::new(ring, AcceptConfig::default(), ReplayState::default());
+    Relay::new(
+        codes()[node].clone(),
+        keys[node].clone(),
+        acceptor,
+        SequenceAllocator::resume(sequence, 16),
+        RelayTiming::default(),
+        links,
+        now,
+    )
+}
+
+impl Net {
+    fn new() -> Net {
+        let now = Instant::now();
+        let keys: Vec<NodeKey> = (0..3).map(|_| NodeKey::generate().expect("key")).collect();
+        let relays = (0..3).map(|n| relay_for(n, &keys, now, None)).collect();
+        Net {
+            relays,
+            wires: vec![
+                Wire {
+                    a: (DISTRICT, "street-1"),
+                    b: (STREET, "district"),
+                },
+                Wire {
+                    a: (STREET, "village-1"),
+                    b: (VILLAGE, "street"),
+                },
+            ],
+            cut: HashSet::new(),
+            mute: HashSet::new(),
+            now,
+            utc: Utc
+                .with_ymd_and_hms(2026, 7, 20, 8, 0, 0)
+                .single()
+                .expect("time"),
+            delivered: Vec::new(),
+            refused: Vec::new(),
+            persisted: Vec::new(),
+            carried: Vec::new(),
+            keys,
+        }
+    }
+
+    /// Moves every message until none is in flight.
+    fn settle(&mut self) {
+        loop {
+            let mut flight = Vec::new();
+            for n in 0..self.relays.len() {
+                for output in self.relays[n].drain() {
+                    match output {
+                        Output::Send {
+                            link,
+                            bearer,
+                            message,
+                        } => flight.push((n, link, bearer, message)),
+                        Output::Deliver { frame, bearer, .. } => {
+                            self.delivered.push((n, frame, bearer))
+                        }
+                        Output::Refused { code, .. } => self.refused.push((n, code)),
+                        Output::Persist(p) => self.persisted.push((n, p)),
+                        _ => {}
+                    }
+                }
+            }
+            if flight.is_empty() {
+                return;
+            }
+            for (n, link, bearer, message) in flight {
+                let Some((w, wire)) = self
+                    .wires
+                    .iter()
+                    .enumerate()
+                    .find(|(_, w)| w.a == (n, link.as_str()) || w.b == (n, link.as_str()))
+                else {
+                    continue;
+                };
+                if self.cut.contains(&(w, bearer))
+                    || self.mute.iter().any(|m| *m == (n, link.as_str(), bearer))
+                {
+                    continue;
+                }
+                self.carried.push((w, bearer));
+                let (to, to_link) = if wire.a.0 == n { wire.b } else { wire.a };
+                self.relays[to].on_message(to_link, bearer, &message, self.now, self.utc);
+            }
+        }
+    }
+
+    /// Lets `seconds` pass, a second at a time, polling every relay.
+    fn run(&mut self, seconds: u64) {
+        for _ in 0..seconds {
+            self.now += Duration::from_secs(1);
+            self.utc += chrono::Duration::seconds(1);
+            for relay in &mut self.relays {
+                relay.poll(self.now, self.utc);
+            }
+            self.settle();
+        }
+    }
+
+    fn alert(&mut self, number: u32, text: &str) {
+        let body = Body::Alert(Alert {
+            number,
+            level: Level::Red,
+            targets: vec![area("410503001001")],
+            content: Content::Text(text.into()),
+        });
+        let until = self.utc + chrono::Duration::hours(1);
+        self.relays[DISTRICT]
+            .originate(body, until, self.utc, self.now)
+            .expect("made");
+        self.settle();
+    }
+
+    fn alerts_delivered_at(&self, node: usize) -> Vec<(u32, BearerKind)> {
+        self.delivered
+            .iter()
+            .filter(|(n, _, _)| *n == node)
+            .filter_map(|(_, f, b)| match &f.body {
+                Body::Alert(a) => Some((a.number, *b)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn queued(&self, node: usize) -> usize {
+        self.relays[node]
+            .status(self.now)
+            .iter()
+            .map(|(_, _, q)| q)
+            .sum()
+    }
+
+    fn route(&self, node: usize, link: &str) -> Option<BearerKind> {
+        self.relays[node]
+            .status(self.now)
+            .into_iter()
+            .find(|(l, _, _)| l == link)
+            .and_then(|(_, b, _)| b)
+    }
+}
+
+#[test]
+fn an_alert_goes_down_over_ip_is_played_at_the_village_once_and_every_hop_acknowledges() {
+    let mut net = Net::new();
+    net.run(2);
+    assert_eq!(net.route(DISTRICT, "street-1"), Some(BearerKind::Ip));
+    net.alert(1, "暴雨红色预警，请立即转移");
+    net.run(5);
+    assert_eq!(net.alerts_delivered_at(VILLAGE), vec![(1, BearerKind::Ip)]);
+    // The village lies in the street's area: the street's own loudspeakers are its
+    // playout's to choose.
+    assert_eq!(net.alerts_delivered_at(STREET), vec![(1, BearerKind::Ip)]);
+    assert_eq!(
+        net.queued(DISTRICT) + net.queued(STREET),
+        0,
+        "all acknowledged"
+    );
+    assert!(net.refused.is_empty(), "{:?}", net.refused);
+
+    // An alert for another street goes nowhere from here.
+    let carried = net.carried.len();
+    let body = Body::Alert(Alert {
+        number: 2,
+        level: Level::Blue,
+        targets: vec![area("410503002")],
+        content: Content::Text("另一街道".into()),
+    });
+    let until = net.utc + chrono::Duration::hours(1);
+    net.relays[DISTRICT]
+        .originate(body, until, net.utc, net.now)
+        .expect("made");
+    net.settle();
+    assert_eq!(net.queued(DISTRICT), 0, "no link leads to 410503002");
+    assert_eq!(net.carried.len(), carried, "nothing sent for it");
+}
+
+#[test]
+fn with_ip_cut_the_alert_goes_over_beidou_and_traffic_returns_to_ip_when_it_heals() {
+    let mut net = Net::new();
+    net.run(2);
+    for (n, link) in [(DISTRICT, "street-1"), (STREET, "district")] {
+        net.relays[n].bearer_state(link, BearerKind::Beidou, true, net.now);
+    }
+    net.cut.insert((0, BearerKind::Ip));
+    net.run(40);
+    assert_eq!(net.route(DISTRICT, "street-1"), Some(BearerKind::Beidou));
+    net.alert(7, "山洪预警：沿河村民立即转移到高处，不要涉水，等待通知。");
+    net.run(10);
+    assert_eq!(
+        net.alerts_delivered_at(STREET),
+        vec![(7, BearerKind::Beidou)]
+    );
+    assert_eq!(net.alerts_delivered_at(VILLAGE), vec![(7, BearerKind::Ip)]);
+    let over_beidou = net
+        .carried
+        .iter()
+        .filter(|(w, b)| *w == 0 && *b == BearerKind::Beidou)
+        .count();
+    assert!(over_beidou >= 2, "fragments of 78 bytes: {over_beidou}");
+    assert_eq!(net.queued(DISTRICT), 0, "acknowledged over BeiDou");
+
+    // Healed: heartbeats come back and the link returns to IP.
+    net.cut.clear();
+    net.run(12);
+    assert_eq!(net.route(DISTRICT, "street-1"), Some(BearerKind::Ip));
+    net.alert(8, "解除预警");
+    net.run(3);
+    let district_to_street: Vec<_> = net.carried.iter().rev().take(4).collect();
+    assert!(district_to_street.iter().all(|(_, b)| *b == BearerKind::Ip));
+}
+
+#[test]
+fn a_copy_that_arrives_later_over_another_bearer_plays_nothing_twice() {
+    let mut net = Net::new();
+    net.run(2);
+    for (n, link) in [(DISTRICT, "street-1"), (STREET, "district")] {
+        net.relays[n].bearer_state(link, BearerKind::Beidou, true, net.now);
+    }
+    // The street hears the district over IP, but its acknowledgements and heartbeats
+    // back are lost: the district tries again, then moves the alert to BeiDou, whose
+    // copy the street already has.
+    net.mute.insert((STREET, "district", BearerKind::Ip));
+    net.alert(3, "红色预警");
+    net.run(60);
+    assert_eq!(net.route(DISTRICT, "street-1"), Some(BearerKind::Beidou));
+    net.run(10);
+    let over_beidou = net
+        .carried
+        .iter()
+        .filter(|(w, b)| *w == 0 && *b == BearerKind::Beidou)
+        .count();
+    assert!(over_beidou > 0, "the copy went over BeiDou");
+    assert_eq!(net.queued(DISTRICT), 0, "acknowledged over BeiDou at last");
+    assert_eq!(net.alerts_delivered_at(STREET), vec![(3, BearerKind::Ip)]);
+    assert_eq!(net.alerts_delivered_at(VILLAGE), vec![(3, BearerKind::Ip)]);
+}
+
+#[test]
+fn forged_tampered_and_unknown_frames_are_refused_and_never_delivered() {
+    let mut net = Net::new();
+    net.run(2);
+    // A frame the district would send, tampered with in flight: one bit of its text.
+    net.alert(4, "红色预警");
+    let before = net.delivered.len();
+    let stranger = NodeKey::generate().expect("key");
+    let body = Body::Alert(Alert {
+        number: 99,
+        level: Level::Red,
+        targets: vec![area("410503001001")],
+        content: Content::Text("假警报".into()),
+    });
+    let header = Header {
+        origin: area("410503"),
+        sequence: 500,
+        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
+        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
+    };
+    // Signed by a key nobody trusts, in the district's name.
+    let forged = seal(&header, &body, Sealer::Sm2(&stranger)).expect("sealed");
+    net.relays[STREET].on_message("village-1", BearerKind::Ip, &forged, net.now, net.utc);
+    // Tagged with a wrong link key.
+    let wrong = seal(
+        &header,
+        &body,
+        Sealer::Hmac(&LinkKey::from_bytes([9; 32]), TagLength::Eight),
+    )
+    .expect("sealed");
+    net.relays[STREET].on_message("district", BearerKind::Beidou, &wrong, net.now, net.utc);
+    // From an origin nobody knows.
+    let unknown = Header {
+        origin: area("410599"),
+        ..header.clone()
+    };
+    let from_unknown = seal(&unknown, &body, Sealer::Sm2(&stranger)).expect("sealed");
+    net.relays[STREET].on_message("district", BearerKind::Ip, &from_unknown, net.now, net.utc);
+    // Expired an hour ago, properly signed.
+    let old = Header {
+        sequence: 501,
+        valid_from: Timestamp::from_datetime(net.utc - chrono::Duration::hours(2)).expect("time"),
+        valid_until: Timestamp::from_datetime(net.utc - chrono::Duration::hours(1)).expect("time"),
+        ..header.clone()
+    };
+    let expired = seal(&old, &body, Sealer::Sm2(&net.keys[DISTRICT])).expect("sealed");
+    net.relays[STREET].on_message("district", BearerKind::Ip, &expired, net.now, net.utc);
+    // A bit flipped in a genuine frame.
+    let mut flipped = seal(&header, &body, Sealer::Sm2(&net.keys[DISTRICT])).expect("sealed");
+    flipped[20] ^= 0x01;
+    net.relays[STREET].on_message("district", BearerKind::Ip, &flipped, net.now, net.utc);
+    net.settle();
+    net.run(5);
+    let codes: Vec<&str> = net.refused.iter().map(|(_, c)| *c).collect();
+    assert_eq!(
+        codes,
+        vec![
+            "bad_signature",
+            "bad_tag",
+            "unknown_origin",
+            "expired",
+            "bad_signature"
+        ],
+        "{codes:?}"
+    );
+    assert_eq!(net.delivered.len(), before, "nothing forged played");
+    assert!(
+        net.alerts_delivered_at(VILLAGE)
+            .iter()
+            .all(|(n, _)| *n == 4)
+    );
+}
+
+#[test]
+fn a_replayed_frame_is_acknowledged_but_not_played_again() {
+    let mut net = Net::new();
+    net.run(2);
+    net.alert(5, "红色预警");
+    net.run(3);
+    // Every message the street got from the district, again, a minute later.
+    let header = Header {
+        origin: area("410503"),
+        sequence: 900,
+        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
+        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
+    };
+    let body = Body::Alert(Alert {
+        number: 6,
+        level: Level::Red,
+        targets: vec![area("410503001001")],
+        content: Content::Text("红色预警".into()),
+    });
+    let genuine = seal(&header, &body, Sealer::Sm2(&net.keys[DISTRICT])).expect("sealed");
+    net.relays[STREET].on_message("district", BearerKind::Ip, &genuine, net.now, net.utc);
+    net.run(3);
+    net.run(60);
+    net.relays[STREET].on_message("district", BearerKind::Ip, &genuine, net.now, net.utc);
+    net.run(3);
+    let played: Vec<u32> = net
+        .alerts_delivered_at(VILLAGE)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(played, vec![5, 6]);
+}
+
+#[test]
+fn a_street_restarted_mid_relay_sends_what_it_had_stored_and_the_village_plays_it_once() {
+    let mut net = Net::new();
+    net.run(2);
+    // The village is unreachable: the street stores the alert and keeps trying.
+    net.cut.insert((1, BearerKind::Ip));
+    net.alert(9, "红色预警");
+    net.run(3);
+    assert_eq!(net.queued(STREET), 1);
+    let stored: Vec<(String, Vec<u8>)> = net
+        .persisted
+        .iter()
+        .filter(|(n, _)| *n == STREET)
+        .filter_map(|(_, p)| match p {
+            Persist::Queued { link, bytes, .. } => Some((link.clone(), bytes.clone())),
+            _ => None,
+        })
+        .collect();
+    let reserved = net
+        .persisted
+        .iter()
+        .filter(|(n, _)| *n == STREET)
+        .filter_map(|(_, p)| match p {
+            Persist::Sequence(s) => Some(*s),
+            _ => None,
+        })
+        .max();
+    // The street process dies; a new one starts from what it stored.
+    let mut street = relay_for(STREET, &net.keys, net.now, reserved);
+    for (link, bytes) in stored {
+        street.restore(&link, bytes, net.now);
+    }
+    net.relays[STREET] = street;
+    net.cut.clear();
+    net.run(40);
+    assert_eq!(net.alerts_delivered_at(VILLAGE), vec![(9, BearerKind::Ip)]);
+    assert_eq!(net.queued(STREET), 0);
+}
