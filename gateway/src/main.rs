@@ -54,6 +54,9 @@ enum Command {
     /// Satellite terminals: their state, messages to send, what they carried.
     #[command(subcommand)]
     Terminal(Box<TerminalCommand>),
+    /// Field reports (灾情报送): send one up the cascade, list those that came.
+    #[command(subcommand)]
+    Report(Box<gateway::cli::report::ReportCommand>),
     /// Keys that authenticate the cascade's frames.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Broadcast(command) => gateway::cli::broadcast::run(*command).into(),
         Command::Patch(command) => gateway::cli::patch::run(*command).into(),
         Command::Terminal(command) => gateway::cli::terminal::run(*command).into(),
+        Command::Report(command) => gateway::cli::report::run(*command).into(),
         Command::Keys(command) => gateway::cli::keys::run(command).into(),
         Command::Reload { connection, json } => {
             gateway::cli::patch::reload(connection, json).into()

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod broadcasts;
 pub mod openapi;
 pub mod patches;
+pub mod reports;
 pub mod terminals;
 
 use std::collections::HashMap;

@@ -15,7 +15,7 @@ use super::{ApiError, Authenticates, Caller};
 #[openapi(
     info(
         title = "emcomm control API",
-        description = "Alerts, receipts, patches, satellite terminals and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
+        description = "Alerts, receipts, patches, satellite terminals, field reports and status of one emcomm node. Every request needs `Authorization: Bearer TOKEN`."
     ),
     paths(
         super::alerts::submit,
@@ -36,6 +36,8 @@ use super::{ApiError, Authenticates, Caller};
         super::terminals::list,
         super::terminals::send,
         super::terminals::messages,
+        super::reports::send,
+        super::reports::list,
     ),
     modifiers(&Bearer)
 )]

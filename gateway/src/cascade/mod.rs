@@ -26,6 +26,8 @@
 //! * [`auth`]: the trailer: sealing and verifying.
 //! * [`replay`]: sequence numbers: the origin's allocator, the receiver's window.
 //! * [`accept`]: the acceptance check, and the node's clock against a trusted time.
+//! * [`store`]: what the relay keeps on disk, and the field reports that reached the
+//!   node.
 //! * [`relay`]: a node's links and their routes: queues, acknowledgements, retries,
 //!   failover between bearers and back, what flows up and down.
 //!
@@ -38,3 +40,4 @@ pub mod frame;
 pub mod keys;
 pub mod relay;
 pub mod replay;
+pub mod store;

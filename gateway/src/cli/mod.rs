@@ -19,6 +19,7 @@ pub mod check;
 pub mod client;
 pub mod keys;
 pub mod patch;
+pub mod report;
 pub mod terminal;
 
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 //! addresses are unique) are checked here against the same positions.
 
 mod alerts;
+mod cascade;
 mod patching;
 mod terminals;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 use drivers::rtp::payload::PayloadFormat;
 
 pub use alerts::{AlertsConfig, ApiConfig, DEFAULT_API_LISTEN};
+pub use cascade::{CascadeConfig, CascadeLink, CascadeOrigin};
 pub use patching::{
     AudioBackend, LinesBackend, LinkConfig, PatchingConfig, PttWiring, RadioConfig, ZoneConfig,
     ZoneSpeaker,
@@ -119,6 +121,7 @@ struct RawConfig {
     satellite: Option<Spanned<terminals::RawSatellite>>,
     #[serde(default)]
     terminal: Vec<terminals::RawTerminal>,
+    cascade: Option<cascade::RawCascade>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +250,8 @@ pub struct Config {
     pub patching: Option<PatchingConfig>,
     /// Satellite terminals (`[satellite]`, `[[terminal]]`); `None` when there are none.
     pub satellite: Option<SatelliteConfig>,
+    /// Signed frames to and from the neighbours (`[cascade]`); `None` when not in one.
+    pub cascade: Option<CascadeConfig>,
 }
 
 /// Locates byte offsets of one file.
@@ -412,11 +417,11 @@ impl Config {
         let tier = *raw.node.tier.get_ref();
         let base = path.parent().unwrap_or(Path::new("."));
         let source = match (&raw.source, tier) {
-            (None, Tier::District) if raw.alerts.is_none() => {
+            (None, Tier::District) if raw.alerts.is_none() && raw.cascade.is_none() => {
                 return Err(at.error(
                     raw.node.tier.span(),
                     "source",
-                    "a district node needs a [source] of voice or an [alerts] table",
+                    "a district node needs a [source] of voice, an [alerts] table or a [cascade]",
                 ));
             }
             (Some(source), Tier::Street | Tier::Village) => {
@@ -488,11 +493,15 @@ impl Config {
 
         let patches_radios =
             raw.patching.is_some() || !raw.radio.is_empty() || !raw.link.is_empty();
-        if raw.downstream.is_empty() && !patches_radios && raw.terminal.is_empty() {
+        if raw.downstream.is_empty()
+            && !patches_radios
+            && raw.terminal.is_empty()
+            && raw.cascade.is_none()
+        {
             return Err(at.error(
                 raw.node.tier.span(),
                 "downstream",
-                "no [[downstream]] destination, no [[radio]] and no [[terminal]]: the node would relay to nobody",
+                "no [[downstream]] destination, no [[radio]], no [[terminal]] and no [cascade]: the node would relay to nobody",
             ));
         }
         let mut names = HashSet::new();
@@ -652,6 +661,15 @@ impl Config {
             base,
         )?;
 
+        let terminal_names: Vec<String> = satellite
+            .iter()
+            .flat_map(|s| s.terminals.iter().map(|t| t.name.clone()))
+            .collect();
+        let cascade = match &raw.cascade {
+            Some(c) => Some(cascade::cascade(c, &terminal_names, &at, base)?),
+            None => None,
+        };
+
         Ok(Config {
             name: raw.node.name.into_inner(),
             tier,
@@ -669,6 +687,7 @@ impl Config {
             alerts,
             patching,
             satellite,
+            cascade,
         })
     }
 }

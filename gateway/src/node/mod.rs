@@ -4,6 +4,7 @@
 //! ([`relay`]). Both stop on SIGINT or SIGTERM after sending RTCP BYE on every stream
 //! they were sending, so downstream receivers know the stream ended.
 
+pub mod cascade;
 pub mod district;
 mod link;
 mod live;
@@ -86,24 +87,40 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         })),
         _ => None,
     };
+    let cascade = cascade::Cascade::start(&config, terminals.as_ref()).await?;
+    let report_api = match (&config.api, &cascade) {
+        (Some(api), Some(c)) => Some(std::sync::Arc::new(crate::api::reports::ReportApi {
+            operators: crate::api::auth::Operators::load(&api.operators)
+                .map_err(|e| NodeError::Setup(e.to_string()))?,
+            cascade: c.handle.clone(),
+        })),
+        _ => None,
+    };
     let alert_node = config.tier == Tier::District && config.alerts.is_some();
-    // A node that takes no alerts serves the routes of its patching and terminals alone.
+    // A node that takes no alerts serves the routes of its patching, terminals and
+    // field reports alone.
     let mut api_server = None;
-    let own_router = match (&patch_api, &terminal_api) {
-        (Some(p), t) => Some(
-            crate::api::patches::router(p.clone()).merge(
-                t.clone()
-                    .map(crate::api::terminals::routes)
-                    .unwrap_or_default(),
-            ),
+    let report_routes = || report_api.clone().map(crate::api::reports::routes);
+    let own_router = match (&patch_api, &terminal_api, &report_api) {
+        (Some(p), t, _) => Some(
+            crate::api::patches::router(p.clone())
+                .merge(
+                    t.clone()
+                        .map(crate::api::terminals::routes)
+                        .unwrap_or_default(),
+                )
+                .merge(report_routes().unwrap_or_default()),
         ),
-        (None, Some(t)) => Some(crate::api::terminals::router(t.clone())),
-        (None, None) => None,
+        (None, Some(t), _) => Some(
+            crate::api::terminals::router(t.clone()).merge(report_routes().unwrap_or_default()),
+        ),
+        (None, None, Some(r)) => Some(crate::api::reports::router(r.clone())),
+        (None, None, None) => None,
     };
     if let (Some(router), false, Some(api)) = (own_router, alert_node, &config.api) {
         let listener = bind_api(api.listen).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tracing::info!(api = %api.listen, "control API listening (patching and terminals)");
+        tracing::info!(api = %api.listen, "control API listening (patching, terminals, reports)");
         let task = tokio::spawn(crate::api::serve(listener, router, async move {
             let _ = stopped.await;
         }));
@@ -120,6 +137,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                 let routes = [
                     patch_api.map(crate::api::patches::routes),
                     terminal_api.map(crate::api::terminals::routes),
+                    report_api.map(crate::api::reports::routes),
                 ]
                 .into_iter()
                 .flatten()
@@ -153,6 +171,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     if let Some((stop, task)) = api_server {
         let _ = stop.send(());
         let _ = task.await;
+    }
+    if let Some(cascade) = cascade {
+        cascade.stop().await;
     }
     if let Some(terminals) = terminals {
         terminals.stop().await;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use drivers::satellite::bearer::Outgoing;
+use drivers::satellite::bearer::{Body, Outgoing};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -56,6 +56,8 @@ pub struct TerminalHandle {
     pub config: TerminalConfig,
     pub snapshot: watch::Receiver<Snapshot>,
     pub submit: mpsc::UnboundedSender<Submit>,
+    /// Every message the terminal receives, once stored: sender and body.
+    pub received: tokio::sync::broadcast::Sender<(String, Body)>,
 }
 
 /// The node's terminals and their database.
@@ -89,6 +91,7 @@ impl Terminals {
             let session = Session::new(terminal.kind, pending, std::time::Instant::now());
             let (snapshots, snapshot) = watch::channel(snapshot_of(&session));
             let (submit, inbox) = mpsc::unbounded_channel();
+            let (received, _) = tokio::sync::broadcast::channel(256);
             let task = Task {
                 config: terminal.clone(),
                 session,
@@ -96,12 +99,14 @@ impl Terminals {
                 snapshots,
                 inbox,
                 stopping: stopping.clone(),
+                received: received.clone(),
             };
             tasks.push(tokio::spawn(task.run()));
             handles.push(TerminalHandle {
                 config: terminal.clone(),
                 snapshot,
                 submit,
+                received,
             });
         }
         Ok(Terminals {
@@ -141,6 +146,7 @@ struct Task {
     snapshots: watch::Sender<Snapshot>,
     inbox: mpsc::UnboundedReceiver<Submit>,
     stopping: watch::Receiver<bool>,
+    received: tokio::sync::broadcast::Sender<(String, Body)>,
 }
 
 impl Task {
@@ -249,7 +255,15 @@ impl Task {
     /// Stores and logs what the session reported, then shows the new state.
     async fn settle(&mut self) {
         for change in self.session.drain_changes() {
+            let heard = match &change {
+                Change::Received { from, body } => Some((from.clone(), body.clone())),
+                _ => None,
+            };
             record(&self.config.name, &self.outbox, change).await;
+            // Handed on once stored; nobody listening is no fault.
+            if let Some(heard) = heard {
+                let _ = self.received.send(heard);
+            }
         }
         self.publish();
     }

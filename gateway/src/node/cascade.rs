@@ -1,0 +1,561 @@
+//! The cascade's task: the relay ([`crate::cascade::relay`]) between a UDP socket for
+//! frames over IP and the node's satellite terminals, with its store.
+//!
+//! The task only moves bytes: a datagram from a link's peer, a message a terminal
+//! received from the link's far terminal, a field report asked for through the API,
+//! and the relay's deadline go in; what the relay asks comes out in its order: stored
+//! first (each commit on disk before the next step), then sent, delivered or logged.
+//!
+//! What a delivered frame does here: a field report is kept for the district's list; an
+//! alert, receipt or cancel is logged (playing alerts that arrive as frames is not wired
+//! yet, `docs/limitations.md`).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use drivers::satellite::TerminalKind;
+use drivers::satellite::bearer::{Body as TerminalBody, Outgoing, Urgency};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use super::NodeError;
+use super::terminal::{Submit, TerminalHandle, Terminals};
+use crate::alert::model::AreaCode;
+use crate::cascade::accept::{AcceptConfig, Acceptor, Keyring};
+use crate::cascade::frame::{BearerKind, Body, FieldReport};
+use crate::cascade::keys::{LinkKey, NodeKey, NodePublicKey};
+use crate::cascade::relay::{Direction, LinkConfig, Output, Relay, RelayTiming, Route};
+use crate::cascade::replay::SequenceAllocator;
+use crate::cascade::store::{CascadeStore, StoredReport};
+use crate::config::{CascadeConfig, Config};
+
+/// A request from the API.
+pub enum Request {
+    /// Send a field report up: answers its sequence number.
+    Report {
+        text: String,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
+}
+
+/// The running cascade, as the API reaches it.
+#[derive(Clone)]
+pub struct CascadeHandle {
+    pub requests: mpsc::UnboundedSender<Request>,
+    pub store: Arc<Mutex<CascadeStore>>,
+}
+
+impl CascadeHandle {
+    /// The latest field reports that reached this node.
+    pub fn reports(&self, limit: u32) -> Result<Vec<StoredReport>, String> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.reports(limit).map_err(|e| e.to_string())
+    }
+}
+
+/// The task and its handle.
+pub struct Cascade {
+    pub handle: CascadeHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A link's terminal route: the terminal and the far terminal's address.
+struct TerminalRoute {
+    link: String,
+    bearer: BearerKind,
+    handle: TerminalHandle,
+    to: String,
+}
+
+fn bearer_of(kind: TerminalKind) -> BearerKind {
+    match kind {
+        TerminalKind::Beidou(_) => BearerKind::Beidou,
+        TerminalKind::Iridium => BearerKind::Iridium,
+        TerminalKind::Sms => BearerKind::Sms,
+    }
+}
+
+/// The bytes one message of a terminal of `kind` holds, before its card is read: a
+/// comm level 3 BeiDou card (the common civil one), an Iridium MT message, one SMS.
+fn message_bytes(kind: TerminalKind) -> usize {
+    match kind {
+        TerminalKind::Beidou(_) => 78,
+        TerminalKind::Iridium => drivers::satellite::iridium::MAX_MT,
+        TerminalKind::Sms => 140,
+    }
+}
+
+fn setup(what: impl std::fmt::Display) -> NodeError {
+    NodeError::Setup(what.to_string())
+}
+
+impl Cascade {
+    /// Loads the keys, opens the store and starts the task; `None` without `[cascade]`.
+    pub async fn start(
+        config: &Config,
+        terminals: Option<&Terminals>,
+    ) -> Result<Option<Cascade>, NodeError> {
+        let Some(cascade) = &config.cascade else {
+            return Ok(None);
+        };
+        let me: AreaCode = config.area.parse().map_err(setup)?;
+        let node_key = NodeKey::load(&cascade.key).map_err(setup)?;
+        let mut keys = Keyring::default();
+        // This node accepts its own frames back (an acknowledgement's echo never is,
+        // but a loop must not be taken for a stranger).
+        keys.add_origin(me.clone(), node_key.public());
+        for origin in &cascade.origins {
+            keys.add_origin(
+                origin.area.clone(),
+                NodePublicKey::load(&origin.public_key).map_err(setup)?,
+            );
+        }
+        std::fs::create_dir_all(&cascade.state_dir).map_err(|e| {
+            setup(format!(
+                "cannot create {}: {e}",
+                cascade.state_dir.display()
+            ))
+        })?;
+        let store = CascadeStore::open(&cascade.state_dir).map_err(setup)?;
+        let (links, terminal_routes) = links(cascade, &mut keys, terminals)?;
+        let acceptor = Acceptor::new(
+            keys,
+            AcceptConfig {
+                skew: cascade.skew,
+                ..AcceptConfig::default()
+            },
+            store.replay().map_err(setup)?,
+        );
+        let sequence = SequenceAllocator::resume(store.sequence().map_err(setup)?, 64);
+        let timing = RelayTiming {
+            heartbeat_every: cascade.heartbeat,
+            dead_after: cascade.heartbeat * 3 + cascade.heartbeat / 2,
+            ..RelayTiming::default()
+        };
+        let now = std::time::Instant::now();
+        let mut relay = Relay::new(me, node_key, acceptor, sequence, timing, links, now);
+        let queued = store.queued().map_err(setup)?;
+        if !queued.is_empty() {
+            info!(
+                frames = queued.len(),
+                "cascade frames queued before the restart go again"
+            );
+        }
+        for (link, bytes) in queued {
+            relay.restore(&link, bytes, now);
+        }
+        let socket = UdpSocket::bind(cascade.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "cascade",
+                addr: cascade.listen,
+                source,
+            })?;
+        info!(listen = %cascade.listen, links = cascade.links.len(), "cascade listening");
+        let peers: Vec<(SocketAddr, String)> = cascade
+            .links
+            .iter()
+            .filter_map(|l| l.ip.map(|ip| (ip, l.name.clone())))
+            .collect();
+        let store = Arc::new(Mutex::new(store));
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let (stop, stopping) = watch::channel(false);
+        let outbox = terminals.map(|t| t.outbox.clone());
+        let ip_links = cascade
+            .links
+            .iter()
+            .filter(|l| l.ip.is_some())
+            .map(|l| (l.name.clone(), l.peer.clone()))
+            .collect();
+        let task = Task {
+            relay,
+            socket,
+            peers,
+            learned: Vec::new(),
+            ip_links,
+            terminals: terminal_routes,
+            outbox,
+            store: store.clone(),
+            inbox,
+            stopping,
+        };
+        Ok(Some(Cascade {
+            handle: CascadeHandle { requests, store },
+            stop,
+            task: tokio::spawn(task.run()),
+        }))
+    }
+
+    /// Stops the task; what is queued is on disk for the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The relay's links from the configuration, their keys added to `keys`, and the
+/// terminal routes among them.
+fn links(
+    cascade: &CascadeConfig,
+    keys: &mut Keyring,
+    terminals: Option<&Terminals>,
+) -> Result<(Vec<LinkConfig>, Vec<TerminalRoute>), NodeError> {
+    let mut links = Vec::new();
+    let mut routes_out = Vec::new();
+    for link in &cascade.links {
+        let key = match &link.link_key {
+            Some(path) => Some(LinkKey::load(path).map_err(setup)?),
+            None => None,
+        };
+        if let Some(key) = &key {
+            keys.add_link(&link.name, key.clone());
+        }
+        let mut routes = Vec::new();
+        if link.ip.is_some() {
+            routes.push(Route {
+                bearer: BearerKind::Ip,
+                message_bytes: 1200,
+                ack_timeout: Duration::from_secs(2),
+            });
+        }
+        if let Some((terminal, to)) = &link.terminal {
+            let handle = terminals
+                .and_then(|t| t.handles.iter().find(|h| &h.config.name == terminal))
+                .ok_or_else(|| setup(format!("link {}: no terminal {terminal}", link.name)))?;
+            let bearer = bearer_of(handle.config.kind);
+            routes.push(Route {
+                bearer,
+                message_bytes: message_bytes(handle.config.kind),
+                ack_timeout: link.terminal_ack,
+            });
+            routes_out.push(TerminalRoute {
+                link: link.name.clone(),
+                bearer,
+                handle: handle.clone(),
+                to: to.clone(),
+            });
+        }
+        links.push(LinkConfig {
+            name: link.name.clone(),
+            peer: link.peer.clone(),
+            direction: if link.up {
+                Direction::Up
+            } else {
+                Direction::Down
+            },
+            routes,
+            key,
+        });
+    }
+    Ok((links, routes_out))
+}
+
+struct Task {
+    relay: Relay,
+    socket: UdpSocket,
+    /// Where each link's peer is sent to (and usually sends from).
+    peers: Vec<(SocketAddr, String)>,
+    /// Addresses a peer was heard from that are not its configured one.
+    learned: Vec<(SocketAddr, String)>,
+    /// Links over IP and their peers' areas.
+    ip_links: Vec<(String, AreaCode)>,
+    terminals: Vec<TerminalRoute>,
+    outbox: Option<crate::satellite::outbox::Outbox>,
+    store: Arc<Mutex<CascadeStore>>,
+    inbox: mpsc::UnboundedReceiver<Request>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// What woke the task.
+enum Woke {
+    Datagram(usize, SocketAddr),
+    Terminal(usize, String, TerminalBody),
+    TerminalState(usize, bool),
+    Request(Request),
+    Deadline,
+    Stop,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut buffer = vec![0u8; 65_536];
+        let (events, mut terminal_events) = mpsc::unbounded_channel();
+        for (k, route) in self.terminals.iter().enumerate() {
+            watch_terminal(k, &route.handle, events.clone());
+        }
+        drop(events);
+        let mut up: Vec<bool> = vec![false; self.terminals.len()];
+        loop {
+            let deadline = self
+                .relay
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            let woke = tokio::select! {
+                r = self.socket.recv_from(&mut buffer) => match r {
+                    Ok((n, from)) => Woke::Datagram(n, from),
+                    Err(e) => {
+                        warn!(error = %e, "cascade socket");
+                        Woke::Deadline
+                    }
+                },
+                Some(event) = terminal_events.recv() => match event {
+                    TerminalEvent::Received(k, from, body) => Woke::Terminal(k, from, body),
+                    TerminalEvent::Up(k, now_up) => Woke::TerminalState(k, now_up),
+                },
+                request = self.inbox.recv() => match request {
+                    Some(r) => Woke::Request(r),
+                    None => Woke::Stop,
+                },
+                _ = sleep_until(deadline) => Woke::Deadline,
+                _ = self.stopping.changed() => Woke::Stop,
+            };
+            let now = std::time::Instant::now();
+            let utc = Utc::now();
+            match woke {
+                Woke::Stop => return,
+                Woke::Datagram(n, from) => match self.link_of(from, &buffer[..n]) {
+                    Some(link) => {
+                        self.relay
+                            .on_message(&link, BearerKind::Ip, &buffer[..n], now, utc);
+                    }
+                    None => warn!(%from, "cascade datagram from no configured peer, dropped"),
+                },
+                Woke::Terminal(k, from, body) => {
+                    let route = &self.terminals[k];
+                    let bytes = match body {
+                        TerminalBody::Bytes(b) => b,
+                        TerminalBody::Text(t) => t.into_bytes(),
+                    };
+                    if from.trim_start_matches('0') == route.to.trim_start_matches('0') {
+                        let (link, bearer) = (route.link.clone(), route.bearer);
+                        self.relay.on_message(&link, bearer, &bytes, now, utc);
+                    }
+                }
+                Woke::TerminalState(k, now_up) => {
+                    if up[k] != now_up {
+                        up[k] = now_up;
+                        let route = &self.terminals[k];
+                        let (link, bearer) = (route.link.clone(), route.bearer);
+                        self.relay.bearer_state(&link, bearer, now_up, now);
+                    }
+                }
+                Woke::Request(Request::Report { text, reply }) => {
+                    let until = utc + chrono::Duration::hours(24);
+                    let body = Body::FieldReport(FieldReport { text });
+                    let answer = self
+                        .relay
+                        .originate(body, until, utc, now)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(answer);
+                }
+                Woke::Deadline => self.relay.poll(now, utc),
+            }
+            self.act().await;
+        }
+    }
+
+    /// The link a datagram from `from` came over: the link whose peer sends from there,
+    /// or, from an address not seen before (a peer behind NAT, a relay), the link whose
+    /// peer originated the frame, remembered for what follows from that address. Either
+    /// way the frame is then checked like any other.
+    fn link_of(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<String> {
+        if let Some((_, link)) = self
+            .peers
+            .iter()
+            .chain(&self.learned)
+            .find(|(a, _)| *a == from)
+        {
+            return Some(link.clone());
+        }
+        let origin = crate::cascade::frame::decode(datagram).ok()?.header.origin;
+        let link = self
+            .ip_links
+            .iter()
+            .find(|(_, peer)| *peer == origin)?
+            .0
+            .clone();
+        info!(%from, %link, "cascade peer heard from a new address");
+        self.learned.push((from, link.clone()));
+        Some(link)
+    }
+
+    /// Does what the relay asked, in its order.
+    async fn act(&mut self) {
+        for output in self.relay.drain() {
+            match output {
+                Output::Persist(persist) => {
+                    let store = self.store.clone();
+                    let stored = tokio::task::spawn_blocking(move || {
+                        let store = store
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        store.apply(&persist)
+                    })
+                    .await;
+                    if !matches!(stored, Ok(Ok(()))) {
+                        // Nothing after it may go out: what follows depends on it.
+                        error!(
+                            "cannot store a cascade frame: stopping the cascade's work until restart"
+                        );
+                        return;
+                    }
+                }
+                Output::Send {
+                    link,
+                    bearer,
+                    message,
+                } => self.send(&link, bearer, message).await,
+                Output::Deliver {
+                    frame,
+                    link,
+                    bearer,
+                } => self.deliver(frame, &link, bearer).await,
+                Output::Refused {
+                    link,
+                    bearer,
+                    reason,
+                    code,
+                } => warn!(%link, bearer = ?bearer, code, %reason, "cascade frame refused"),
+                Output::Expired {
+                    link,
+                    origin,
+                    sequence,
+                    kind,
+                } => {
+                    warn!(%link, %origin, sequence, kind = kind.as_str(), "cascade frame expired before it was acknowledged")
+                }
+                Output::Route { link, bearer } => match bearer {
+                    Some(b) => info!(%link, bearer = ?b, "cascade link route"),
+                    None => warn!(%link, "cascade link has no route up"),
+                },
+            }
+        }
+    }
+
+    async fn send(&mut self, link: &str, bearer: BearerKind, message: Vec<u8>) {
+        if bearer == BearerKind::Ip {
+            if let Some((addr, _)) = self.peers.iter().find(|(_, l)| l == link) {
+                if let Err(e) = self.socket.send_to(&message, addr).await {
+                    warn!(%link, error = %e, "cascade send over IP failed");
+                }
+            }
+            return;
+        }
+        let Some(route) = self
+            .terminals
+            .iter()
+            .find(|t| t.link == link && t.bearer == bearer)
+        else {
+            return;
+        };
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        // The terminal's outbox keeps it too, so it goes even after a restart.
+        let (terminal, to) = (route.handle.config.name.clone(), route.to.clone());
+        let body = TerminalBody::Bytes(message);
+        let stored = body.clone();
+        let accepted = outbox
+            .call(move |o| {
+                o.accept(
+                    &terminal,
+                    &to,
+                    Urgency::Urgent,
+                    &stored,
+                    "cascade",
+                    Utc::now(),
+                )
+            })
+            .await;
+        match accepted {
+            Ok(id) => {
+                let (reply, _) = oneshot::channel();
+                let message = Outgoing {
+                    id,
+                    to: route.to.clone(),
+                    urgency: Urgency::Urgent,
+                    body,
+                };
+                let _ = route.handle.submit.send(Submit { message, reply });
+            }
+            Err(e) => warn!(%link, error = %e, "cannot queue a cascade frame on the terminal"),
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        frame: crate::cascade::frame::Frame,
+        link: &str,
+        bearer: BearerKind,
+    ) {
+        let origin = frame.header.origin.to_string();
+        let sequence = frame.header.sequence;
+        match frame.body {
+            Body::FieldReport(report) => {
+                info!(%origin, sequence, %link, bearer = ?bearer, text = %report.text, "field report received");
+                let (store, link) = (self.store.clone(), link.to_string());
+                let bearer = format!("{bearer:?}").to_ascii_lowercase();
+                let stored = tokio::task::spawn_blocking(move || {
+                    let store = store
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    store.add_report(&origin, sequence, &report.text, &link, &bearer, Utc::now())
+                })
+                .await;
+                if !matches!(stored, Ok(Ok(()))) {
+                    error!("cannot store a field report");
+                }
+            }
+            body => {
+                info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered")
+            }
+        }
+    }
+}
+
+/// What a terminal task told: a message received, or its state.
+enum TerminalEvent {
+    Received(usize, String, TerminalBody),
+    Up(usize, bool),
+}
+
+/// Forwards what terminal `k` receives, and its state changes, into one channel.
+fn watch_terminal(k: usize, handle: &TerminalHandle, events: mpsc::UnboundedSender<TerminalEvent>) {
+    let mut received = handle.received.subscribe();
+    let mut snapshot = handle.snapshot.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                r = received.recv() => match r {
+                    Ok((from, body)) => TerminalEvent::Received(k, from, body),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "the cascade fell behind a terminal's messages");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                changed = snapshot.changed() => match changed {
+                    Ok(()) => TerminalEvent::Up(k, snapshot.borrow().condition.up),
+                    Err(_) => return,
+                },
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
