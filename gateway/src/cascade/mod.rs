@@ -26,6 +26,7 @@
 //! * [`auth`]: the trailer: sealing and verifying.
 //! * [`replay`]: sequence numbers: the origin's allocator, the receiver's window.
 //! * [`accept`]: the acceptance check, and the node's clock against a trusted time.
+//! * [`samples`]: fixed frames for tests, fuzz seeds and the documentation.
 //!
 //! The byte layout is documented in `docs/frames.md`.
 
@@ -35,3 +36,4 @@ pub mod fragment;
 pub mod frame;
 pub mod keys;
 pub mod replay;
+pub mod samples;
