@@ -42,6 +42,11 @@ fn main() -> io::Result<()> {
     write_all(&corpus.join("beidou_nmea"), beidou_seeds()?)?;
     write_all(&corpus.join("iridium_sbd"), iridium_seeds())?;
     write_all(&corpus.join("beidou_bd1"), bd1_seeds())?;
+    write_all(&corpus.join("cascade_frame"), cascade_frame_seeds())?;
+    write_all(
+        &corpus.join("cascade_reassembly"),
+        cascade_reassembly_seeds(),
+    )?;
     write_all(
         &corpus.join("sms_pdu"),
         vec![(
@@ -380,8 +385,9 @@ fn dtmf_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (0..4800)
             .flat_map(|n| {
                 let t = f64::from(n) / 48_000.0;
-                let s = 0.25 * ((std::f64::consts::TAU * low * t).sin()
-                    + (std::f64::consts::TAU * high * t).sin());
+                let s = 0.25
+                    * ((std::f64::consts::TAU * low * t).sin()
+                        + (std::f64::consts::TAU * high * t).sin());
                 ((s * 32_767.0) as i16).to_le_bytes()
             })
             .collect()
@@ -395,7 +401,12 @@ fn dtmf_seeds() -> Vec<(&'static str, Vec<u8>)> {
 fn config_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
     let mut seeds = Vec::new();
-    for name in ["district.toml", "street.toml", "village.toml", "street-radio.toml"] {
+    for name in [
+        "district.toml",
+        "street.toml",
+        "village.toml",
+        "street-radio.toml",
+    ] {
         seeds.push((name, fs::read(examples.join(name))?));
     }
     let live_district = "[node]\nname = \"district-live\"\ntier = \"district\"\n\
@@ -433,9 +444,27 @@ fn beidou_seeds() -> io::Result<Vec<(&'static str, Vec<u8>)>> {
 fn iridium_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut answers = vec![7u8];
     for line in [
-        "", "OK", "", "OK", "+CSQ:4", "OK", "READY", "0", "OK", "+SBDIX: 32, 8, 2, 0, 0, 0",
-        "OK", "SBDRING", "READY", "0", "OK", "+SBDIX: 0, 1, 1, 1, 6, 8", "OK", "OK", "+SBDRT:",
-        "hello!", "OK",
+        "",
+        "OK",
+        "",
+        "OK",
+        "+CSQ:4",
+        "OK",
+        "READY",
+        "0",
+        "OK",
+        "+SBDIX: 32, 8, 2, 0, 0, 0",
+        "OK",
+        "SBDRING",
+        "READY",
+        "0",
+        "OK",
+        "+SBDIX: 0, 1, 1, 1, 6, 8",
+        "OK",
+        "OK",
+        "+SBDRT:",
+        "hello!",
+        "OK",
     ] {
         answers.extend(line.as_bytes());
         answers.extend(b"\r\n");
@@ -460,3 +489,101 @@ fn bd1_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![("card-feedback-message", stream)]
 }
 
+/// Frames of every kind as a district would seal them: signed with the seed key or
+/// tagged with the fuzz link's key, valid around `emcomm_fuzz::cascade::NOW`.
+fn cascade_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use gateway::alert::model::Level;
+    use gateway::cascade::auth::{Sealer, seal};
+    use gateway::cascade::frame::{
+        Acknowledgement, Alert, Body, Cancel, Content, FieldReport, Header, Heartbeat, StreamGrant,
+        TagLength, Timestamp,
+    };
+    use gateway::cascade::keys::{LinkKey, NodeKey};
+    use gateway::cascade::samples;
+
+    let area = |code: &str| code.parse().expect("area code");
+    let key = NodeKey::from_hex(&"11".repeat(32)).expect("seed key");
+    let link = LinkKey::from_bytes(emcomm_fuzz::cascade::LINK_KEY);
+    let header = |sequence| Header {
+        origin: area("410503"),
+        sequence,
+        valid_from: Timestamp(emcomm_fuzz::cascade::NOW - 10),
+        valid_until: Timestamp(emcomm_fuzz::cascade::NOW + 3600),
+    };
+    let mut alert = samples::red_alert("暴雨红色预警，立即转移");
+    alert.targets.push(area("410503002"));
+    let bodies = [
+        ("alert", Body::Alert(alert.clone())),
+        (
+            "update",
+            Body::Update(Alert {
+                content: Content::Audio("alerts/88.opus".to_string()),
+                ..alert
+            }),
+        ),
+        ("cancel", Body::Cancel(Cancel { number: 88 })),
+        (
+            "acknowledgement",
+            Body::Acknowledgement(Acknowledgement {
+                origin: area("410503001"),
+                sequence: 9,
+            }),
+        ),
+        ("receipt", samples::village_receipt()),
+        (
+            "field-report",
+            Body::FieldReport(FieldReport {
+                text: "河堤出现管涌".to_string(),
+            }),
+        ),
+        ("heartbeat", Body::Heartbeat(Heartbeat)),
+        (
+            "stream-grant",
+            Body::StreamGrant(StreamGrant {
+                ssrc: 0xd157_0001,
+                level: Level::Red,
+            }),
+        ),
+    ];
+    let mut seeds = Vec::new();
+    for (sequence, (name, body)) in (1..).zip(bodies) {
+        let sealer = if sequence % 2 == 0 {
+            Sealer::Sm2(&key)
+        } else {
+            Sealer::Hmac(&link, TagLength::Eight)
+        };
+        seeds.push((
+            name,
+            seal(&header(sequence), &body, sealer).expect("sealed"),
+        ));
+    }
+    seeds
+}
+
+fn cascade_frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    cascade_frames()
+}
+
+/// The signed update cut for BeiDou, fed out of order with a repeat and a stray frame.
+fn cascade_reassembly_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use emcomm_fuzz::cascade::{EXPIRE, RAW};
+    use gateway::cascade::fragment::{BEIDOU_MESSAGE, fragment};
+
+    let frames = cascade_frames();
+    let mut program = vec![60, 3, 0x04, 0x00];
+    let record = |program: &mut Vec<u8>, op: u8, advance: u8, bytes: &[u8]| {
+        program.extend_from_slice(&[op, advance, bytes.len() as u8]);
+        program.extend_from_slice(bytes);
+    };
+    let update = &frames[1].1;
+    let fragments = fragment(update, BEIDOU_MESSAGE).expect("cut");
+    for index in [1, 0, 1] {
+        record(&mut program, RAW, 30, &fragments[index]);
+    }
+    record(&mut program, RAW, 1, &frames[2].1);
+    for f in fragments.iter().skip(2) {
+        record(&mut program, RAW, 30, f);
+    }
+    record(&mut program, EXPIRE, 90, &[]);
+    vec![("beidou-update-out-of-order", program)]
+}

@@ -18,7 +18,9 @@ fn tolerate_caught_decoder_panics() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let in_symphonia = info.location().is_some_and(|l| l.file().contains("symphonia"));
+            let in_symphonia = info
+                .location()
+                .is_some_and(|l| l.file().contains("symphonia"));
             if !in_symphonia {
                 previous(info);
             }
@@ -32,9 +34,16 @@ fuzz_target!(|data: &[u8]| {
     let Some((hint, file)) = data.split_first() else {
         return;
     };
-    let name = if hint % 2 == 0 { "fuzz.wav" } else { "fuzz.flac" };
+    let name = if hint % 2 == 0 {
+        "fuzz.wav"
+    } else {
+        "fuzz.flac"
+    };
     if let Ok(audio) = read_audio_bytes(file.to_vec(), Path::new(name)) {
         assert!(audio.sample_rate > 0, "audio without a sample rate");
-        assert!(audio.samples.iter().all(|s| s.is_finite()), "a sample is not a number");
+        assert!(
+            audio.samples.iter().all(|s| s.is_finite()),
+            "a sample is not a number"
+        );
     }
 });

@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
             urgency: Urgency::Normal,
             body,
         };
-        terminal.enqueue(message, now).expect("queued before the card is known");
+        terminal
+            .enqueue(message, now)
+            .expect("queued before the card is known");
     }
     let mut settled = 0;
     for chunk in stream.chunks(usize::from(*piece).max(1)) {
@@ -50,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
                 settled += 1;
             }
         }
-        assert_eq!(terminal.queued().len() + settled, 2, "a message lost or doubled");
+        assert_eq!(
+            terminal.queued().len() + settled,
+            2,
+            "a message lost or doubled"
+        );
         assert!(terminal.next_deadline().is_some());
     }
 });

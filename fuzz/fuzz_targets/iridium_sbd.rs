@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         let message = Outgoing {
             id,
             to: "gateway".into(),
-            urgency: if id == 2 { Urgency::Urgent } else { Urgency::Normal },
+            urgency: if id == 2 {
+                Urgency::Urgent
+            } else {
+                Urgency::Normal
+            },
             body: Body::Bytes(vec![id as u8; 10]),
         };
         sbd.enqueue(message, now).expect("fits");

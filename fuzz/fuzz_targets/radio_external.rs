@@ -26,5 +26,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let again: Vec<u8> = taken.iter().flat_map(Message::encode).collect();
     assert!(again.len() <= consumed);
-    assert_eq!(again[..], stream[..again.len()], "messages re-encode to their bytes");
+    assert_eq!(
+        again[..],
+        stream[..again.len()],
+        "messages re-encode to their bytes"
+    );
 });

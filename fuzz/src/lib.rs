@@ -118,3 +118,36 @@ pub mod forwarder {
         out
     }
 }
+
+/// What the cascade targets share: the keys the seeds are sealed with, and the program
+/// of the `cascade_reassembly` target.
+///
+/// ```text
+/// timeout_s:u8 max_frames:u8 max_bytes:u16  record*
+/// record   op:u8 advance_s:u8 len:u8 bytes[len]
+/// op       (op % OPS) RAW: `bytes` pushed as a message from the bearer
+///                     FRAGMENT: `bytes` = key count index piece…, pushed as a fragment
+///                     under key % KEYS with count 1 + count % MAX_COUNT
+///                     EXPIRE: the reassembler's expire at the current time
+/// ```
+/// The reassembler's timeout is 1 + `timeout_s` seconds, its caps 1 + `max_frames % 8`
+/// frames and 1 + `max_bytes % 2048` bytes.
+pub mod cascade {
+    pub const RAW: u8 = 0;
+    pub const FRAGMENT: u8 = 1;
+    pub const EXPIRE: u8 = 2;
+    pub const OPS: u8 = 3;
+
+    /// Few keys, so that fragments of different frames meet under one.
+    pub const KEYS: u8 = 4;
+    pub const MAX_COUNT: u8 = 6;
+
+    /// The link the `cascade_frame` target receives over, and its key.
+    pub const LINK: &str = "fuzz link";
+    pub const LINK_KEY: [u8; 32] = [0x42; 32];
+    /// The SEC1 public key of the private key 0x1111…11 that signs the seeds.
+    pub const SEED_PUBLIC_KEY: &str = "04852611f744af045689dcfbf4c0437730d2d2de332ab7f0fc02769c5fab8a89437d9384f19ab882ed668a28936db92475aa79aef8690ee36f6fb77c69b9b571f8";
+    /// The time the `cascade_frame` target accepts at: 2025-07-01T08:00:10Z, inside the
+    /// seeds' validity windows.
+    pub const NOW: u32 = 1_751_356_810;
+}

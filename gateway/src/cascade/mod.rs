@@ -30,6 +30,7 @@
 //!   node.
 //! * [`relay`]: a node's links and their routes: queues, acknowledgements, retries,
 //!   failover between bearers and back, what flows up and down.
+//! * [`samples`]: fixed frames for tests, fuzz seeds and the documentation.
 //!
 //! The byte layout is documented in `docs/frames.md`.
 
@@ -40,4 +41,5 @@ pub mod frame;
 pub mod keys;
 pub mod relay;
 pub mod replay;
+pub mod samples;
 pub mod store;

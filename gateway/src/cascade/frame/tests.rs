@@ -1,6 +1,7 @@
 use super::*;
 use crate::cascade::auth::{Sealer, seal};
 use crate::cascade::keys::{LinkKey, NodeKey};
+use crate::cascade::samples;
 
 fn area(code: &str) -> AreaCode {
     code.parse().expect("area code")
@@ -132,18 +133,9 @@ impl Rng {
 }
 
 fn short_red_alert() -> (Header, Body) {
-    let header = Header {
-        origin: area("410503"),
-        sequence: 1207,
-        valid_from: Timestamp(1_751_356_800), // 2025-07-01T08:00:00Z
-        valid_until: Timestamp(1_751_378_400),
-    };
-    let body = Body::Alert(Alert {
-        number: 88,
-        level: Level::Red,
-        targets: vec![area("410503001001")],
-        content: Content::Text("暴雨红色预警，立即转移到高处".to_string()),
-    });
+    // 2025-07-01T08:00:00Z.
+    let header = samples::district_header(1207, Timestamp(1_751_356_800));
+    let body = Body::Alert(samples::red_alert("暴雨红色预警，立即转移到高处"));
     (header, body)
 }
 
@@ -390,14 +382,7 @@ fn small_frames_have_the_sizes_docs_frames_md_gives() {
         origin: area("410503001001"),
         ..district.clone()
     };
-    let receipt = Body::Receipt(Receipt {
-        alert_origin: area("410503"),
-        alert_number: 88,
-        area: area("410503001001"),
-        played: 3,
-        loudspeakers: 3,
-        bearer: BearerKind::Beidou,
-    });
+    let receipt = samples::village_receipt();
     for (header, body, tagged, signed) in [
         (&district, Body::Cancel(Cancel { number: 88 }), 31, 87),
         (&district, Body::Heartbeat(Heartbeat), 27, 83),
