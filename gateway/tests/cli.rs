@@ -72,6 +72,9 @@ fn every_example_config_is_valid_for_its_tier() {
         ("district-alerts.toml", Tier::District),
         ("street.toml", Tier::Street),
         ("village.toml", Tier::Village),
+        ("street-radio.toml", Tier::Street),
+        ("village-satellite.toml", Tier::Village),
+        ("street-cascade.toml", Tier::Street),
     ] {
         let config = Config::load(&example(file)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.tier, tier, "{file}");
