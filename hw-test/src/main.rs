@@ -149,6 +149,28 @@ enum Command {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
+    /// Benchmark the cascade sans-IO in this process: SM2 and HMAC-SM3 per second, the
+    /// acceptance check, one street relay's frames per second, and one alert through a
+    /// district, its streets and their villages to every delivery and acknowledgement.
+    Cascade {
+        /// Seconds each crypto and acceptance figure runs for.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Alerts fed through the single street relay.
+        #[arg(long, default_value_t = 2000)]
+        frames: usize,
+        #[arg(long, default_value_t = 10)]
+        streets: usize,
+        /// Villages per street.
+        #[arg(long, default_value_t = 100)]
+        villages: usize,
+        /// Alerts sent through the cascade, one after another.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark radio patching: mouth-to-ear latency on three paths, and the CPU of N
     /// patches of two radios each, the gateway pinned to CPU core 1.
     Patching {
@@ -531,6 +553,46 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("demo-radio: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Cascade {
+            seconds,
+            frames,
+            streets,
+            villages,
+            rounds,
+            json,
+        } => {
+            use hw_test::bench::cascade;
+            if streets == 0 || villages == 0 || streets > 999 || villages > 999 {
+                eprintln!(
+                    "cascade: --streets and --villages are 1 to 999 (three digits of a code)"
+                );
+                return ExitCode::from(2);
+            }
+            let options = cascade::CascadeOptions {
+                seconds,
+                frames,
+                streets,
+                villages,
+                rounds,
+            };
+            match cascade::run(&options) {
+                Ok(figures) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&figures).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(figures) => {
+                    print!("{}", cascade::table(&figures));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cascade: {e}");
                     ExitCode::FAILURE
                 }
             }

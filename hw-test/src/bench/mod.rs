@@ -1,5 +1,6 @@
 //! Benchmarks run by `make bench`; their figures go to `docs/performance.md`.
 
 pub mod alerts;
+pub mod cascade;
 pub mod fanout;
 pub mod radio;
