@@ -22,17 +22,6 @@ fn simulator(dir: &Path, name: &str, args: &[&str]) -> (Supervised, PathBuf) {
     common::start_sim("beidou", "beidou simulator", dir, name, args)
 }
 
-/// A pair of BeiDou simulators, cards 0166166 (a) and 0247718 (b), 1 s interval.
-fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
-    common::paired(
-        "beidou",
-        "beidou simulator",
-        dir,
-        &["--card", "0166166", "--interval-s", "1"],
-        &["--card", "0247718", "--interval-s", "1"],
-    )
-}
-
 /// A driver on the terminal at `link`, moved by a loop as the gateway's task would.
 struct Driven<B: Bearer> {
     port: Box<dyn serialport::SerialPort>,
@@ -202,7 +191,7 @@ fn an_early_send_is_refused_with_the_seconds_to_wait_and_goes_after_them() {
 #[test]
 fn two_paired_terminals_carry_a_message_from_one_card_to_the_other() {
     let dir = common::scratch("sat-pair");
-    let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
+    let ((_a, a_link), (_b, b_link)) = common::paired_beidou(&dir);
     let mut a = Driven::open(&a_link);
     let mut b = Driven::open(&b_link);
     a.driver
@@ -368,7 +357,7 @@ fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
 fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let dir = common::scratch("sat-tools");
     let (_, bench) = common::binaries();
-    let ((_a, a_link), (_b, b_link)) = paired_beidou(&dir);
+    let ((_a, a_link), (_b, b_link)) = common::paired_beidou(&dir);
     let (_m, modem_link) = common::start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
 
     let probe = |link: &Path| {

@@ -120,3 +120,15 @@ pub fn paired(
         start_sim(kind, ready, dir, "b", &b),
     )
 }
+
+/// A pair of BeiDou simulators, cards 0166166 (a) and 0247718 (b), 1 s service
+/// interval, paired over the loopback.
+pub fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf)) {
+    paired(
+        "beidou",
+        "beidou simulator",
+        dir,
+        &["--card", "0166166", "--interval-s", "1"],
+        &["--card", "0247718", "--interval-s", "1"],
+    )
+}
