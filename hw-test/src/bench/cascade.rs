@@ -715,7 +715,7 @@ pub fn table(f: &CascadeFigures) -> String {
     };
     let bytes = f.authenticated_bytes;
     row(
-        format!("SM2 sign, {bytes} bytes"),
+        format!("SM2 sign (sealing: encode and sign), {bytes} bytes"),
         format!("{:.0} /s", f.sm2_sign_per_s),
     );
     row(
@@ -723,7 +723,7 @@ pub fn table(f: &CascadeFigures) -> String {
         format!("{:.0} /s", f.sm2_verify_per_s),
     );
     row(
-        format!("HMAC-SM3 tag, {bytes} bytes"),
+        format!("HMAC-SM3 tag (sealing: encode and tag), {bytes} bytes"),
         format!("{:.0} /s", f.hmac_tag_per_s),
     );
     row(
