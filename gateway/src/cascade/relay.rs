@@ -741,7 +741,10 @@ impl Relay {
         let hmac = |key| Sealer::Hmac(key, TagLength::Eight);
         let sealed: Result<Vec<u8>, SealError> = match (own, received, &link.config.key) {
             (true, _, Some(key)) if narrow => seal(&frame.header, &frame.body, hmac(key)),
-            (true, _, _) => seal(&frame.header, &frame.body, Sealer::Sm2(&self.node_key)),
+            // Signed once when queued: the same bytes on every link (SM2 here signs
+            // deterministically, so a second signature would only cost time).
+            (true, Some(bytes), _) => Ok(bytes.to_vec()),
+            (true, None, _) => seal(&frame.header, &frame.body, Sealer::Sm2(&self.node_key)),
             (false, Some(bytes), _) if came_signed && !narrow => Ok(bytes.to_vec()),
             (false, Some(bytes), Some(key)) => reseal(frame, bytes, hmac(key)),
             (false, Some(bytes), None) if came_signed => Ok(bytes.to_vec()),
