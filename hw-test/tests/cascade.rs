@@ -300,6 +300,10 @@ fn a_field_report_reaches_the_district_over_ip_and_over_beidou_when_ip_is_cut() 
     }
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(district.reports().len(), 2);
+    // The relay acted on each report once: a second delivery would log a second line
+    // (the list itself ignores a copy).
+    let log = std::fs::read_to_string(district.dir.join("daemon.log")).expect("log");
+    assert_eq!(log.matches("field report received").count(), 2, "{log}");
 }
 
 #[test]

@@ -248,6 +248,38 @@ impl Acceptor {
             }
         }
 
+        // Validity first: an expired copy is refused as expired, duplicate or not.
+        let now_ts = Timestamp::from_datetime(now).ok_or(Refusal::ClockOutOfRange(now))?;
+        let skew_s = self.config.skew.as_secs();
+        let skew = i64::try_from(skew_s).unwrap_or(i64::MAX);
+        let now_s = i64::from(now_ts.seconds());
+        if now_s.saturating_add(skew) < i64::from(header.valid_from.seconds()) {
+            return Err(Refusal::NotYetValid {
+                origin,
+                sequence,
+                kind,
+                valid_from: header.valid_from,
+                now: now_ts,
+                skew_s,
+            });
+        }
+        if now_s.saturating_sub(skew) > i64::from(header.valid_until.seconds()) {
+            return Err(Refusal::Expired {
+                origin,
+                sequence,
+                kind,
+                valid_until: header.valid_until,
+                now: now_ts,
+                skew_s,
+            });
+        }
+
+        // Acknowledgements and heartbeats carry sequence 0 and stand outside the replay
+        // window: their short validity bounds a replay, and they must not push the window
+        // past the frames still being retried.
+        if matches!(kind, Kind::Acknowledgement | Kind::Heartbeat) {
+            return Ok(Accepted::New(frame));
+        }
         let fingerprint = fingerprint(authenticated);
         let window = self.config.replay_window;
         match self.replay.check(&origin, sequence, fingerprint, window) {
@@ -274,31 +306,6 @@ impl Acceptor {
                     lowest,
                 });
             }
-        }
-
-        let now_ts = Timestamp::from_datetime(now).ok_or(Refusal::ClockOutOfRange(now))?;
-        let skew_s = self.config.skew.as_secs();
-        let skew = i64::try_from(skew_s).unwrap_or(i64::MAX);
-        let now_s = i64::from(now_ts.seconds());
-        if now_s.saturating_add(skew) < i64::from(header.valid_from.seconds()) {
-            return Err(Refusal::NotYetValid {
-                origin,
-                sequence,
-                kind,
-                valid_from: header.valid_from,
-                now: now_ts,
-                skew_s,
-            });
-        }
-        if now_s.saturating_sub(skew) > i64::from(header.valid_until.seconds()) {
-            return Err(Refusal::Expired {
-                origin,
-                sequence,
-                kind,
-                valid_until: header.valid_until,
-                now: now_ts,
-                skew_s,
-            });
         }
 
         self.replay.record(&origin, sequence, fingerprint, window);

@@ -165,6 +165,14 @@ pub enum Output {
         sequence: u32,
         kind: Kind,
     },
+    /// A queued frame that cannot go over its link (for the log); it was dropped.
+    Unsendable {
+        link: String,
+        origin: AreaCode,
+        sequence: u32,
+        kind: Kind,
+        reason: &'static str,
+    },
     /// The route a link uses changed (`None`: no route is up).
     Route {
         link: String,
@@ -203,8 +211,9 @@ struct RouteState {
     heard: Option<Instant>,
     /// The bearer says it can send (terminals); IP is always able to try.
     bearer_up: bool,
-    /// Set after `tries_per_route` unacknowledged tries; cleared by anything heard.
-    failing: bool,
+    /// Set after `tries_per_route` unacknowledged tries, until this time (then the route
+    /// is tried again); cleared by a new frame heard over it.
+    failing_until: Option<Instant>,
     reassembler: Reassembler,
 }
 
@@ -227,6 +236,8 @@ pub struct Relay {
     timing: RelayTiming,
     links: Vec<Link>,
     out: Vec<Output>,
+    /// The latest time the relay was given: deadlines before it are not deadlines.
+    now: Instant,
 }
 
 /// Frames this node makes for itself stay valid this long unless told otherwise.
@@ -252,7 +263,7 @@ impl Relay {
                         route: route.clone(),
                         heard: None,
                         bearer_up: route.bearer == BearerKind::Ip,
-                        failing: false,
+                        failing_until: None,
                         reassembler: Reassembler::new(ReassemblyConfig::default()),
                     })
                     .collect(),
@@ -270,6 +281,7 @@ impl Relay {
             timing,
             links,
             out: Vec::new(),
+            now,
         }
     }
 
@@ -301,6 +313,7 @@ impl Relay {
         utc: DateTime<Utc>,
         now: Instant,
     ) -> Result<u32, RelayError> {
+        self.now = self.now.max(now);
         let frame = self.own_frame(body, valid_until, utc)?;
         let sequence = frame.header.sequence;
         self.route_new(&frame, None, None, now);
@@ -317,6 +330,7 @@ impl Relay {
         now: Instant,
         utc: DateTime<Utc>,
     ) {
+        self.now = self.now.max(now);
         let Some((l, r)) = self.route_of(link_name, bearer) else {
             return;
         };
@@ -332,9 +346,27 @@ impl Relay {
                 code: refusal.reason(),
             }),
             Ok(accepted) => {
-                self.heard(l, r, now);
+                let (origin, kind) = match &accepted {
+                    Accepted::New(frame) => (frame.header.origin.clone(), frame.kind()),
+                    Accepted::Duplicate { origin, kind, .. } => (origin.clone(), *kind),
+                };
+                if let Err(reason) = self.allowed(l, &origin, kind) {
+                    self.out.push(Output::Refused {
+                        link: link_name.to_string(),
+                        bearer,
+                        reason,
+                        code: "wrong_direction",
+                    });
+                    self.send_due(now, utc);
+                    return;
+                }
                 match accepted {
-                    Accepted::New(frame) => self.on_new(frame, bytes, l, r, now, utc),
+                    Accepted::New(frame) => {
+                        // Only a new frame says the route works: a replayed copy must
+                        // not keep a dead route up.
+                        self.heard(l, r, now);
+                        self.on_new(frame, bytes, l, r, now, utc)
+                    }
                     Accepted::Duplicate {
                         origin,
                         sequence,
@@ -355,13 +387,14 @@ impl Relay {
         if let Some((l, r)) = self.route_of(link, bearer) {
             self.links[l].routes[r].bearer_up = up;
             if up {
-                self.links[l].routes[r].failing = false;
+                self.links[l].routes[r].failing_until = None;
             }
             self.report_route(l, now);
         }
     }
 
     pub fn poll(&mut self, now: Instant, utc: DateTime<Utc>) {
+        self.now = self.now.max(now);
         for l in 0..self.links.len() {
             for route in &mut self.links[l].routes {
                 route.reassembler.expire(now);
@@ -376,11 +409,18 @@ impl Relay {
         self.send_due(now, utc);
     }
 
+    /// The next time the relay must be polled: a heartbeat, a frame's retry on a link
+    /// with a route up, a reassembly to expire, an IP route's heartbeats running out,
+    /// a failing route's pause ending. Never a time already passed.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let now = self.now;
         self.links
             .iter()
             .flat_map(|link| {
-                let tries = link.queue.iter().map(|q| q.next_try);
+                // Frames of a link with no route up wait for one: a route coming up
+                // sends them, so their retry times are no deadline.
+                let routed = self.active_route(link, now).is_some();
+                let tries = link.queue.iter().filter(|_| routed).map(|q| q.next_try);
                 let reassembly = link
                     .routes
                     .iter()
@@ -391,10 +431,13 @@ impl Relay {
                         .flatten()
                         .map(|h| h + self.timing.dead_after)
                 });
+                let pauses = link.routes.iter().filter_map(|r| r.failing_until);
                 std::iter::once(link.next_heartbeat)
                     .chain(tries)
                     .chain(reassembly)
                     .chain(deaths)
+                    .chain(pauses)
+                    .filter(|at| *at >= now)
                     .collect::<Vec<_>>()
             })
             .min()
@@ -426,10 +469,41 @@ impl Relay {
         Some((l, r))
     }
 
+    /// Whether a frame of `kind` from `origin` may come over link `l`: what flows down
+    /// comes from the tier above, receipts and reports from inside the peer's area below,
+    /// and acknowledgements and heartbeats only from the peer itself. A link key held
+    /// by a village must not let it speak for the district.
+    fn allowed(&self, l: usize, origin: &AreaCode, kind: Kind) -> Result<(), String> {
+        let link = &self.links[l].config;
+        let ok = match kind {
+            Kind::Acknowledgement | Kind::Heartbeat => *origin == link.peer,
+            Kind::Alert | Kind::Update | Kind::Cancel | Kind::StreamGrant => {
+                link.direction == Direction::Up
+            }
+            Kind::Receipt | Kind::FieldReport => {
+                link.direction == Direction::Down && link.peer.covers(origin)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} from {origin} cannot come over link {} (peer {}, {})",
+                kind.as_str(),
+                link.name,
+                link.peer,
+                match link.direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                }
+            ))
+        }
+    }
+
     fn heard(&mut self, l: usize, r: usize, now: Instant) {
         let route = &mut self.links[l].routes[r];
         route.heard = Some(now);
-        route.failing = false;
+        route.failing_until = None;
         self.report_route(l, now);
     }
 
@@ -440,7 +514,7 @@ impl Relay {
                 .is_some_and(|h| now.saturating_duration_since(h) < self.timing.dead_after),
             _ => route.bearer_up,
         };
-        alive && !route.failing
+        alive && route.failing_until.is_none_or(|until| now >= until)
     }
 
     fn active_route(&self, link: &Link, now: Instant) -> Option<usize> {
@@ -451,6 +525,16 @@ impl Relay {
         let active = self.active_route(&self.links[l], now);
         if active != self.links[l].active {
             self.links[l].active = active;
+            // Everything waiting goes on the new route now, not at its old retry time.
+            if let Some(r) = active {
+                for q in &mut self.links[l].queue {
+                    if q.route != r {
+                        q.route = r;
+                        q.tries = 0;
+                        q.next_try = now;
+                    }
+                }
+            }
             let bearer = active.map(|r| self.links[l].routes[r].route.bearer);
             self.out.push(Output::Route {
                 link: self.links[l].config.name.clone(),
@@ -465,16 +549,23 @@ impl Relay {
         valid_until: DateTime<Utc>,
         utc: DateTime<Utc>,
     ) -> Result<Frame, RelayError> {
-        let allocated = self
-            .sequence
-            .allocate()
-            .map_err(|_| RelayError::SequenceExhausted)?;
-        if let Some(reserved) = allocated.persist {
-            self.out.push(Output::Persist(Persist::Sequence(reserved)));
-        }
+        // Acknowledgements and heartbeats take sequence 0, outside the replay window
+        // (`accept`): they would otherwise use up the numbers a retried frame needs.
+        let sequence = if matches!(body, Body::Acknowledgement(_) | Body::Heartbeat(_)) {
+            0
+        } else {
+            let allocated = self
+                .sequence
+                .allocate()
+                .map_err(|_| RelayError::SequenceExhausted)?;
+            if let Some(reserved) = allocated.persist {
+                self.out.push(Output::Persist(Persist::Sequence(reserved)));
+            }
+            allocated.sequence
+        };
         let header = Header {
             origin: self.me.clone(),
-            sequence: allocated.sequence,
+            sequence,
             valid_from: Timestamp::from_datetime(utc).ok_or(RelayError::Clock(utc))?,
             valid_until: Timestamp::from_datetime(valid_until.max(utc))
                 .ok_or(RelayError::Clock(valid_until))?,
@@ -562,19 +653,12 @@ impl Relay {
             frame.kind(),
         );
         match &frame.body {
+            // Neither is in the replay memory: nothing to store.
             Body::Acknowledgement(ack) => {
-                self.out.push(Output::Persist(Persist::Replay(
-                    self.acceptor.replay_state().clone(),
-                )));
                 self.acknowledged(l, &ack.origin, ack.sequence);
                 return;
             }
-            Body::Heartbeat(_) => {
-                self.out.push(Output::Persist(Persist::Replay(
-                    self.acceptor.replay_state().clone(),
-                )));
-                return;
-            }
+            Body::Heartbeat(_) => return,
             _ => {}
         }
         let here = match &frame.body {
@@ -612,7 +696,7 @@ impl Relay {
         let body = Body::Acknowledgement(Acknowledgement { origin, sequence });
         let until = utc + chrono::Duration::from_std(OWN_VALIDITY).unwrap_or_default();
         if let Ok(frame) = self.own_frame(body, until, utc) {
-            self.send_on(l, r, &frame, None, true, now);
+            let _ = self.send_on(l, r, &frame, None, true, now);
         }
     }
 
@@ -626,7 +710,7 @@ impl Relay {
         };
         let until = utc + chrono::Duration::from_std(self.timing.dead_after).unwrap_or_default();
         if let Ok(frame) = self.own_frame(Body::Heartbeat(Heartbeat), until, utc) {
-            self.send_on(l, r, &frame, None, true, now);
+            let _ = self.send_on(l, r, &frame, None, true, now);
         }
     }
 
@@ -685,7 +769,7 @@ impl Relay {
                 // A frame that used up its tries on its route marks that route failing:
                 // it and every other frame move to the next route that is up.
                 if q.route == active && q.tries >= self.timing.tries_per_route {
-                    self.links[l].routes[active].failing = true;
+                    self.links[l].routes[active].failing_until = Some(now + self.timing.max_retry);
                     self.report_route(l, now);
                     let next = self.active_route(&self.links[l], now);
                     let q = &mut self.links[l].queue[k];
@@ -693,8 +777,8 @@ impl Relay {
                     match next {
                         Some(next) => q.route = next,
                         None => {
-                            // Nothing else is up: keep trying where it was, slowly.
-                            q.next_try = now + self.timing.max_retry;
+                            // Nothing else is up: the link waits until the failing
+                            // route's pause ends, or another route comes up.
                             k += 1;
                             continue;
                         }
@@ -702,7 +786,16 @@ impl Relay {
                     return self.send_due(now, _utc);
                 }
                 let (frame, bytes, own) = (q.frame.clone(), q.bytes.clone(), q.own);
-                let timeout = self.links[l].routes[active].route.ack_timeout;
+                // A frame in many fragments takes as many messages each way: over BeiDou
+                // a minute each, so its wait grows with them.
+                let route = &self.links[l].routes[active].route;
+                let fragments = bytes
+                    .len()
+                    .div_ceil(route.message_bytes.saturating_sub(7).max(1))
+                    .max(1);
+                let timeout = route
+                    .ack_timeout
+                    .saturating_mul(u32::try_from(fragments).unwrap_or(u32::MAX));
                 let q = &mut self.links[l].queue[k];
                 if q.route != active {
                     q.route = active;
@@ -713,7 +806,24 @@ impl Relay {
                     .min(self.timing.max_retry);
                 q.tries += 1;
                 q.next_try = now + wait;
-                self.send_on(l, active, &frame, Some(&bytes), own, now);
+                if let Err(reason) = self.send_on(l, active, &frame, Some(&bytes), own, now) {
+                    // It can never go this way: dropped and said, not tried in vain.
+                    let q = self.links[l].queue.remove(k).expect("index in range");
+                    let name = self.links[l].config.name.clone();
+                    self.out.push(Output::Persist(Persist::Done {
+                        link: name.clone(),
+                        origin: q.frame.header.origin.clone(),
+                        sequence: q.frame.header.sequence,
+                    }));
+                    self.out.push(Output::Unsendable {
+                        link: name,
+                        origin: q.frame.header.origin.clone(),
+                        sequence: q.frame.header.sequence,
+                        kind: q.frame.kind(),
+                        reason,
+                    });
+                    continue;
+                }
                 k += 1;
             }
         }
@@ -729,7 +839,7 @@ impl Relay {
         received: Option<&[u8]>,
         own: bool,
         _now: Instant,
-    ) {
+    ) -> Result<(), &'static str> {
         let link = &self.links[l];
         let route = &link.routes[r].route;
         // IP carries SM2: this node's own frames signed afresh, others as their origin
@@ -748,13 +858,15 @@ impl Relay {
             (false, Some(bytes), _) if came_signed && !narrow => Ok(bytes.to_vec()),
             (false, Some(bytes), Some(key)) => reseal(frame, bytes, hmac(key)),
             (false, Some(bytes), None) if came_signed => Ok(bytes.to_vec()),
-            (false, _, _) => return,
+            (false, _, _) => {
+                return Err("it came tagged over a narrow bearer and this link has no link_key");
+            }
         };
         let Ok(sealed) = sealed else {
-            return;
+            return Err("it could not be sealed");
         };
         let Ok(messages) = fragment(&sealed, route.message_bytes) else {
-            return;
+            return Err("it needs more fragments than a frame may have");
         };
         let (name, bearer) = (link.config.name.clone(), route.bearer);
         for message in messages {
@@ -764,6 +876,7 @@ impl Relay {
                 message,
             });
         }
+        Ok(())
     }
 }
 

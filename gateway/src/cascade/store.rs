@@ -55,6 +55,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("cascade database holds a replay memory that does not read: {0}")]
     Replay(serde_json::Error),
+    #[error("cascade database holds a sequence reservation that does not read: {0:?}")]
+    Sequence(String),
 }
 
 /// A field report as the district lists it.
@@ -155,7 +157,11 @@ impl CascadeStore {
 
     /// The last sequence reservation, `None` on the node's first start.
     pub fn sequence(&self) -> Result<Option<u32>, StoreError> {
-        Ok(self.get("sequence")?.and_then(|v| v.parse().ok()))
+        // An unreadable reservation must not restart the numbers at 1.
+        match self.get("sequence")? {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| StoreError::Sequence(v)),
+        }
     }
 
     /// Keeps a field report that reached this node; a second copy is ignored.

@@ -173,6 +173,20 @@ pub(super) fn cascade(
             terminal_ack: Duration::from_secs(l.terminal_ack_s.unwrap_or(180)),
         });
     }
+    // A frame that came over a terminal has lost its origin's signature and goes on
+    // with the next link's tag: with any terminal route, every link needs a key.
+    if links.iter().any(|l| l.terminal.is_some()) {
+        if let Some((i, l)) = links.iter().enumerate().find(|(_, l)| l.link_key.is_none()) {
+            return Err(at.error(
+                raw.link[i].name.span(),
+                &format!("cascade.link[{i}].link_key"),
+                format!(
+                    "link {:?} needs a link_key: frames that came over this node's terminals go on with a link's tag",
+                    l.name
+                ),
+            ));
+        }
+    }
     Ok(CascadeConfig {
         key: base.join(raw.key.get_ref()),
         state_dir: base.join(raw.state_dir.get_ref()),

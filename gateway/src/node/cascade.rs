@@ -180,6 +180,7 @@ impl Cascade {
             peers,
             learned: Vec::new(),
             ip_links,
+            has_up_link: cascade.links.iter().any(|l| l.up),
             terminals: terminal_routes,
             outbox,
             store: store.clone(),
@@ -266,6 +267,8 @@ struct Task {
     learned: Vec<(SocketAddr, String)>,
     /// Links over IP and their peers' areas.
     ip_links: Vec<(String, AreaCode)>,
+    /// Whether reports made here have somewhere to go.
+    has_up_link: bool,
     terminals: Vec<TerminalRoute>,
     outbox: Option<crate::satellite::outbox::Outbox>,
     store: Arc<Mutex<CascadeStore>>,
@@ -347,17 +350,36 @@ impl Task {
                     }
                 }
                 Woke::Request(Request::Report { text, reply }) => {
+                    if !self.has_up_link {
+                        let _ = reply.send(Err(
+                            "this node has no link up the cascade: a report here goes nowhere"
+                                .into(),
+                        ));
+                        continue;
+                    }
                     let until = utc + chrono::Duration::hours(24);
                     let body = Body::FieldReport(FieldReport { text });
                     let answer = self
                         .relay
                         .originate(body, until, utc, now)
                         .map_err(|e| e.to_string());
-                    let _ = reply.send(answer);
+                    // Answered once the report is on disk for the link up.
+                    let stored = self.act().await;
+                    let _ = reply.send(if stored {
+                        answer
+                    } else {
+                        Err("the report could not be stored".into())
+                    });
+                    if !stored {
+                        return;
+                    }
+                    continue;
                 }
                 Woke::Deadline => self.relay.poll(now, utc),
             }
-            self.act().await;
+            if !self.act().await {
+                return;
+            }
         }
     }
 
@@ -381,13 +403,17 @@ impl Task {
             .find(|(_, peer)| *peer == origin)?
             .0
             .clone();
+        // One learnt address a link: a later one replaces it, so spoofed sources cannot
+        // grow the list. Replies still go to the configured address.
         info!(%from, %link, "cascade peer heard from a new address");
+        self.learned.retain(|(_, l)| *l != link);
         self.learned.push((from, link.clone()));
         Some(link)
     }
 
-    /// Does what the relay asked, in its order.
-    async fn act(&mut self) {
+    /// Does what the relay asked, in its order; `false` when the store failed, after
+    /// which nothing more may go out.
+    async fn act(&mut self) -> bool {
         for output in self.relay.drain() {
             match output {
                 Output::Persist(persist) => {
@@ -400,11 +426,12 @@ impl Task {
                     })
                     .await;
                     if !matches!(stored, Ok(Ok(()))) {
-                        // Nothing after it may go out: what follows depends on it.
+                        // Nothing after it may go out (an acknowledgement promises it
+                        // is stored), and the relay's memory is now ahead of the disk.
                         error!(
-                            "cannot store a cascade frame: stopping the cascade's work until restart"
+                            "cannot store a cascade frame: the cascade stops; restart the node once the disk is fixed"
                         );
-                        return;
+                        return false;
                     }
                 }
                 Output::Send {
@@ -416,7 +443,14 @@ impl Task {
                     frame,
                     link,
                     bearer,
-                } => self.deliver(frame, &link, bearer).await,
+                } => {
+                    if !self.deliver(frame, &link, bearer).await {
+                        error!(
+                            "cannot store a field report: the cascade stops; restart the node once the disk is fixed"
+                        );
+                        return false;
+                    }
+                }
                 Output::Refused {
                     link,
                     bearer,
@@ -431,12 +465,22 @@ impl Task {
                 } => {
                     warn!(%link, %origin, sequence, kind = kind.as_str(), "cascade frame expired before it was acknowledged")
                 }
+                Output::Unsendable {
+                    link,
+                    origin,
+                    sequence,
+                    kind,
+                    reason,
+                } => {
+                    error!(%link, %origin, sequence, kind = kind.as_str(), reason, "cascade frame cannot go over this link: dropped")
+                }
                 Output::Route { link, bearer } => match bearer {
                     Some(b) => info!(%link, bearer = ?b, "cascade link route"),
                     None => warn!(%link, "cascade link has no route up"),
                 },
             }
         }
+        true
     }
 
     async fn send(&mut self, link: &str, bearer: BearerKind, message: Vec<u8>) {
@@ -489,12 +533,13 @@ impl Task {
         }
     }
 
+    /// Acts on a new frame for this node; `false` when what it had to store was not.
     async fn deliver(
         &mut self,
         frame: crate::cascade::frame::Frame,
         link: &str,
         bearer: BearerKind,
-    ) {
+    ) -> bool {
         let origin = frame.header.origin.to_string();
         let sequence = frame.header.sequence;
         match frame.body {
@@ -509,12 +554,11 @@ impl Task {
                     store.add_report(&origin, sequence, &report.text, &link, &bearer, Utc::now())
                 })
                 .await;
-                if !matches!(stored, Ok(Ok(()))) {
-                    error!("cannot store a field report");
-                }
+                matches!(stored, Ok(Ok(())))
             }
             body => {
-                info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered")
+                info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered");
+                true
             }
         }
     }

@@ -62,6 +62,16 @@ fn codes() -> [AreaCode; 3] {
 }
 
 fn relay_for(node: usize, keys: &[NodeKey], now: Instant, sequence: Option<u32>) -> Relay {
+    relay_with_replay(node, keys, now, sequence, ReplayState::default())
+}
+
+fn relay_with_replay(
+    node: usize,
+    keys: &[NodeKey],
+    now: Instant,
+    sequence: Option<u32>,
+    replay: ReplayState,
+) -> Relay {
     let link_key = |n: u8| LinkKey::from_bytes([n; 32]);
     let mut ring = Keyring::default();
     for (code, key) in codes().iter().zip(keys) {
@@ -104,7 +114,7 @@ fn relay_for(node: usize, keys: &[NodeKey], now: Instant, sequence: Option<u32>)
             ring.add_link(&link.name, key.clone());
         }
     }
-    let acceptor = Acceptor::new(ring, AcceptConfig::default(), ReplayState::default());
+    let acceptor = Acceptor::new(ring, AcceptConfig::default(), replay);
     Relay::new(
         codes()[node].clone(),
         keys[node].clone(),
@@ -476,14 +486,80 @@ fn a_street_restarted_mid_relay_sends_what_it_had_stored_and_the_village_plays_i
             _ => None,
         })
         .max();
-    // The street process dies; a new one starts from what it stored.
-    let mut street = relay_for(STREET, &net.keys, net.now, reserved);
+    // The street process dies; a new one starts from what it stored: the frames still
+    // queued (not those marked done since), the replay memory, the reservation.
+    let done: Vec<(String, u32)> = net
+        .persisted
+        .iter()
+        .filter(|(n, _)| *n == STREET)
+        .filter_map(|(_, p)| match p {
+            Persist::Done { link, sequence, .. } => Some((link.clone(), *sequence)),
+            _ => None,
+        })
+        .collect();
+    let replay = net
+        .persisted
+        .iter()
+        .rev()
+        .find_map(|(n, p)| match (n, p) {
+            (&STREET, Persist::Replay(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut street = relay_with_replay(STREET, &net.keys, net.now, reserved, replay);
     for (link, bytes) in stored {
-        street.restore(&link, bytes, net.now);
+        let sequence = decode(&bytes).expect("frame").header.sequence;
+        if !done.contains(&(link.clone(), sequence)) {
+            street.restore(&link, bytes, net.now);
+        }
     }
     net.relays[STREET] = street;
     net.cut.clear();
     net.run(40);
     assert_eq!(net.alerts_delivered_at(VILLAGE), vec![(9, BearerKind::Ip)]);
     assert_eq!(net.queued(STREET), 0);
+}
+
+#[test]
+fn a_village_link_key_cannot_speak_for_the_district() {
+    let mut net = Net::new();
+    net.run(2);
+    // Whoever holds the village's link key tags an alert in the district's name and sends
+    // it up the village's link.
+    let header = Header {
+        origin: area("410503"),
+        sequence: 700,
+        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
+        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
+    };
+    let body = Body::Alert(Alert {
+        number: 70,
+        level: Level::Red,
+        targets: vec![area("410503001")],
+        content: Content::Text("假警报".into()),
+    });
+    let village_key = LinkKey::from_bytes([2; 32]);
+    let forged =
+        seal(&header, &body, Sealer::Hmac(&village_key, TagLength::Eight)).expect("sealed");
+    net.relays[STREET].on_message("village-1", BearerKind::Ip, &forged, net.now, net.utc);
+    net.settle();
+    assert_eq!(net.refused, vec![(STREET, "wrong_direction")]);
+    assert!(net.alerts_delivered_at(STREET).is_empty());
+    assert!(net.alerts_delivered_at(VILLAGE).is_empty());
+}
+
+#[test]
+fn with_ip_dead_the_next_deadline_is_never_in_the_past() {
+    let mut net = Net::new();
+    net.run(2);
+    net.cut.insert((0, BearerKind::Ip));
+    net.alert(11, "红色预警");
+    for _ in 0..120 {
+        net.run(1);
+        for relay in &net.relays {
+            if let Some(at) = relay.next_deadline() {
+                assert!(at >= net.now, "a deadline already past: a busy loop");
+            }
+        }
+    }
 }
