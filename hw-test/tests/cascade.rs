@@ -23,7 +23,7 @@ struct Node {
     api: String,
     /// The network namespace the node runs in, if any.
     netns: Option<String>,
-    _process: Supervised,
+    process: Supervised,
 }
 
 /// `program`, inside `netns` when given.
@@ -39,6 +39,18 @@ fn command_in(netns: Option<&str>, program: &Path) -> Command {
 }
 
 impl Node {
+    /// Kills the node with SIGKILL, then starts it again on the same configuration.
+    fn kill_and_restart(&mut self, name: &str) {
+        self.process.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.process.wait(Duration::from_secs(10));
+        self.process = run(
+            &self.dir,
+            name,
+            self.netns.as_deref(),
+            "daemon-after-kill.log",
+        );
+    }
+
     fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let (emcomm, _) = common::binaries();
         let out = command_in(self.netns.as_deref(), &emcomm)
@@ -83,6 +95,16 @@ fn start(dir: &Path, name: &str, config: &str, netns: Option<&str>) -> Node {
     let api_port = free_port_pair().expect("port");
     let config = config.replace("API", &format!("127.0.0.1:{api_port}"));
     std::fs::write(dir.join("node.toml"), config).expect("config");
+    Node {
+        dir: dir.to_path_buf(),
+        api: format!("http://127.0.0.1:{api_port}"),
+        netns: netns.map(str::to_owned),
+        process: run(dir, name, netns, "daemon.log"),
+    }
+}
+
+/// Runs `emcomm run` on the node's configuration in `dir`, its journal to `log`.
+fn run(dir: &Path, name: &str, netns: Option<&str>, log: &str) -> Supervised {
     let (emcomm, _) = common::binaries();
     let mut child = command_in(netns, &emcomm)
         .args(["run", "--config"])
@@ -94,17 +116,12 @@ fn start(dir: &Path, name: &str, config: &str, netns: Option<&str>) -> Node {
         .expect("emcomm run");
     let ready = watch(
         child.stderr.take().expect("stderr"),
-        dir.join("daemon.log"),
+        dir.join(log),
         "control API listening",
     );
     let process = Supervised::new(name, child);
     await_ready(name, &ready, Duration::from_secs(30)).expect("daemon up");
-    Node {
-        dir: dir.to_path_buf(),
-        api: format!("http://127.0.0.1:{api_port}"),
-        netns: netns.map(str::to_owned),
-        _process: process,
-    }
+    process
 }
 
 fn relay(dir: &Path, name: &str, listen: u16, to: u16) -> Supervised {
@@ -133,6 +150,30 @@ fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
         assert!(Instant::now() < end, "gave up waiting: {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Four fault relays on the loopback, one each way between district and street and
+/// between street and village (cut with `dir/FROM-TO.cut`), and the addresses that go
+/// through them.
+fn loopback(dir: &Path) -> (Vec<Supervised>, Addresses) {
+    let ports: Vec<u16> = (0..7).map(|_| free_port_pair().expect("port")).collect();
+    let local = |port: u16| format!("127.0.0.1:{port}");
+    let relays = vec![
+        relay(dir, "street-district", ports[3], ports[0]),
+        relay(dir, "district-street", ports[4], ports[1]),
+        relay(dir, "village-street", ports[5], ports[1]),
+        relay(dir, "street-village", ports[6], ports[2]),
+    ];
+    let at = Addresses {
+        district: local(ports[0]),
+        street: local(ports[1]),
+        village: local(ports[2]),
+        street_to_district: local(ports[3]),
+        district_to_street: local(ports[4]),
+        village_to_street: local(ports[5]),
+        street_to_village: local(ports[6]),
+    };
+    (relays, at)
 }
 
 /// Where each node listens for frames and where it sends them to each neighbour.
@@ -262,21 +303,7 @@ fn a_field_report_reaches_the_district_over_ip_and_over_beidou_when_ip_is_cut() 
     let dir = common::scratch("cascade-report");
     // Frames between two nodes go through a fault relay each way, so a test can cut a
     // link; a node sends to its peer's relay and hears the peer from the other relay.
-    let ports: Vec<u16> = (0..7).map(|_| free_port_pair().expect("port")).collect();
-    let local = |port: u16| format!("127.0.0.1:{port}");
-    let _r1 = relay(&dir, "street-district", ports[3], ports[0]);
-    let _r2 = relay(&dir, "district-street", ports[4], ports[1]);
-    let _r3 = relay(&dir, "village-street", ports[5], ports[1]);
-    let _r4 = relay(&dir, "street-village", ports[6], ports[2]);
-    let at = Addresses {
-        district: local(ports[0]),
-        street: local(ports[1]),
-        village: local(ports[2]),
-        street_to_district: local(ports[3]),
-        district_to_street: local(ports[4]),
-        village_to_street: local(ports[5]),
-        street_to_village: local(ports[6]),
-    };
+    let (_relays, at) = loopback(&dir);
     let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
     let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
     let district = start(&dir.join("district"), "district", &district, None);
@@ -365,4 +392,137 @@ fn between_network_namespaces_a_report_goes_by_beidou_while_the_veth_is_down_and
         third["bearer"], "ip",
         "back on IP once the link heals: {third}"
     );
+}
+
+#[test]
+fn a_street_killed_with_a_report_queued_sends_it_after_its_restart_and_the_district_lists_it_once()
+{
+    let dir = common::scratch("cascade-sigkill");
+    let (_relays, at) = loopback(&dir);
+    // Terminals that reach nobody: with IP cut, the street has no way up.
+    let (_bd_d, bd_d_link) = common::start_sim("beidou", "beidou simulator", &dir, "bd-d", &[]);
+    let (_bd_s, bd_s_link) = common::start_sim("beidou", "beidou simulator", &dir, "bd-s", &[]);
+    let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let district = start(&dir.join("district"), "district", &district, None);
+    let mut street = start(&dir.join("street"), "street", &street, None);
+    let village = start(&dir.join("village"), "village", &village, None);
+    wait_until(
+        "the street's link up on IP",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(dir.join("street/daemon.log"))
+                .is_ok_and(|l| l.contains("cascade link route link=district bearer=Ip"))
+        },
+    );
+    for cut in ["street-district.cut", "district-street.cut"] {
+        std::fs::write(dir.join(cut), b"").expect("cut");
+    }
+    let (code, out, err) = village.cli(&["report", "send", "7组：房屋倒塌"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    wait_until(
+        "the report stored at the street",
+        Duration::from_secs(20),
+        || street.reports().len() == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(district.reports().is_empty(), "it has no way up yet");
+
+    street.kill_and_restart("street");
+    for cut in ["street-district.cut", "district-street.cut"] {
+        std::fs::remove_file(dir.join(cut)).expect("heal");
+    }
+    wait_until(
+        "the report at the district after the restart",
+        Duration::from_secs(60),
+        || district.reports().len() == 1,
+    );
+    assert_eq!(district.reports()[0]["text"], "7组：房屋倒塌");
+    std::thread::sleep(Duration::from_secs(5));
+    let log = std::fs::read_to_string(dir.join("district/daemon.log")).expect("log");
+    assert_eq!(log.matches("field report received").count(), 1, "{log}");
+    let restarted = std::fs::read_to_string(dir.join("street/daemon-after-kill.log")).expect("log");
+    assert!(
+        restarted.contains("cascade frames queued before the restart go again"),
+        "{restarted}"
+    );
+}
+
+#[test]
+fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_district() {
+    use gateway::cascade::auth::{Sealer, seal};
+    use gateway::cascade::frame::{Body, FieldReport, Header, Timestamp};
+    use gateway::cascade::keys::NodeKey;
+
+    let dir = common::scratch("cascade-forged");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let district = start(&dir.join("district"), "district", &district, None);
+    let _street = start(&dir.join("street"), "street", &street, None);
+    let _village = start(&dir.join("village"), "village", &village, None);
+
+    let village_key = NodeKey::load(&dir.join("keys/village.sm2.key")).expect("the village's key");
+    let stranger = NodeKey::generate().expect("a key nobody trusts");
+    let now = chrono::Utc::now();
+    let header = |origin: &str, sequence: u32, from: i64, until: i64| Header {
+        origin: origin.parse().expect("area"),
+        sequence,
+        valid_from: Timestamp::from_datetime(now + chrono::Duration::seconds(from)).expect("t"),
+        valid_until: Timestamp::from_datetime(now + chrono::Duration::seconds(until)).expect("t"),
+    };
+    let report = |text: &str| Body::FieldReport(FieldReport { text: text.into() });
+    let frames = [
+        // In the village's name, signed by a stranger.
+        seal(
+            &header("410503001001", 9000, 0, 3600),
+            &report("伪造"),
+            Sealer::Sm2(&stranger),
+        ),
+        // From a division nobody configured.
+        seal(
+            &header("410599001001", 1, 0, 3600),
+            &report("陌生"),
+            Sealer::Sm2(&stranger),
+        ),
+        // The village's own key, but expired an hour ago.
+        seal(
+            &header("410503001001", 9001, -7200, -3600),
+            &report("过期"),
+            Sealer::Sm2(&village_key),
+        ),
+        // Genuine: sent twice, a replay the second time.
+        seal(
+            &header("410503001001", 9002, 0, 3600),
+            &report("真实报告"),
+            Sealer::Sm2(&village_key),
+        ),
+    ];
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for frame in &frames {
+        socket
+            .send_to(frame.as_ref().expect("sealed"), &at.street)
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until(
+        "the genuine report at the district",
+        Duration::from_secs(30),
+        || district.reports().len() == 1,
+    );
+    socket
+        .send_to(frames[3].as_ref().expect("sealed"), &at.street)
+        .expect("replayed");
+    std::thread::sleep(Duration::from_secs(4));
+    let reports = district.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["text"], "真实报告");
+    let log = std::fs::read_to_string(dir.join("street/daemon.log")).expect("log");
+    for code in ["bad_signature", "unknown_origin", "expired"] {
+        assert!(
+            log.contains(&format!("code=\"{code}\"")) || log.contains(&format!("code={code}")),
+            "{code}: {log}"
+        );
+    }
+    let district_log = std::fs::read_to_string(dir.join("district/daemon.log")).expect("log");
+    assert_eq!(district_log.matches("field report received").count(), 1);
 }
