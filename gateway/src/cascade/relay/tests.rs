@@ -257,6 +257,26 @@ impl Net {
     }
 }
 
+/// A header in the district's name, valid for the next hour.
+fn district_header(net: &Net, sequence: u32) -> Header {
+    Header {
+        origin: area("410503"),
+        sequence,
+        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
+        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
+    }
+}
+
+/// A red alert for `target`.
+fn red_alert(number: u32, target: &str, text: &str) -> Body {
+    Body::Alert(Alert {
+        number,
+        level: Level::Red,
+        targets: vec![area(target)],
+        content: Content::Text(text.into()),
+    })
+}
+
 #[test]
 fn an_alert_goes_down_over_ip_is_played_at_the_village_once_and_every_hop_acknowledges() {
     let mut net = Net::new();
@@ -361,18 +381,8 @@ fn forged_tampered_and_unknown_frames_are_refused_and_never_delivered() {
     net.alert(4, "红色预警");
     let before = net.delivered.len();
     let stranger = NodeKey::generate().expect("key");
-    let body = Body::Alert(Alert {
-        number: 99,
-        level: Level::Red,
-        targets: vec![area("410503001001")],
-        content: Content::Text("假警报".into()),
-    });
-    let header = Header {
-        origin: area("410503"),
-        sequence: 500,
-        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
-        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
-    };
+    let body = red_alert(99, "410503001001", "假警报");
+    let header = district_header(&net, 500);
     // Signed by a key nobody trusts, in the district's name.
     let forged = seal(&header, &body, Sealer::Sm2(&stranger)).expect("sealed");
     net.relays[STREET].on_message("village-1", BearerKind::Ip, &forged, net.now, net.utc);
@@ -433,18 +443,8 @@ fn a_replayed_frame_is_acknowledged_but_not_played_again() {
     net.alert(5, "红色预警");
     net.run(3);
     // Every message the street got from the district, again, a minute later.
-    let header = Header {
-        origin: area("410503"),
-        sequence: 900,
-        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
-        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
-    };
-    let body = Body::Alert(Alert {
-        number: 6,
-        level: Level::Red,
-        targets: vec![area("410503001001")],
-        content: Content::Text("红色预警".into()),
-    });
+    let header = district_header(&net, 900);
+    let body = red_alert(6, "410503001001", "红色预警");
     let genuine = seal(&header, &body, Sealer::Sm2(&net.keys[DISTRICT])).expect("sealed");
     net.relays[STREET].on_message("district", BearerKind::Ip, &genuine, net.now, net.utc);
     net.run(3);
@@ -526,18 +526,8 @@ fn a_village_link_key_cannot_speak_for_the_district() {
     net.run(2);
     // Whoever holds the village's link key tags an alert in the district's name and sends
     // it up the village's link.
-    let header = Header {
-        origin: area("410503"),
-        sequence: 700,
-        valid_from: Timestamp::from_datetime(net.utc).expect("time"),
-        valid_until: Timestamp::from_datetime(net.utc + chrono::Duration::hours(1)).expect("time"),
-    };
-    let body = Body::Alert(Alert {
-        number: 70,
-        level: Level::Red,
-        targets: vec![area("410503001")],
-        content: Content::Text("假警报".into()),
-    });
+    let header = district_header(&net, 700);
+    let body = red_alert(70, "410503001", "假警报");
     let village_key = LinkKey::from_bytes([2; 32]);
     let forged =
         seal(&header, &body, Sealer::Hmac(&village_key, TagLength::Eight)).expect("sealed");
