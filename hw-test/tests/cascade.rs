@@ -526,3 +526,48 @@ fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_
     let district_log = std::fs::read_to_string(dir.join("district/daemon.log")).expect("log");
     assert_eq!(district_log.matches("field report received").count(), 1);
 }
+
+#[test]
+fn an_alert_accepted_at_the_district_goes_down_the_cascade_as_a_frame_once() {
+    let dir = common::scratch("cascade-alert");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    // An alert district: its voice goes to an address nobody listens on, its frames down
+    // the cascade.
+    let district = format!(
+        "{district}\n[alerts]\nstate_dir = \"state\"\nattention = \"none\"\ngap_ms = 200\nrepeat = 1\n\n\
+         [[downstream]]\nname = \"street-1\"\naddress = \"127.0.0.1:{}\"\ncodec = \"opus\"\narea = \"410503001\"\n",
+        free_port_pair().expect("port")
+    );
+    let mut district = start(&dir.join("district"), "district", &district, None);
+    let _street = start(&dir.join("street"), "street", &street, None);
+    let _village = start(&dir.join("village"), "village", &village, None);
+    let (code, out, err) = district.cli(&[
+        "alert",
+        "send",
+        "--text",
+        "山洪预警：沿河村民立即转移到高处。",
+        "--level",
+        "blue",
+        "--area",
+        "410503001",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let received = |node: &str| {
+        std::fs::read_to_string(dir.join(node).join("daemon.log"))
+            .unwrap_or_default()
+            .matches("alert received down the cascade")
+            .count()
+    };
+    wait_until("the alert at the village", Duration::from_secs(60), || {
+        received("village") == 1
+    });
+    assert_eq!(received("street"), 1, "the street is in its area too");
+    let village_log = std::fs::read_to_string(dir.join("village/daemon.log")).expect("log");
+    assert!(village_log.contains("山洪预警"), "{village_log}");
+    // A restart renders the alert again; it is not sent down again.
+    district.kill_and_restart("district");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(received("village"), 1);
+}

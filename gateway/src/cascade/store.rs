@@ -3,6 +3,8 @@
 //!
 //! * `queued`: frames waiting for a link's acknowledgement, as bytes;
 //! * `state`: the replay memory (JSON) and this node's sequence reservation;
+//! * `originated`: this node's alerts and cancels already sent down, so a restart does
+//!   not send them again;
 //! * `reports`: field reports that reached this node.
 //!
 //! Every [`Persist`] is one statement, committed when [`CascadeStore::apply`] returns.
@@ -30,6 +32,9 @@ CREATE TABLE IF NOT EXISTS queued (
 CREATE TABLE IF NOT EXISTS state (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS originated (
+    key INTEGER PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY,
@@ -162,6 +167,21 @@ impl CascadeStore {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| StoreError::Sequence(v)),
         }
+    }
+
+    /// Whether this node already sent its alert (or cancel) `key` down the cascade.
+    pub fn originated(&self, key: u32) -> Result<bool, StoreError> {
+        Ok(self
+            .connection
+            .query_row("SELECT 1 FROM originated WHERE key = ?1", [key], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn mark_originated(&self, key: u32) -> Result<(), StoreError> {
+        self.connection
+            .execute("INSERT OR IGNORE INTO originated (key) VALUES (?1)", [key])?;
+        Ok(())
     }
 
     /// Keeps a field report that reached this node; a second copy is ignored.

@@ -32,12 +32,26 @@ use crate::cascade::replay::SequenceAllocator;
 use crate::cascade::store::{CascadeStore, StoredReport};
 use crate::config::{CascadeConfig, Config};
 
-/// A request from the API.
+/// A request from the API or the node's alert playout.
 pub enum Request {
     /// Send a field report up: answers its sequence number.
     Report {
         text: String,
         reply: oneshot::Sender<Result<u32, String>>,
+    },
+    /// Send this node's alert `number` down, once: a second request for the same number
+    /// (the node restarted and renders it again) is not sent again.
+    Alert {
+        number: u32,
+        level: crate::alert::model::Level,
+        targets: Vec<AreaCode>,
+        text: String,
+        valid_until: chrono::DateTime<Utc>,
+    },
+    /// Stop this node's alert `number` everywhere below.
+    Cancel {
+        number: u32,
+        valid_until: chrono::DateTime<Utc>,
     },
 }
 
@@ -375,6 +389,42 @@ impl Task {
                     }
                     continue;
                 }
+                Woke::Request(Request::Alert {
+                    number,
+                    level,
+                    targets,
+                    text,
+                    valid_until,
+                }) => {
+                    let body = Body::Alert(crate::cascade::frame::Alert {
+                        number,
+                        level,
+                        targets,
+                        content: crate::cascade::frame::Content::Text(text),
+                    });
+                    if !self
+                        .originate_once(number, body, valid_until, now, utc)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Woke::Request(Request::Cancel {
+                    number,
+                    valid_until,
+                }) => {
+                    let body = Body::Cancel(crate::cascade::frame::Cancel { number });
+                    // A cancel is its own frame; its number is the alert's, so it is kept
+                    // apart from the alert's record by a high bit.
+                    if !self
+                        .originate_once(number | 1 << 31, body, valid_until, now, utc)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
                 Woke::Deadline => self.relay.poll(now, utc),
             }
             if !self.act().await {
@@ -409,6 +459,57 @@ impl Task {
         self.learned.retain(|(_, l)| *l != link);
         self.learned.push((from, link.clone()));
         Some(link)
+    }
+
+    /// Originates `body` unless `key` was originated before (across restarts), then
+    /// stores that it was; `false` when the store failed and the task must stop.
+    async fn originate_once(
+        &mut self,
+        key: u32,
+        body: Body,
+        valid_until: chrono::DateTime<Utc>,
+        now: std::time::Instant,
+        utc: chrono::DateTime<Utc>,
+    ) -> bool {
+        let store = self.store.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            let store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.originated(key)
+        })
+        .await;
+        match seen {
+            Ok(Ok(true)) => return true,
+            Ok(Ok(false)) => {}
+            _ => {
+                error!("cannot read the cascade's record of alerts sent: the cascade stops");
+                return false;
+            }
+        }
+        let kind = body.kind().as_str();
+        match self.relay.originate(body, valid_until.max(utc), utc, now) {
+            Ok(sequence) => info!(
+                number = key & 0x7fff_ffff,
+                sequence, kind, "sent down the cascade"
+            ),
+            Err(e) => {
+                warn!(error = %e, kind, "cannot send down the cascade");
+                return true;
+            }
+        }
+        if !self.act().await {
+            return false;
+        }
+        let store = self.store.clone();
+        let marked = tokio::task::spawn_blocking(move || {
+            let store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.mark_originated(key)
+        })
+        .await;
+        matches!(marked, Ok(Ok(())))
     }
 
     /// Does what the relay asked, in its order; `false` when the store failed, after
@@ -555,6 +656,16 @@ impl Task {
                 })
                 .await;
                 matches!(stored, Ok(Ok(())))
+            }
+            Body::Alert(alert) | Body::Update(alert) => {
+                let text = match &alert.content {
+                    crate::cascade::frame::Content::Text(t) => t.clone(),
+                    crate::cascade::frame::Content::Audio(a) => format!("(audio {a})"),
+                };
+                // Playing an alert that came as a frame is not wired yet: said loudly.
+                warn!(%origin, number = alert.number, level = %alert.level, %link, bearer = ?bearer, %text,
+                    "alert received down the cascade (not played here: playout of alert frames is not wired yet)");
+                true
             }
             body => {
                 info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered");

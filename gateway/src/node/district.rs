@@ -134,7 +134,11 @@ pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
 /// Runs the node until SIGINT or SIGTERM.
 /// Runs an alert node; `routes` are the other routes of its API, when it patches
 /// radios or has satellite terminals too.
-pub async fn run(config: Config, routes: Option<axum::Router>) -> Result<(), NodeError> {
+pub async fn run(
+    config: Config,
+    routes: Option<axum::Router>,
+    cascade: Option<super::cascade::CascadeHandle>,
+) -> Result<(), NodeError> {
     let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
         return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
     };
@@ -244,6 +248,7 @@ pub async fn run(config: Config, routes: Option<axum::Router>) -> Result<(), Nod
         live_events,
         opus_payload_type: config.opus_payload_type,
         cancelled: HashSet::new(),
+        cascade,
     };
     playout.by_rtcp = playout
         .outputs
@@ -334,6 +339,10 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The text an alert frame carries at most, bytes: two BeiDou fragments' worth with its
+/// header and tag, a minute or two over a narrow bearer.
+const NARROW_TEXT_BYTES: usize = 96;
+
 struct Playout {
     rtp: UdpSocket,
     rtcp: UdpSocket,
@@ -366,6 +375,8 @@ struct Playout {
     /// Alerts cancelled while this node runs: a render that finishes after the
     /// cancel must not schedule them.
     cancelled: HashSet<i64>,
+    /// The cascade, where alerts also go down as frames (`[cascade]`).
+    cascade: Option<super::cascade::CascadeHandle>,
 }
 
 impl Playout {
@@ -459,6 +470,13 @@ impl Playout {
             Command::Cancelled(id) => {
                 // Plays that finished before the cancel still await their receipts.
                 self.cancelled.insert(id);
+                if let (Some(cascade), Ok(number)) = (&self.cascade, u32::try_from(id)) {
+                    let valid_until = self.clock.now() + chrono::Duration::hours(1);
+                    let _ = cascade.requests.send(super::cascade::Request::Cancel {
+                        number,
+                        valid_until,
+                    });
+                }
                 let events = self.scheduler.cancel(id, self.clock.now());
                 self.apply(events).await;
             }
@@ -521,8 +539,29 @@ impl Playout {
         };
         self.programmes.insert(id, programme.samples.clone());
         self.purposes.insert(id, record.alert.purpose);
+        self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());
         self.apply(events).await;
+    }
+
+    /// Hands alert `id` to the cascade, as the text the narrow bearers carry; the
+    /// cascade sends each alert once, across restarts too. A live broadcast has no text
+    /// to send.
+    fn send_down_the_cascade(&self, id: i64, alert: &crate::alert::intake::Admitted) {
+        let (Some(cascade), Ok(number)) = (&self.cascade, u32::try_from(id)) else {
+            return;
+        };
+        if alert.broadcast.is_some() || alert.kind != crate::alert::intake::Kind::Alert {
+            return;
+        }
+        let text = crate::alert::shorten::narrow_text(alert, |t| t.len() <= NARROW_TEXT_BYTES);
+        let _ = cascade.requests.send(super::cascade::Request::Alert {
+            number,
+            level: alert.level,
+            targets: alert.areas.clone(),
+            text,
+            valid_until: alert.expires,
+        });
     }
 
     /// Records that alert `id` failed, and why.

@@ -142,7 +142,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                 .into_iter()
                 .flatten()
                 .reduce(axum::Router::merge);
-                district::run(config.clone(), routes).await
+                district::run(
+                    config.clone(),
+                    routes,
+                    cascade.as_ref().map(|c| c.handle.clone()),
+                )
+                .await
             }
             Tier::District => origin::run(config.clone()).await,
             Tier::Street | Tier::Village => {
