@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use hw_test::process::{Supervised, await_ready, free_port_pair, watch};
 use serde_json::Value;
 
+/// The tests here run one at a time: each binds many ports, chosen free before they are
+/// bound, and the fault relays' own sockets take ephemeral ports that another test may
+/// have just chosen.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const OPERATORS: &str =
     "[[operator]]\nname = \"li.na\"\nrole = \"operator\"\ntoken = \"operator-token-0123456789\"\n";
 
@@ -300,6 +311,7 @@ fn report_reaches_district(village: &Node, district: &Node, text: &str, count: u
 
 #[test]
 fn a_field_report_reaches_the_district_over_ip_and_over_beidou_when_ip_is_cut() {
+    let _serial = one_at_a_time();
     let dir = common::scratch("cascade-report");
     // Frames between two nodes go through a fault relay each way, so a test can cut a
     // link; a node sends to its peer's relay and hears the peer from the other relay.
@@ -336,6 +348,7 @@ fn a_field_report_reaches_the_district_over_ip_and_over_beidou_when_ip_is_cut() 
 #[test]
 fn between_network_namespaces_a_report_goes_by_beidou_while_the_veth_is_down_and_by_ip_again_after()
 {
+    let _serial = one_at_a_time();
     let dir = common::scratch("cascade-netns");
     let mut lab = hw_test::netns::Lab::new("cas").expect("a lab (root and iproute2)");
     let hosts: Vec<_> = ["d", "s", "v"]
@@ -397,6 +410,7 @@ fn between_network_namespaces_a_report_goes_by_beidou_while_the_veth_is_down_and
 #[test]
 fn a_street_killed_with_a_report_queued_sends_it_after_its_restart_and_the_district_lists_it_once()
 {
+    let _serial = one_at_a_time();
     let dir = common::scratch("cascade-sigkill");
     let (_relays, at) = loopback(&dir);
     // Terminals that reach nobody: with IP cut, the street has no way up.
@@ -449,6 +463,7 @@ fn a_street_killed_with_a_report_queued_sends_it_after_its_restart_and_the_distr
 
 #[test]
 fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_district() {
+    let _serial = one_at_a_time();
     use gateway::cascade::auth::{Sealer, seal};
     use gateway::cascade::frame::{Body, FieldReport, Header, Timestamp};
     use gateway::cascade::keys::NodeKey;
@@ -529,6 +544,7 @@ fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_
 
 #[test]
 fn an_alert_accepted_at_the_district_goes_down_the_cascade_as_a_frame_once() {
+    let _serial = one_at_a_time();
     let dir = common::scratch("cascade-alert");
     let (_relays, at) = loopback(&dir);
     let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
