@@ -103,7 +103,7 @@ fn start(dir: &Path, name: &str, config: &str, netns: Option<&str>) -> Node {
     std::fs::create_dir_all(dir).expect("node folder");
     std::fs::write(dir.join("operators.toml"), OPERATORS).expect("operators");
     std::fs::write(dir.join("operator.token"), "operator-token-0123456789").expect("token");
-    let api_port = free_port_pair().expect("port");
+    let api_port = free_tcp_port();
     let config = config.replace("API", &format!("127.0.0.1:{api_port}"));
     std::fs::write(dir.join("node.toml"), config).expect("config");
     Node {
@@ -112,6 +112,14 @@ fn start(dir: &Path, name: &str, config: &str, netns: Option<&str>) -> Node {
         netns: netns.map(str::to_owned),
         process: run(dir, name, netns, "daemon.log"),
     }
+}
+
+/// A TCP port free now on the loopback, for a control API.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
 }
 
 /// Runs `emcomm run` on the node's configuration in `dir`, its journal to `log`.
