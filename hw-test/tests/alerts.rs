@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{Speaker, spawn_speaker};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,49 +19,6 @@ const OPERATOR: &str = "test-operator-token-0123456789";
 const SUPERVISOR: &str = "test-supervisor-token-0123456789";
 const VIEWER: &str = "test-viewer-token-0123456789";
 const STREET: &str = "test-street-token-0123456789";
-
-/// Starts a loudspeaker simulator that takes every stream; it and its RTP port.
-fn spawn_speaker(dir: &Path, speaker: &str, codec: &str) -> (Speaker, u16) {
-    let (_, bench) = common::binaries();
-    let port = free_port_pair().expect("ports");
-    let wav = dir.join(format!("{speaker}.wav"));
-    let log = dir.join(format!("{speaker}.log"));
-    let mut child = Command::new(&bench)
-        .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--codec", codec, "--name", speaker, "--streams", "0"])
-        .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "2"])
-        .arg("--wav")
-        .arg(&wav)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("speaker starts");
-    let ready = watch(
-        child.stdout.take().expect("stdout"),
-        dir.join(format!("{speaker}.out")),
-        "listening",
-    );
-    let _ = watch(child.stderr.take().expect("stderr"), log.clone(), "");
-    let process = Supervised::new(speaker, child);
-    await_ready(speaker, &ready, Duration::from_secs(20)).expect("speaker ready");
-    (
-        Speaker {
-            name: speaker.to_string(),
-            wav,
-            log,
-            _process: process,
-        },
-        port,
-    )
-}
-
-/// A loudspeaker simulator taking every stream that comes.
-struct Speaker {
-    name: String,
-    wav: PathBuf,
-    log: PathBuf,
-    _process: Supervised,
-}
 
 /// One district node with its loudspeakers, in a scratch folder.
 struct Bench {

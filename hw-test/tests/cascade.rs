@@ -4,7 +4,10 @@
 //! street, a pair of simulated BeiDou terminals (1 s service interval) as the fallback.
 //!
 //! A field report sent at the village reaches the district over IP, then, with the
-//! street's IP link to the district cut, over BeiDou; the district lists each once.
+//! street's IP link to the district cut, over BeiDou; the district lists each once. An
+//! alert sent at the district with that link cut plays at street and village, each
+//! loudspeaker's receipt reaches the district by area and bearer, and a street killed
+//! and restarted plays nothing twice.
 
 mod common;
 
@@ -223,11 +226,12 @@ fn configs(dir: &Path, at: &Addresses, links: (&Path, &Path)) -> (String, String
         k("village.sm2.pub")
     );
     let head = |name: &str, tier: &str, area: &str, listen: &str| {
+        // Receivers report often, so receipts come soon after a play.
         let rtp = if tier == "district" {
-            String::new()
+            "[rtp]\nrtcp_interval_ms = 500\n\n".to_string()
         } else {
             format!(
-                "[rtp]\nlisten = \"127.0.0.1:{}\"\n\n",
+                "[rtp]\nlisten = \"127.0.0.1:{}\"\nrtcp_interval_ms = 500\n\n",
                 free_port_pair().expect("port")
             )
         };
@@ -567,23 +571,8 @@ fn an_alert_accepted_at_the_district_goes_down_the_cascade_as_a_frame_once() {
     let mut district = start(&dir.join("district"), "district", &district, None);
     let _street = start(&dir.join("street"), "street", &street, None);
     let _village = start(&dir.join("village"), "village", &village, None);
-    let (code, out, err) = district.cli(&[
-        "alert",
-        "send",
-        "--text",
-        "山洪预警：沿河村民立即转移到高处。",
-        "--level",
-        "blue",
-        "--area",
-        "410503001",
-    ]);
-    assert_eq!(code, Some(0), "{out}{err}");
-    let received = |node: &str| {
-        std::fs::read_to_string(dir.join(node).join("daemon.log"))
-            .unwrap_or_default()
-            .matches("alert received down the cascade")
-            .count()
-    };
+    send_flood_warning(&district);
+    let received = |node: &str| logged(&dir, node, "alert received down the cascade");
     wait_until("the alert at the village", Duration::from_secs(60), || {
         received("village") == 1
     });
@@ -594,4 +583,134 @@ fn an_alert_accepted_at_the_district_goes_down_the_cascade_as_a_frame_once() {
     district.kill_and_restart("district");
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(received("village"), 1);
+}
+
+/// `[alerts]` for a node that plays alerts itself, and one `[[downstream]]` table.
+const ALERTS: &str =
+    "\n[alerts]\nstate_dir = \"state\"\nattention = \"none\"\ngap_ms = 200\nrepeat = 1\n";
+
+fn downstream(name: &str, port: u16, area: &str, kind: &str) -> String {
+    format!(
+        "\n[[downstream]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ncodec = \"opus\"\n\
+         area = \"{area}\"\nkind = \"{kind}\"\n"
+    )
+}
+
+/// How many times `what` is in the journals of the node in `dir/node`, before and after
+/// a restart.
+fn logged(dir: &Path, node: &str, what: &str) -> usize {
+    ["daemon.log", "daemon-after-kill.log"]
+        .iter()
+        .map(|log| {
+            std::fs::read_to_string(dir.join(node).join(log))
+                .unwrap_or_default()
+                .matches(what)
+                .count()
+        })
+        .sum()
+}
+
+/// Sends a blue flood warning for the street at the district; its alert number.
+fn send_flood_warning(district: &Node) -> i64 {
+    let (code, out, err) = district.cli(&[
+        "alert",
+        "send",
+        "--json",
+        "--text",
+        "山洪预警：沿河村民立即转移到高处。",
+        "--level",
+        "blue",
+        "--area",
+        "410503001",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    serde_json::from_str::<Value>(&out).expect("json")["id"]
+        .as_i64()
+        .expect("id")
+}
+
+#[test]
+fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_receipts_reach_the_district()
+ {
+    let _serial = one_at_a_time();
+    let dir = common::scratch("cascade-alert-plays");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let (_street_pole, street_port) = common::spawn_speaker(&dir, "street-pole", "opus");
+    let (_village_pole, village_port) = common::spawn_speaker(&dir, "village-pole", "opus");
+    // The district's street is a gateway it reaches by frames (its voice address is
+    // dead); street and village play what comes down the cascade on their own poles.
+    let dead = free_port_pair().expect("port");
+    let district = format!(
+        "{district}{ALERTS}{}",
+        downstream("street-1", dead, "410503001", "gateway")
+    );
+    let street = format!(
+        "{street}{ALERTS}{}",
+        downstream("street-pole", street_port, "410503001", "loudspeaker")
+    );
+    let village = format!(
+        "{village}{ALERTS}{}",
+        downstream("village-pole", village_port, "410503001001", "loudspeaker")
+    );
+    let district = start(&dir.join("district"), "district", &district, None);
+    let mut street = start(&dir.join("street"), "street", &street, None);
+    let _village = start(&dir.join("village"), "village", &village, None);
+
+    for cut in ["street-district.cut", "district-street.cut"] {
+        std::fs::write(dir.join(cut), b"").expect("cut");
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let id = send_flood_warning(&district).to_string();
+    let areas = || {
+        let (code, out, err) = district.cli(&["alert", "status", &id, "--json"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let view: Value = serde_json::from_str(&out).expect("json");
+        view["area_receipts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_until(
+        "both receipts at the district",
+        Duration::from_secs(150),
+        || areas().len() == 2,
+    );
+    let areas = areas();
+    let brief: Vec<(String, u64, u64, String)> = areas
+        .iter()
+        .map(|a| {
+            (
+                a["area"].as_str().unwrap_or_default().to_string(),
+                a["played"].as_u64().unwrap_or_default(),
+                a["loudspeakers"].as_u64().unwrap_or_default(),
+                a["bearer"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("410503001".to_string(), 1, 1, "beidou".to_string()),
+            ("410503001001".to_string(), 1, 1, "ip".to_string()),
+        ],
+        "the street heard it over BeiDou, the village from the street over IP"
+    );
+
+    // IP heals and the street is killed and started again: nothing plays twice.
+    for cut in ["street-district.cut", "district-street.cut"] {
+        std::fs::remove_file(dir.join(cut)).expect("heal");
+    }
+    street.kill_and_restart("street");
+    std::thread::sleep(Duration::from_secs(8));
+    for node in ["street", "village"] {
+        let accepted = logged(&dir, node, "alert from the cascade accepted");
+        assert_eq!(accepted, 1, "{node} took the alert once");
+        assert_eq!(
+            logged(&dir, node, "play started"),
+            1,
+            "{node} played it once"
+        );
+    }
 }

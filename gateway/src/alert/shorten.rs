@@ -46,6 +46,19 @@ fn lead(level: Level, purpose: Purpose, language: &str) -> String {
     format!("{mark}{level}")
 }
 
+/// The purpose a shortened text's mark declares (rule 1), as a node that receives the
+/// text down the cascade plays it: a text without a mark is an actual alert.
+pub fn purpose_of(text: &str) -> Purpose {
+    let text = text.trim_start();
+    if text.starts_with("演练：") || text.starts_with("EXERCISE: ") {
+        Purpose::Exercise
+    } else if text.starts_with("测试：") || text.starts_with("TEST: ") {
+        Purpose::Test
+    } else {
+        Purpose::Actual
+    }
+}
+
 /// Ends `piece` with a full stop of the text's language unless it ends a sentence.
 fn sentence(piece: &str, zh: bool) -> String {
     let piece = piece.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -157,6 +170,7 @@ mod tests {
             has_audio: false,
             broadcast: None,
             needs_confirmation: false,
+            cascade: None,
         }
     }
 
@@ -212,5 +226,20 @@ mod tests {
             "【红色预警】暴雨红色预警。预计未来3小时降雨量将达100毫米以上。请立即转移。",
             "the headline the text opens with is said once"
         );
+    }
+
+    #[test]
+    fn the_mark_of_a_shortened_text_gives_its_purpose_back() {
+        for purpose in [Purpose::Actual, Purpose::Exercise, Purpose::Test] {
+            for language in ["zh-CN", "en"] {
+                let a = Admitted {
+                    language: language.into(),
+                    ..alert(purpose, Some(INSTRUCTION), None)
+                };
+                let text = narrow_text(&a, |t| t.len() <= 96);
+                assert_eq!(purpose_of(&text), purpose, "{text}");
+            }
+        }
+        assert_eq!(purpose_of("演练是明天的事。"), Purpose::Actual);
     }
 }

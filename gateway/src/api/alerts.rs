@@ -18,7 +18,7 @@ use crate::alert::cap::{self, CapError, MsgType};
 use crate::alert::intake::{Admitted, AlertForm, Kind, Refusal, Skipped};
 use crate::alert::model::AlertState;
 use crate::alert::playout::{self, programme};
-use crate::alert::store::{AlertRecord, AuditEntry, NewAlert, Receipt, Transition};
+use crate::alert::store::{AlertRecord, AreaReceipt, AuditEntry, NewAlert, Receipt, Transition};
 
 /// `?dry_run=true` on a submission.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -58,6 +58,8 @@ pub struct AlertView {
     #[serde(flatten)]
     pub record: AlertRecord,
     pub receipts: Vec<Receipt>,
+    /// The receipts of the nodes down the cascade that played it, by area.
+    pub area_receipts: Vec<AreaReceipt>,
     pub summary: Summary,
 }
 
@@ -514,9 +516,21 @@ pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, Ap
             silent_gateways.join(", ")
         ));
     }
+    let area_receipts = state.store.area_receipts(record.id).await?;
+    if !area_receipts.is_empty() {
+        let sum =
+            |f: fn(&AreaReceipt) -> u16| area_receipts.iter().map(|a| u32::from(f(a))).sum::<u32>();
+        text.push_str(&format!(
+            "; down the cascade {} of {} loudspeakers played, in {} places",
+            sum(|a| a.played),
+            sum(|a| a.loudspeakers),
+            area_receipts.len()
+        ));
+    }
     Ok(AlertView {
         record,
         receipts,
+        area_receipts,
         summary: Summary {
             text,
             loudspeakers,

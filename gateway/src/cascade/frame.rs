@@ -220,6 +220,22 @@ impl BearerKind {
         BearerKind::Sms,
     ];
 
+    /// Its name in logs, receipts and the API: `ip`, `radio`, `beidou`, `iridium`, `sms`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BearerKind::Ip => "ip",
+            BearerKind::Radio => "radio",
+            BearerKind::Beidou => "beidou",
+            BearerKind::Iridium => "iridium",
+            BearerKind::Sms => "sms",
+        }
+    }
+
+    /// The bearer named by [`BearerKind::as_str`].
+    pub fn from_name(name: &str) -> Option<BearerKind> {
+        BearerKind::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+
     fn code(self) -> u8 {
         match self {
             BearerKind::Ip => 0,

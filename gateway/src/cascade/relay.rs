@@ -665,11 +665,11 @@ impl Relay {
             Body::Alert(a) | Body::Update(a) => a.targets.iter().any(|t| t.concerns(&self.me)),
             _ => true,
         };
-        // Stored first: the onward copies, then the replay memory; then acknowledged.
+        // Stored first: the onward copies, then what the frame brings this node, then the
+        // replay memory; then acknowledged. A crash before the replay memory is on disk
+        // has the frame delivered again after the restart, which every delivery takes
+        // as the same report, alert, cancel or receipt; the other order would lose it.
         self.route_new(&frame, Some(bytes), Some(l), now);
-        self.out.push(Output::Persist(Persist::Replay(
-            self.acceptor.replay_state().clone(),
-        )));
         let bearer = self.links[l].routes[r].route.bearer;
         if here {
             self.out.push(Output::Deliver {
@@ -678,6 +678,9 @@ impl Relay {
                 bearer,
             });
         }
+        self.out.push(Output::Persist(Persist::Replay(
+            self.acceptor.replay_state().clone(),
+        )));
         if acknowledged(kind) {
             self.acknowledge(l, r, origin, sequence, now, utc);
         }

@@ -421,6 +421,15 @@ pub(super) fn print_alert(a: &Value) {
             text(&r["detail"])
         );
     }
+    for r in a["area_receipts"].as_array().into_iter().flatten() {
+        say!(
+            "    {:<28} played {} of {} loudspeakers, reached over {}",
+            text(&r["area"]),
+            r["played"],
+            r["loudspeakers"],
+            text(&r["bearer"])
+        );
+    }
 }
 
 fn print_preview(p: &Value) {

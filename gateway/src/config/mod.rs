@@ -600,7 +600,7 @@ impl Config {
                 patches: &raw.patch,
             },
             &downstream,
-            tier == Tier::District && raw.alerts.is_some(),
+            raw.alerts.is_some(),
             (opus_payload_type, opus_bitrate),
             &at,
             base,
@@ -635,6 +635,23 @@ impl Config {
                 ));
             }
         };
+        // A node with `[alerts]` speaks alerts itself; it forwards no voice from above.
+        if let (Some(a), true) = (&raw.alerts, tier != Tier::District) {
+            if let Some(url) = &raw.upstream.api {
+                return Err(at.error(
+                    url.span(),
+                    "upstream.api",
+                    "a node with [alerts] relays no voice from above, so it has no receipts to post here: its receipts go up the cascade",
+                ));
+            }
+            if !raw.upstream.allow.is_empty() {
+                return Err(at.error(
+                    a.span(),
+                    "upstream.allow",
+                    "a node with [alerts] relays no voice from above: remove [upstream], or [alerts] to relay the district's voice",
+                ));
+            }
+        }
         let api = raw.api.as_ref().map(|a| alerts::api(a, base));
         let alerts = match &raw.alerts {
             None => None,
@@ -753,6 +770,18 @@ codec = "pcmu"
         let e = parse(&text).expect_err("invalid");
         assert_eq!(e.line, 5);
         assert!(e.message.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn a_street_with_alerts_plays_them_itself_and_takes_no_voice_from_upstream() {
+        let alerts = "\n[api]\nlisten = \"127.0.0.1:8471\"\noperators = \"operators.toml\"\n\n\
+                      [alerts]\nstate_dir = \"state\"\n";
+        let config = parse(&format!("{STREET}{alerts}")).expect("valid");
+        assert!(config.alerts.is_some());
+        let relaying = format!("{STREET}{alerts}\n[upstream]\nallow = [\"10.1.0.1\"]\n");
+        let e = parse(&relaying).expect_err("invalid");
+        assert_eq!(e.key, "upstream.allow");
+        assert!(e.message.contains("relays no voice from above"), "{e}");
     }
 
     #[test]

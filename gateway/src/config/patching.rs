@@ -373,7 +373,7 @@ pub(super) fn patching(
             return Err(at.error(
                 z.name.span(),
                 &key("name"),
-                "an alert node does not patch into loudspeaker zones yet: patch into a zone at a street or village gateway",
+                "an alert node does not patch into loudspeaker zones yet: patch into a zone at a street or village gateway without [alerts]",
             ));
         }
         if !names.insert(name.clone()) {

@@ -7,8 +7,8 @@
 //! first (each commit on disk before the next step), then sent, delivered or logged.
 //!
 //! What a delivered frame does here: a field report is kept for the district's list; an
-//! alert, receipt or cancel is logged (playing alerts that arrive as frames is not wired
-//! yet, `docs/limitations.md`).
+//! alert, update, cancel or receipt goes to the node's alert playout (`[alerts]`), which
+//! stores it before the frame is acknowledged, and is only logged on a node without one.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,30 @@ pub enum Request {
     Cancel {
         number: u32,
         valid_until: chrono::DateTime<Utc>,
+    },
+    /// Tell the origin of an alert how it played at this node.
+    Receipt(crate::cascade::frame::Receipt),
+}
+
+/// A frame for the node's alert playout; its `stored` answer says whether what it
+/// carried is on disk (or needs no storing), which the frame's acknowledgement waits
+/// for. A `false` stops the cascade, as a failed store does.
+pub enum Delivered {
+    /// An alert or update that concerns this node.
+    Alert {
+        frame: crate::alert::intake::FrameAlert,
+        stored: oneshot::Sender<bool>,
+    },
+    /// The origin stops its alert `number`.
+    Cancel {
+        origin: AreaCode,
+        number: u32,
+        stored: oneshot::Sender<bool>,
+    },
+    /// How an alert played at a node below.
+    Receipt {
+        receipt: crate::cascade::frame::Receipt,
+        stored: oneshot::Sender<bool>,
     },
 }
 
@@ -112,9 +136,11 @@ fn setup(what: impl std::fmt::Display) -> NodeError {
 
 impl Cascade {
     /// Loads the keys, opens the store and starts the task; `None` without `[cascade]`.
+    /// What arrives for the node's alert playout goes to `playout`, where it has one.
     pub async fn start(
         config: &Config,
         terminals: Option<&Terminals>,
+        playout: Option<mpsc::UnboundedSender<Delivered>>,
     ) -> Result<Option<Cascade>, NodeError> {
         let Some(cascade) = &config.cascade else {
             return Ok(None);
@@ -200,6 +226,7 @@ impl Cascade {
             store: store.clone(),
             inbox,
             stopping,
+            playout,
         };
         Ok(Some(Cascade {
             handle: CascadeHandle { requests, store },
@@ -288,6 +315,8 @@ struct Task {
     store: Arc<Mutex<CascadeStore>>,
     inbox: mpsc::UnboundedReceiver<Request>,
     stopping: watch::Receiver<bool>,
+    /// The node's alert playout, where it has one.
+    playout: Option<mpsc::UnboundedSender<Delivered>>,
 }
 
 /// What woke the task.
@@ -425,6 +454,26 @@ impl Task {
                     }
                     continue;
                 }
+                Woke::Request(Request::Receipt(receipt)) => {
+                    if !self.has_up_link {
+                        continue;
+                    }
+                    let (number, played, loudspeakers) =
+                        (receipt.alert_number, receipt.played, receipt.loudspeakers);
+                    let until = utc + chrono::Duration::hours(24);
+                    match self
+                        .relay
+                        .originate(Body::Receipt(receipt), until, utc, now)
+                    {
+                        Ok(sequence) => {
+                            info!(
+                                number,
+                                played, loudspeakers, sequence, "receipt sent up the cascade"
+                            )
+                        }
+                        Err(e) => warn!(number, error = %e, "cannot send a receipt up the cascade"),
+                    }
+                }
                 Woke::Deadline => self.relay.poll(now, utc),
             }
             if !self.act().await {
@@ -547,7 +596,7 @@ impl Task {
                 } => {
                     if !self.deliver(frame, &link, bearer).await {
                         error!(
-                            "cannot store a field report: the cascade stops; restart the node once the disk is fixed"
+                            "cannot store what a frame brought: the cascade stops; restart the node once the disk is fixed"
                         );
                         return false;
                     }
@@ -657,21 +706,86 @@ impl Task {
                 .await;
                 matches!(stored, Ok(Ok(())))
             }
-            Body::Alert(alert) | Body::Update(alert) => {
+            body @ (Body::Alert(_) | Body::Update(_)) => {
+                let update = matches!(body, Body::Update(_));
+                let (Body::Alert(alert) | Body::Update(alert)) = body else {
+                    return true;
+                };
                 let text = match &alert.content {
                     crate::cascade::frame::Content::Text(t) => t.clone(),
-                    crate::cascade::frame::Content::Audio(a) => format!("(audio {a})"),
+                    crate::cascade::frame::Content::Audio(a) => {
+                        warn!(%origin, number = alert.number, audio = %a,
+                            "alert received down the cascade names recorded audio, which this node cannot fetch: not played");
+                        return true;
+                    }
                 };
-                // Playing an alert that came as a frame is not wired yet: said loudly.
-                warn!(%origin, number = alert.number, level = %alert.level, %link, bearer = ?bearer, %text,
-                    "alert received down the cascade (not played here: playout of alert frames is not wired yet)");
-                true
+                info!(%origin, number = alert.number, level = %alert.level, %link, bearer = bearer.as_str(), %text,
+                    "alert received down the cascade");
+                let frame = crate::alert::intake::FrameAlert {
+                    origin: frame.header.origin.clone(),
+                    number: alert.number,
+                    sequence,
+                    update,
+                    level: alert.level,
+                    targets: alert.targets,
+                    text,
+                    valid_from: frame.header.valid_from.to_datetime(),
+                    valid_until: frame.header.valid_until.to_datetime(),
+                    bearer: bearer.as_str().to_string(),
+                };
+                self.to_playout(|stored| Delivered::Alert { frame, stored }, "alert")
+                    .await
+            }
+            Body::Cancel(cancel) => {
+                info!(%origin, number = cancel.number, %link, bearer = bearer.as_str(), "cancel received down the cascade");
+                let origin = frame.header.origin.clone();
+                self.to_playout(
+                    |stored| Delivered::Cancel {
+                        origin,
+                        number: cancel.number,
+                        stored,
+                    },
+                    "cancel",
+                )
+                .await
+            }
+            Body::Receipt(receipt) => {
+                info!(%origin, alert_origin = %receipt.alert_origin, number = receipt.alert_number,
+                    played = receipt.played, loudspeakers = receipt.loudspeakers,
+                    over = receipt.bearer.as_str(), %link, "receipt received up the cascade");
+                self.to_playout(|stored| Delivered::Receipt { receipt, stored }, "receipt")
+                    .await
             }
             body => {
                 info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered");
                 true
             }
         }
+    }
+}
+
+impl Task {
+    /// Hands a frame's content to the node's alert playout and waits until it is stored;
+    /// on a node without one it is only logged. `false` when the playout could not store
+    /// it.
+    async fn to_playout(
+        &self,
+        make: impl FnOnce(oneshot::Sender<bool>) -> Delivered,
+        what: &'static str,
+    ) -> bool {
+        let Some(playout) = &self.playout else {
+            info!(
+                what,
+                "this node has no [alerts] table: nothing plays or is counted here"
+            );
+            return true;
+        };
+        let (stored, answer) = oneshot::channel();
+        if playout.send(make(stored)).is_err() {
+            // The playout has stopped: the node is stopping, the frame goes again later.
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 }
 

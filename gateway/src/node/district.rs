@@ -28,19 +28,24 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::cascade::Delivered;
 use super::live::{self, LiveEvent, LiveSource};
 use super::{NodeError, bind, rtcp_address, stop_requested};
 use crate::alert::clock::Clock;
-use crate::alert::intake::{Destination, Rules};
+use crate::alert::intake::{CascadeSource, Destination, FrameAlert, Rules};
 use crate::alert::model::AlertState;
+use crate::alert::model::AreaCode;
 use crate::alert::playout::Command;
 use crate::alert::playout::programme::{self, Programme};
 use crate::alert::playout::receipts::{ReceiptTracker, Update};
 use crate::alert::playout::schedule::{Event, Job, OutputId, Scheduler, SessionId, StopReason};
 use crate::alert::speech::SpeechEngine;
-use crate::alert::store::{AlertRecord, Receipt, Store};
+use crate::alert::store::{
+    AlertRecord, AreaReceipt, NewAlert, Receipt, Store, StoreError, Transition,
+};
 use crate::api::auth::Operators;
 use crate::api::{ApiState, DestinationInfo, Live};
+use crate::cascade::frame::{BearerKind, Receipt as FrameReceipt};
 use crate::config::{AlertsConfig, Config, DownstreamKind, Tier};
 use crate::voice::encoder::FrameEncoder;
 
@@ -108,6 +113,16 @@ fn tier_rank(tier: Tier) -> u8 {
     }
 }
 
+/// The rank of an alert originated by the node at `origin`, by its code's length: a
+/// 6-digit county or district, a 9-digit street or town, a 12-digit village.
+fn origin_rank(origin: &AreaCode) -> u8 {
+    match origin.as_str().len() {
+        0..=6 => tier_rank(Tier::District),
+        7..=9 => tier_rank(Tier::Street),
+        _ => tier_rank(Tier::Village),
+    }
+}
+
 /// Intake's view of the configuration.
 pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
     Rules {
@@ -138,6 +153,7 @@ pub async fn run(
     config: Config,
     routes: Option<axum::Router>,
     cascade: Option<super::cascade::CascadeHandle>,
+    mut from_cascade: Option<mpsc::UnboundedReceiver<Delivered>>,
 ) -> Result<(), NodeError> {
     let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
         return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
@@ -249,6 +265,13 @@ pub async fn run(
         opus_payload_type: config.opus_payload_type,
         cancelled: HashSet::new(),
         cascade,
+        area: config
+            .area
+            .parse()
+            .map_err(|e| NodeError::Setup(format!("node.area: {e}")))?,
+        rules: rules(&config, &state.alerts),
+        from_cascade: HashMap::new(),
+        receipts_sent: HashMap::new(),
     };
     playout.by_rtcp = playout
         .outputs
@@ -284,6 +307,9 @@ pub async fn run(
                 break;
             }
             Some(command) = command_rx.recv() => playout.command(command, &rendered_tx).await,
+            Some(delivered) = recv_from_cascade(&mut from_cascade) => {
+                playout.on_cascade(delivered, &rendered_tx).await;
+            }
             Some(rendered) = rendered_rx.recv() => playout.rendered(rendered).await,
             Some(event) = live_rx.recv() => match event {
                 LiveEvent::Frame(alert, frame) => playout.on_live_frame(alert, frame),
@@ -332,6 +358,16 @@ fn send_frame(group: &mut Group, frame: &[i16], at: Instant, rtp: &UdpSocket, se
     }
 }
 
+/// The next frame the cascade delivers; never, on a node without a cascade.
+async fn recv_from_cascade(
+    from: &mut Option<mpsc::UnboundedReceiver<Delivered>>,
+) -> Option<Delivered> {
+    match from {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -377,6 +413,14 @@ struct Playout {
     cancelled: HashSet<i64>,
     /// The cascade, where alerts also go down as frames (`[cascade]`).
     cascade: Option<super::cascade::CascadeHandle>,
+    /// This node's area, which its receipts name.
+    area: AreaCode,
+    /// Intake's rules, for alerts that come down the cascade.
+    rules: Rules,
+    /// Where each held alert that came down the cascade came from.
+    from_cascade: HashMap<i64, CascadeSource>,
+    /// The counts last sent up in a receipt for each such alert.
+    receipts_sent: HashMap<i64, (u16, u16)>,
 }
 
 impl Playout {
@@ -470,7 +514,9 @@ impl Playout {
             Command::Cancelled(id) => {
                 // Plays that finished before the cancel still await their receipts.
                 self.cancelled.insert(id);
-                if let (Some(cascade), Ok(number)) = (&self.cascade, u32::try_from(id)) {
+                // An alert that came down the cascade is its origin's to cancel below.
+                let own = !self.from_cascade.contains_key(&id);
+                if let (Some(cascade), Ok(number), true) = (&self.cascade, u32::try_from(id), own) {
                     let valid_until = self.clock.now() + chrono::Duration::hours(1);
                     let _ = cascade.requests.send(super::cascade::Request::Cancel {
                         number,
@@ -525,10 +571,18 @@ impl Playout {
             None => chrono::Duration::from_std(PACKET_DURATION * frames)
                 .unwrap_or(chrono::Duration::zero()),
         };
+        // Among equals the higher tier wins: an alert from the cascade ranks as its origin.
+        let tier_rank = match &record.alert.cascade {
+            Some(source) => origin_rank(&source.origin),
+            None => self.tier_rank,
+        };
+        if let Some(source) = &record.alert.cascade {
+            self.from_cascade.insert(id, source.clone());
+        }
         let job = Job {
             alert: id,
             level: record.alert.level,
-            tier_rank: self.tier_rank,
+            tier_rank,
             order: id,
             effective: record.alert.effective,
             expires: record.alert.expires,
@@ -551,7 +605,11 @@ impl Playout {
         let (Some(cascade), Ok(number)) = (&self.cascade, u32::try_from(id)) else {
             return;
         };
-        if alert.broadcast.is_some() || alert.kind != crate::alert::intake::Kind::Alert {
+        // One that came down the cascade goes on below with the frame it came in.
+        if alert.broadcast.is_some()
+            || alert.kind != crate::alert::intake::Kind::Alert
+            || alert.cascade.is_some()
+        {
             return;
         }
         let text = crate::alert::shorten::narrow_text(alert, |t| t.len() <= NARROW_TEXT_BYTES);
@@ -901,6 +959,7 @@ impl Playout {
     }
 
     async fn record_receipts(&mut self, updates: Vec<Update>) {
+        let mut touched = HashSet::new();
         for update in updates {
             let o = &self.outputs[update.output];
             let purpose = self
@@ -928,6 +987,227 @@ impl Playout {
                 .await
             {
                 warn!(alert = update.alert, error = %e, "cannot record a receipt");
+            }
+            touched.insert(update.alert);
+        }
+        for alert in touched {
+            self.send_receipt_up(alert).await;
+        }
+    }
+
+    /// Tells the origin of `alert`, when it came down the cascade, how many of this
+    /// node's loudspeakers played it: once every loudspeaker has a verdict, and again
+    /// when a later play changes the count.
+    async fn send_receipt_up(&mut self, alert: i64) {
+        let (Some(source), Some(cascade)) = (self.from_cascade.get(&alert), &self.cascade) else {
+            return;
+        };
+        let receipts = match self.store.receipts(alert).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(alert, error = %e, "cannot read the receipts to send up");
+                return;
+            }
+        };
+        if receipts.iter().any(|r| r.state == "pending") {
+            return;
+        }
+        let count = |keep: &dyn Fn(&str) -> bool| {
+            u16::try_from(receipts.iter().filter(|r| keep(&r.state)).count()).unwrap_or(u16::MAX)
+        };
+        let played = count(&|s| s == "played");
+        let loudspeakers = count(&|s| s != "skipped");
+        if self.receipts_sent.get(&alert) == Some(&(played, loudspeakers)) {
+            return;
+        }
+        self.receipts_sent.insert(alert, (played, loudspeakers));
+        let bearer = BearerKind::from_name(&source.bearer).unwrap_or(BearerKind::Ip);
+        let _ = cascade
+            .requests
+            .send(super::cascade::Request::Receipt(FrameReceipt {
+                alert_origin: source.origin.clone(),
+                alert_number: source.number,
+                area: self.area.clone(),
+                played,
+                loudspeakers,
+                bearer,
+            }));
+    }
+
+    /// Acts on what came down (or up) the cascade, and answers whether it is stored.
+    async fn on_cascade(
+        &mut self,
+        delivered: Delivered,
+        rendered: &mpsc::UnboundedSender<Rendered>,
+    ) {
+        match delivered {
+            Delivered::Alert { frame, stored } => {
+                let _ = stored.send(self.take_frame_alert(frame, rendered).await);
+            }
+            Delivered::Cancel {
+                origin,
+                number,
+                stored,
+            } => {
+                let _ = stored.send(self.take_frame_cancel(origin, number, rendered).await);
+            }
+            Delivered::Receipt { receipt, stored } => {
+                let _ = stored.send(self.take_frame_receipt(receipt).await);
+            }
+        }
+    }
+
+    /// Stores an alert that came down the cascade and plays it; `false` only when the
+    /// store failed. The same alert again (over another bearer, or resent after a
+    /// restart) is the stored one, and plays once.
+    async fn take_frame_alert(
+        &mut self,
+        frame: FrameAlert,
+        rendered: &mpsc::UnboundedSender<Rendered>,
+    ) -> bool {
+        let sender = FrameAlert::sender_of(&frame.origin);
+        match self.store.find(sender.clone(), frame.identifier()).await {
+            Ok(Some(id)) => {
+                debug!(alert = id, origin = %frame.origin, number = frame.number, "alert from the cascade already stored");
+                return true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "cannot read the alert database");
+                return false;
+            }
+        }
+        let replaces = if frame.update {
+            match self.store.find(sender, frame.number.to_string()).await {
+                Ok(earlier) => earlier.into_iter().collect(),
+                Err(e) => {
+                    error!(error = %e, "cannot read the alert database");
+                    return false;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let now = self.clock.now();
+        let admitted =
+            match self
+                .rules
+                .admit_frame(&frame, replaces, &self.config.attention.to_string(), now)
+            {
+                Ok(a) => a,
+                Err(refusal) => {
+                    // Said and not stored: the frame still goes on to the nodes below.
+                    warn!(origin = %frame.origin, number = frame.number, reason = %refusal,
+                    "alert from the cascade not played here");
+                    return true;
+                }
+            };
+        let loudspeakers = self
+            .outputs
+            .iter()
+            .filter(|o| o.kind == DownstreamKind::Loudspeaker && admitted.targets.contains(&o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        let (origin, number, level) = (frame.origin.clone(), frame.number, admitted.level);
+        let inserted = self
+            .store
+            .insert(
+                NewAlert {
+                    alert: admitted,
+                    state: AlertState::Accepted,
+                    operator: FrameAlert::sender_of(&origin),
+                    cap: None,
+                    loudspeakers,
+                    stop_replaced: true,
+                },
+                now,
+            )
+            .await;
+        let inserted = match inserted {
+            Ok(i) => i,
+            Err(e) => {
+                error!(%origin, number, error = %e, "cannot store an alert from the cascade");
+                return false;
+            }
+        };
+        info!(alert = inserted.id, %origin, number, %level, over = %frame.bearer,
+            "alert from the cascade accepted");
+        for old in inserted.stopped {
+            self.command(Command::Cancelled(old), rendered).await;
+        }
+        self.command(Command::Changed(inserted.id), rendered).await;
+        true
+    }
+
+    /// Cancels the alert `origin` sent as `number`, if it is here; `false` only when the
+    /// store failed.
+    async fn take_frame_cancel(
+        &mut self,
+        origin: AreaCode,
+        number: u32,
+        rendered: &mpsc::UnboundedSender<Rendered>,
+    ) -> bool {
+        let sender = FrameAlert::sender_of(&origin);
+        let id = match self.store.find(sender, number.to_string()).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                info!(%origin, number, "cancel from the cascade for an alert not played here");
+                return true;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot read the alert database");
+                return false;
+            }
+        };
+        let change = Transition::cancel(format!("cancelled by {origin}"));
+        match self
+            .store
+            .transition(id, change, FrameAlert::sender_of(&origin), self.clock.now())
+            .await
+        {
+            Ok(_) => {
+                info!(alert = id, %origin, number, "alert cancelled from the cascade");
+                self.command(Command::Cancelled(id), rendered).await;
+                true
+            }
+            // Already over: nothing left to stop.
+            Err(StoreError::Conflict(_)) => true,
+            Err(e) => {
+                error!(alert = id, error = %e, "cannot record a cancel from the cascade");
+                false
+            }
+        }
+    }
+
+    /// Records a receipt from a node below for one of this node's own alerts; `false`
+    /// only when the store failed.
+    async fn take_frame_receipt(&mut self, receipt: FrameReceipt) -> bool {
+        if receipt.alert_origin != self.area {
+            // On its way to another origin: the relay passes it on.
+            return true;
+        }
+        let id = i64::from(receipt.alert_number);
+        let area = AreaReceipt {
+            area: receipt.area.to_string(),
+            played: receipt.played,
+            loudspeakers: receipt.loudspeakers,
+            bearer: receipt.bearer.as_str().to_string(),
+            updated_at: self.clock.now(),
+        };
+        match self.store.put_area_receipt(id, area).await {
+            Ok(()) => {
+                info!(alert = id, area = %receipt.area, played = receipt.played,
+                    loudspeakers = receipt.loudspeakers, over = receipt.bearer.as_str(),
+                    "receipt from the cascade");
+                true
+            }
+            Err(StoreError::NotFound(_)) => {
+                warn!(alert = id, area = %receipt.area, "receipt from the cascade for an alert this node does not have");
+                true
+            }
+            Err(e) => {
+                error!(alert = id, error = %e, "cannot record a receipt from the cascade");
+                false
             }
         }
     }

@@ -87,7 +87,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         })),
         _ => None,
     };
-    let cascade = cascade::Cascade::start(&config, terminals.as_ref()).await?;
+    // A node with `[alerts]` plays what comes down the cascade itself, at any tier.
+    let alert_node = config.alerts.is_some();
+    let plays_alerts = alert_node && !config.downstream.is_empty();
+    let (to_playout, from_cascade) = match plays_alerts && config.cascade.is_some() {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
+    let cascade = cascade::Cascade::start(&config, terminals.as_ref(), to_playout).await?;
     let report_api = match (&config.api, &cascade) {
         (Some(api), Some(c)) => Some(std::sync::Arc::new(crate::api::reports::ReportApi {
             operators: crate::api::auth::Operators::load(&api.operators)
@@ -96,7 +106,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         })),
         _ => None,
     };
-    let alert_node = config.tier == Tier::District && config.alerts.is_some();
     // A node that takes no alerts serves the routes of its patching, terminals and
     // field reports alone.
     let mut api_server = None;
@@ -133,7 +142,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             return Ok(());
         }
         match config.tier {
-            Tier::District if config.alerts.is_some() => {
+            _ if alert_node => {
                 let routes = [
                     patch_api.map(crate::api::patches::routes),
                     terminal_api.map(crate::api::terminals::routes),
@@ -146,6 +155,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                     config.clone(),
                     routes,
                     cascade.as_ref().map(|c| c.handle.clone()),
+                    from_cascade,
                 )
                 .await
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hw_test::process::{Supervised, await_ready, watch};
+use hw_test::process::{Supervised, await_ready, free_port_pair, watch};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -131,4 +131,47 @@ pub fn paired_beidou(dir: &Path) -> ((Supervised, PathBuf), (Supervised, PathBuf
         &["--card", "0166166", "--interval-s", "1"],
         &["--card", "0247718", "--interval-s", "1"],
     )
+}
+
+/// Starts a loudspeaker simulator that takes every stream; it and its RTP port.
+pub fn spawn_speaker(dir: &Path, speaker: &str, codec: &str) -> (Speaker, u16) {
+    let (_, bench) = binaries();
+    let port = free_port_pair().expect("ports");
+    let wav = dir.join(format!("{speaker}.wav"));
+    let log = dir.join(format!("{speaker}.log"));
+    let mut child = Command::new(&bench)
+        .args(["speaker", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--codec", codec, "--name", speaker, "--streams", "0"])
+        .args(["--rtcp-interval-ms", "300", "--silence-limit-s", "2"])
+        .arg("--wav")
+        .arg(&wav)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("speaker starts");
+    let ready = watch(
+        child.stdout.take().expect("stdout"),
+        dir.join(format!("{speaker}.out")),
+        "listening",
+    );
+    let _ = watch(child.stderr.take().expect("stderr"), log.clone(), "");
+    let process = Supervised::new(speaker, child);
+    await_ready(speaker, &ready, Duration::from_secs(20)).expect("speaker ready");
+    (
+        Speaker {
+            name: speaker.to_string(),
+            wav,
+            log,
+            _process: process,
+        },
+        port,
+    )
+}
+
+/// A loudspeaker simulator taking every stream that comes.
+pub struct Speaker {
+    pub name: String,
+    pub wav: PathBuf,
+    pub log: PathBuf,
+    _process: Supervised,
 }

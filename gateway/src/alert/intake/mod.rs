@@ -98,6 +98,58 @@ pub struct Admitted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<BroadcastSource>,
     pub needs_confirmation: bool,
+    /// For an alert that came down the cascade as a frame: where from, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeSource>,
+}
+
+/// Where an alert that came down the cascade comes from: its origin names it in the
+/// whole cascade, and its receipt goes back there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CascadeSource {
+    /// The area code of the node that originated it.
+    #[schema(value_type = String)]
+    pub origin: AreaCode,
+    /// The origin's number for it.
+    pub number: u32,
+    /// The bearer it arrived over: `ip`, `radio`, `beidou`, `iridium` or `sms`.
+    pub bearer: String,
+}
+
+/// An alert frame as intake reads it (`cascade::frame::Alert` with its header).
+#[derive(Debug, Clone)]
+pub struct FrameAlert {
+    pub origin: AreaCode,
+    pub number: u32,
+    /// The frame's sequence, which tells one update of an alert from the next.
+    pub sequence: u32,
+    /// Whether the frame is an update of an alert sent before.
+    pub update: bool,
+    pub level: Level,
+    pub targets: Vec<AreaCode>,
+    /// The shortened text (`alert::shorten`), its purpose mark first.
+    pub text: String,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub bearer: String,
+}
+
+impl FrameAlert {
+    /// The sender an alert from the cascade is stored under: one per origin, so its
+    /// numbers never meet those of another origin or of the node's own operators.
+    pub fn sender_of(origin: &AreaCode) -> String {
+        format!("cascade:{origin}")
+    }
+
+    /// The identifier it is stored under: the origin's number, and for an update the
+    /// frame's sequence too, so that each update is its own record.
+    pub fn identifier(&self) -> String {
+        if self.update {
+            format!("{}.{}", self.number, self.sequence)
+        } else {
+            self.number.to_string()
+        }
+    }
 }
 
 /// Where a live broadcast's voice comes from: exactly one of the two.
@@ -241,6 +293,7 @@ impl Rules {
             audio,
             broadcast: None,
             needs_confirmation: purpose == Purpose::Actual && self.confirm_levels.contains(&level),
+            cascade: None,
         })
     }
 
@@ -343,6 +396,72 @@ impl Rules {
             broadcast: None,
             // A live broadcast at orange or red is guarded like an alert.
             needs_confirmation: purpose == Purpose::Actual && self.confirm_levels.contains(&level),
+            cascade: None,
+        })
+    }
+
+    /// Admits an alert that came down the cascade: confirmed where it was sent, so it
+    /// waits for no operator here; played as an exercise or test when its text's mark
+    /// says so; spoken in Chinese when its text is. An update names, in `replaces`, the
+    /// local ids of the alert it updates.
+    pub fn admit_frame(
+        &self,
+        frame: &FrameAlert,
+        replaces: Vec<i64>,
+        default_attention: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Admitted, Refusal> {
+        if frame.valid_until <= now {
+            return Err(Refusal::Expired(frame.valid_until));
+        }
+        if frame.text.trim().is_empty() {
+            return Err(Refusal::BadForm(
+                "the frame's text is empty: nothing to speak".into(),
+            ));
+        }
+        let purpose = super::shorten::purpose_of(&frame.text);
+        let (targets, skipped) = self.resolve(&frame.targets, purpose)?;
+        let has_chinese = frame
+            .text
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+        let here_chinese = self.language.to_ascii_lowercase().starts_with("zh");
+        let language = match (has_chinese, here_chinese) {
+            (true, true) | (false, false) => self.language.clone(),
+            (true, false) => "zh-CN".into(),
+            (false, true) => "en".into(),
+        };
+        Ok(Admitted {
+            kind: Kind::Alert,
+            identifier: frame.identifier(),
+            sender: FrameAlert::sender_of(&frame.origin),
+            sent: frame.valid_from,
+            purpose,
+            msg_type: if frame.update { "Update" } else { "Alert" }.into(),
+            replaces,
+            level: frame.level,
+            language,
+            headline: first_sentence(&frame.text),
+            // Already marked by its origin (`alert::shorten`, rule 1).
+            text: frame.text.trim().to_string(),
+            description: None,
+            instruction: None,
+            areas: frame.targets.clone(),
+            targets,
+            skipped,
+            effective: frame.valid_from,
+            expires: frame.valid_until,
+            repeat: self.default_repeat,
+            attention: default_attention.into(),
+            audio: None,
+            has_audio: false,
+            broadcast: None,
+            needs_confirmation: false,
+            cascade: Some(CascadeSource {
+                origin: frame.origin.clone(),
+                number: frame.number,
+                bearer: frame.bearer.clone(),
+            }),
         })
     }
 
@@ -380,6 +499,7 @@ impl Rules {
             has_audio: false,
             broadcast: None,
             needs_confirmation: false,
+            cascade: None,
         }
     }
 

@@ -279,3 +279,107 @@ fn a_bare_cap_cancel_needs_only_its_references() {
         "stopping an alert never waits"
     );
 }
+
+/// A village node's rules: two loudspeakers, one of which takes exercises.
+fn village_rules() -> Rules {
+    Rules {
+        node_name: "village-410503001001".into(),
+        destinations: vec![
+            destination("pole-1", "410503001001", DownstreamKind::Loudspeaker, true),
+            destination("pole-2", "410503001001", DownstreamKind::Loudspeaker, false),
+        ],
+        ..rules()
+    }
+}
+
+fn frame(text: &str, targets: &[&str]) -> FrameAlert {
+    FrameAlert {
+        origin: "410503".parse().expect("code"),
+        number: 7,
+        sequence: 41,
+        update: false,
+        level: Level::Red,
+        targets: targets.iter().map(|t| t.parse().expect("code")).collect(),
+        text: text.into(),
+        valid_from: during(),
+        valid_until: during() + Duration::minutes(30),
+        bearer: "beidou".into(),
+    }
+}
+
+#[test]
+fn an_alert_frame_for_a_street_plays_on_every_loudspeaker_of_its_villages_without_confirmation() {
+    let admitted = village_rules()
+        .admit_frame(
+            &frame("【红色预警】山洪预警。沿河村民立即转移。", &["410503001"]),
+            vec![],
+            "chime",
+            during(),
+        )
+        .expect("admitted");
+    assert_eq!(admitted.targets, ["pole-1", "pole-2"]);
+    assert_eq!(admitted.purpose, Purpose::Actual);
+    assert!(!admitted.needs_confirmation, "confirmed where it was sent");
+    assert_eq!(admitted.sender, "cascade:410503");
+    assert_eq!(admitted.identifier, "7");
+    assert_eq!(admitted.language, "zh-CN");
+    assert_eq!(admitted.text, "【红色预警】山洪预警。沿河村民立即转移。");
+    assert_eq!(admitted.expires, during() + Duration::minutes(30));
+    assert_eq!(
+        admitted.cascade,
+        Some(CascadeSource {
+            origin: "410503".parse().expect("code"),
+            number: 7,
+            bearer: "beidou".into(),
+        })
+    );
+}
+
+#[test]
+fn an_exercise_frame_skips_the_loudspeakers_that_take_no_exercises() {
+    let admitted = village_rules()
+        .admit_frame(
+            &frame("演练：【红色预警】山洪预警。", &["410503001001"]),
+            vec![],
+            "chime",
+            during(),
+        )
+        .expect("admitted");
+    assert_eq!(admitted.purpose, Purpose::Exercise);
+    assert_eq!(admitted.targets, ["pole-1"]);
+    assert_eq!(admitted.skipped[0].name, "pole-2");
+}
+
+#[test]
+fn an_expired_frame_or_one_for_another_village_is_refused() {
+    let rules = village_rules();
+    let late = during() + Duration::hours(1);
+    assert!(matches!(
+        rules.admit_frame(&frame("山洪预警。", &["410503001"]), vec![], "chime", late),
+        Err(Refusal::Expired(_))
+    ));
+    assert!(matches!(
+        rules.admit_frame(
+            &frame("山洪预警。", &["410503001002"]),
+            vec![],
+            "chime",
+            during()
+        ),
+        Err(Refusal::NoTarget { .. })
+    ));
+}
+
+#[test]
+fn an_update_frame_is_its_own_record_and_replaces_the_alert_it_updates() {
+    let update = FrameAlert {
+        update: true,
+        ..frame("[RED] Flood warning. Leave now.", &["410503001001"])
+    };
+    let admitted = village_rules()
+        .admit_frame(&update, vec![3], "chime", during())
+        .expect("admitted");
+    assert_eq!(admitted.identifier, "7.41");
+    assert_eq!(admitted.msg_type, "Update");
+    assert_eq!(admitted.replaces, [3]);
+    assert_eq!(admitted.language, "en", "English text on a Chinese node");
+}

@@ -84,6 +84,15 @@ CREATE TABLE IF NOT EXISTS receipts (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (alert_id, loudspeaker)
 );
+CREATE TABLE IF NOT EXISTS area_receipts (
+    alert_id INTEGER NOT NULL REFERENCES alerts (id),
+    area TEXT NOT NULL,
+    played INTEGER NOT NULL,
+    loudspeakers INTEGER NOT NULL,
+    bearer TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (alert_id, area)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -197,6 +206,20 @@ pub struct Receipt {
     /// pending, played, unconfirmed, failed or skipped.
     pub state: String,
     pub detail: String,
+}
+
+/// How an alert played at a node down the cascade, as that node's receipt frame said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AreaReceipt {
+    /// The node's area code (GB/T 2260).
+    pub area: String,
+    /// Loudspeakers there that played it.
+    pub played: u16,
+    /// Loudspeakers there that it was sent to.
+    pub loudspeakers: u16,
+    /// The bearer the alert reached that node over: ip, radio, beidou, iridium, sms.
+    pub bearer: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One line of the audit log.
@@ -505,6 +528,64 @@ impl Store {
 
     pub async fn receipts(&self, id: i64) -> Result<Vec<Receipt>, StoreError> {
         self.call(move |db| read_receipts(db, id)).await
+    }
+
+    /// Records the receipt a node down the cascade sent for alert `id`, replacing its
+    /// earlier one: a later receipt from the same area is the newer count.
+    pub async fn put_area_receipt(&self, id: i64, receipt: AreaReceipt) -> Result<(), StoreError> {
+        self.call(move |db| {
+            if read_alert(db, id)?.is_none() {
+                return Err(StoreError::NotFound(id));
+            }
+            db.execute(
+                "INSERT INTO area_receipts (alert_id, area, played, loudspeakers, bearer, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (alert_id, area) DO UPDATE SET played = ?3, loudspeakers = ?4,
+                 bearer = ?5, updated_at = ?6",
+                params![
+                    id,
+                    receipt.area,
+                    receipt.played,
+                    receipt.loudspeakers,
+                    receipt.bearer,
+                    time(receipt.updated_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The receipts of the nodes down the cascade for alert `id`, by area.
+    pub async fn area_receipts(&self, id: i64) -> Result<Vec<AreaReceipt>, StoreError> {
+        self.call(move |db| {
+            let mut statement = db.prepare(
+                "SELECT area, played, loudspeakers, bearer, updated_at FROM area_receipts
+                 WHERE alert_id = ?1 ORDER BY area",
+            )?;
+            let rows = statement.query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u16>(1)?,
+                    r.get::<_, u16>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (area, played, loudspeakers, bearer, at) = row?;
+                out.push(AreaReceipt {
+                    area,
+                    played,
+                    loudspeakers,
+                    bearer,
+                    updated_at: parse_time(&at)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Appends a line to the audit log.

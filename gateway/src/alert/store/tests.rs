@@ -43,6 +43,7 @@ fn admitted(identifier: &str) -> Admitted {
         has_audio: true,
         broadcast: None,
         needs_confirmation: true,
+        cascade: None,
     }
 }
 
@@ -391,5 +392,52 @@ fn an_expired_alert_cannot_be_confirmed() {
         assert!(matches!(refused, Err(StoreError::Conflict(m)) if m.contains("expired")));
         assert_eq!(store.get(id).await.expect("get").state, AlertState::Expired);
     });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_later_receipt_from_the_same_area_replaces_the_earlier_one() {
+    let dir = scratch("area-receipts");
+    let rt = runtime();
+    let receipts = rt.block_on(async {
+        let store = Store::open(&dir).expect("open");
+        let id = store
+            .insert(
+                new(admitted("A-1"), AlertState::Accepted, "zhang".into()),
+                now(),
+            )
+            .await
+            .expect("insert")
+            .id;
+        let receipt = |area: &str, played, bearer: &str| AreaReceipt {
+            area: area.into(),
+            played,
+            loudspeakers: 3,
+            bearer: bearer.into(),
+            updated_at: now(),
+        };
+        for r in [
+            receipt("410503001001", 1, "beidou"),
+            receipt("410503001002", 3, "ip"),
+            receipt("410503001001", 3, "beidou"),
+        ] {
+            store.put_area_receipt(id, r).await.expect("put");
+        }
+        assert!(matches!(
+            store
+                .put_area_receipt(id + 1, receipt("410503001001", 1, "ip"))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.area_receipts(id).await.expect("read")
+    });
+    let counts: Vec<(&str, u16, &str)> = receipts
+        .iter()
+        .map(|r| (r.area.as_str(), r.played, r.bearer.as_str()))
+        .collect();
+    assert_eq!(
+        counts,
+        [("410503001001", 3, "beidou"), ("410503001002", 3, "ip")]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
