@@ -610,19 +610,19 @@ fn logged(dir: &Path, node: &str, what: &str) -> usize {
         .sum()
 }
 
+/// `emcomm alert send` at the district with `flags`, for a blue flood warning for the
+/// street.
+fn flood_warning(district: &Node, flags: &[&str]) -> (Option<i32>, String, String) {
+    let text = "山洪预警：沿河村民立即转移到高处。";
+    let mut args = vec!["alert", "send"];
+    args.extend_from_slice(flags);
+    args.extend(["--text", text, "--level", "blue", "--area", "410503001"]);
+    district.cli(&args)
+}
+
 /// Sends a blue flood warning for the street at the district; its alert number.
 fn send_flood_warning(district: &Node) -> i64 {
-    let (code, out, err) = district.cli(&[
-        "alert",
-        "send",
-        "--json",
-        "--text",
-        "山洪预警：沿河村民立即转移到高处。",
-        "--level",
-        "blue",
-        "--area",
-        "410503001",
-    ]);
+    let (code, out, err) = flood_warning(district, &["--json"]);
     assert_eq!(code, Some(0), "{out}{err}");
     serde_json::from_str::<Value>(&out).expect("json")["id"]
         .as_i64()
@@ -662,6 +662,34 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
         std::fs::write(dir.join(cut), b"").expect("cut");
     }
     std::thread::sleep(Duration::from_secs(6));
+    // The preview says what goes down, over which bearer, in how many messages and how
+    // long: BeiDou, one message a second here after the first.
+    let (code, out, err) = flood_warning(&district, &["--json", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let preview: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        preview["cascade_text"],
+        "【蓝色预警】山洪预警：沿河村民立即转移到高处。"
+    );
+    let plan = &preview["cascade"][0];
+    assert_eq!(plan["link"], "street-1", "{preview}");
+    assert_eq!(plan["peer"], "410503001");
+    assert_eq!(plan["bearer"], "beidou", "{preview}");
+    let messages = plan["messages"].as_u64().expect("messages");
+    assert!(messages >= 2, "{plan}");
+    let seconds = plan["seconds"].as_f64().expect("seconds");
+    assert!(seconds >= (messages - 1) as f64, "{plan}");
+    let (_, human, _) = flood_warning(&district, &["--dry-run"]);
+    println!("{human}");
+    assert!(
+        human.contains("down the cascade as: 【蓝色预警】") && human.contains("over beidou, about"),
+        "{human}"
+    );
+    assert_eq!(
+        logged(&dir, "district", "sent down the cascade"),
+        0,
+        "a dry run sends nothing"
+    );
     let id = send_flood_warning(&district).to_string();
     let areas = || {
         let (code, out, err) = district.cli(&["alert", "status", &id, "--json"]);

@@ -46,6 +46,16 @@ fn lead(level: Level, purpose: Purpose, language: &str) -> String {
     format!("{mark}{level}")
 }
 
+/// The text an alert frame carries at most, bytes: two BeiDou messages' worth with the
+/// frame's header and tag, a minute or two over a narrow bearer.
+pub const CASCADE_TEXT_BYTES: usize = 96;
+
+/// The text an alert goes down the cascade with: [`narrow_text`] within
+/// [`CASCADE_TEXT_BYTES`].
+pub fn cascade_text(alert: &Admitted) -> String {
+    narrow_text(alert, |t| t.len() <= CASCADE_TEXT_BYTES)
+}
+
 /// The purpose a shortened text's mark declares (rule 1), as a node that receives the
 /// text down the cascade plays it: a text without a mark is an actual alert.
 pub fn purpose_of(text: &str) -> Purpose {

@@ -19,6 +19,7 @@ use crate::alert::intake::{Admitted, AlertForm, Kind, Refusal, Skipped};
 use crate::alert::model::AlertState;
 use crate::alert::playout::{self, programme};
 use crate::alert::store::{AlertRecord, AreaReceipt, AuditEntry, NewAlert, Receipt, Transition};
+use crate::node::cascade::CascadePlan;
 
 /// `?dry_run=true` on a submission.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -100,6 +101,11 @@ pub struct Preview {
     pub play_seconds: f64,
     /// Every play with the gaps between them.
     pub total_seconds: f64,
+    /// Exactly the text the alert goes down the cascade with (`[cascade]` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade_text: Option<String>,
+    /// How it would reach each neighbour below now: bearer, messages, time.
+    pub cascade: Vec<CascadePlan>,
 }
 
 /// The node's status.
@@ -458,8 +464,26 @@ async fn preview(state: &ApiState, admitted: Admitted) -> Result<Preview, ApiErr
         .filter(|d| admitted.targets.contains(&d.name))
         .cloned()
         .collect();
+    // What goes down the cascade: the node's own alerts, as text, where it has one.
+    let (cascade_text, cascade) = match (&state.cascade, admitted.kind, &admitted.broadcast) {
+        (Some(cascade), Kind::Alert, None) if admitted.cascade.is_none() => {
+            let text = crate::alert::shorten::cascade_text(&admitted);
+            let plans = cascade
+                .plan(
+                    admitted.level,
+                    admitted.areas.clone(),
+                    text.clone(),
+                    admitted.expires,
+                )
+                .await;
+            (Some(text), plans)
+        }
+        _ => (None, Vec::new()),
+    };
     Ok(Preview {
         dry_run: true,
+        cascade_text,
+        cascade,
         would: if admitted.needs_confirmation {
             "wait for a second operator's confirmation, then play".into()
         } else if admitted.effective > state.clock.now() {

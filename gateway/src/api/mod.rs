@@ -109,6 +109,8 @@ pub struct ApiState {
     /// Tells playout about durable changes.
     pub playout: mpsc::UnboundedSender<playout::Command>,
     pub live: Arc<Mutex<Live>>,
+    /// The cascade, where alerts also go down as frames (`[cascade]`).
+    pub cascade: Option<crate::node::cascade::CascadeHandle>,
 }
 
 impl ApiState {

@@ -217,6 +217,23 @@ struct RouteState {
     reassembler: Reassembler,
 }
 
+/// How a frame would go down one link now: see [`Relay::plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPlan {
+    pub link: String,
+    /// The neighbour's area code.
+    pub peer: AreaCode,
+    /// The route that would carry it now; `None` while no route of the link is up (it
+    /// waits, queued, for the first one that comes up).
+    pub bearer: Option<BearerKind>,
+    /// The route the sizes are for: the one up, or else the link's first.
+    pub planned_bearer: BearerKind,
+    /// The sealed frame's bytes over that route.
+    pub frame_bytes: usize,
+    /// Messages (fragments) it takes there; 0 when it would need too many.
+    pub messages: usize,
+}
+
 #[derive(Debug)]
 struct Link {
     config: LinkConfig,
@@ -319,6 +336,62 @@ impl Relay {
         self.route_new(&frame, None, None, now);
         self.send_due(now, utc);
         Ok(sequence)
+    }
+
+    /// What sending `body` as this node's own frame would do now, without sending it:
+    /// for each link it would go down, the route it would take (the first one up, or
+    /// `None` while none is) and the messages it would take there. For an operator's
+    /// preview; the relay's state is not changed.
+    pub fn plan(
+        &self,
+        body: &Body,
+        valid_until: DateTime<Utc>,
+        utc: DateTime<Utc>,
+        now: Instant,
+    ) -> Vec<LinkPlan> {
+        let (Body::Alert(alert) | Body::Update(alert)) = body else {
+            return Vec::new();
+        };
+        let (Some(valid_from), Some(until)) = (
+            Timestamp::from_datetime(utc),
+            Timestamp::from_datetime(valid_until.max(utc)),
+        ) else {
+            return Vec::new();
+        };
+        let header = Header {
+            origin: self.me.clone(),
+            sequence: 1,
+            valid_from,
+            valid_until: until,
+        };
+        let mut plans = Vec::new();
+        for link in &self.links {
+            if link.config.direction != Direction::Down
+                || !alert.targets.iter().any(|t| t.concerns(&link.config.peer))
+            {
+                continue;
+            }
+            let active = self.active_route(link, now);
+            let route = &link.routes[active.unwrap_or(0)].route;
+            let sealer = match (&link.config.key, route.bearer) {
+                (Some(key), bearer) if bearer != BearerKind::Ip => {
+                    Sealer::Hmac(key, TagLength::Eight)
+                }
+                _ => Sealer::Sm2(&self.node_key),
+            };
+            let Ok(sealed) = seal(&header, body, sealer) else {
+                continue;
+            };
+            plans.push(LinkPlan {
+                link: link.config.name.clone(),
+                peer: link.config.peer.clone(),
+                bearer: active.map(|_| route.bearer),
+                planned_bearer: route.bearer,
+                frame_bytes: sealed.len(),
+                messages: fragment(&sealed, route.message_bytes).map_or(0, |m| m.len()),
+            });
+        }
+        plans
     }
 
     /// A message that arrived over `bearer` of `link`.

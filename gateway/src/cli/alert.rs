@@ -466,6 +466,34 @@ fn print_preview(p: &Value) {
     if !text(&p["spoken"]).is_empty() {
         say!("  spoken as: {}", text(&p["spoken"]));
     }
+    if let Some(narrow) = p["cascade_text"].as_str() {
+        say!("  down the cascade as: {narrow} ({} bytes)", narrow.len());
+    }
+    for c in p["cascade"].as_array().into_iter().flatten() {
+        let over = match (c["bearer"].as_str(), c["seconds"].as_f64()) {
+            (None, _) => "no route up now: it waits, queued, for the first".to_string(),
+            (Some("ip"), _) => "over ip, at once".to_string(),
+            (Some(bearer), Some(s)) => format!("over {bearer}, about {}", duration(s)),
+            (Some(bearer), None) => format!("over {bearer}, time not yet known"),
+        };
+        say!(
+            "  => {:<24} {:<13} {} message(s) of a {}-byte frame, {over}",
+            text(&c["link"]),
+            text(&c["peer"]),
+            c["messages"],
+            c["frame_bytes"]
+        );
+    }
+}
+
+/// Seconds as an operator reads them: "45 s", "3 min 20 s".
+fn duration(seconds: f64) -> String {
+    let whole = seconds.round() as u64;
+    match (whole / 60, whole % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
 }
 
 fn join(v: &Value) -> String {

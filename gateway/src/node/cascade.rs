@@ -55,6 +55,58 @@ pub enum Request {
     },
     /// Tell the origin of an alert how it played at this node.
     Receipt(crate::cascade::frame::Receipt),
+    /// How an alert would go down now, for a preview: nothing is sent.
+    Plan {
+        level: crate::alert::model::Level,
+        targets: Vec<AreaCode>,
+        text: String,
+        valid_until: chrono::DateTime<Utc>,
+        reply: oneshot::Sender<Vec<CascadePlan>>,
+    },
+}
+
+/// How an alert would reach one neighbour below, as a preview shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct CascadePlan {
+    /// The link's name in `[[cascade.link]]`.
+    pub link: String,
+    /// The neighbour's area code.
+    pub peer: String,
+    /// The bearer that would carry it now: ip, beidou, iridium or sms; none while no
+    /// route of the link is up (it waits, queued, for the first that comes up).
+    pub bearer: Option<String>,
+    /// The frame's bytes over that bearer (or the link's first, while none is up).
+    pub frame_bytes: usize,
+    /// Messages it takes there: one datagram over IP, fragments over a terminal.
+    pub messages: usize,
+    /// Seconds until its last message has left this node, counting the messages queued
+    /// at the terminal ahead of it; none when no route is up or the terminal has not yet
+    /// said its pacing.
+    pub seconds: Option<f64>,
+}
+
+impl CascadeHandle {
+    /// How an alert with this text would go down each link now.
+    pub async fn plan(
+        &self,
+        level: crate::alert::model::Level,
+        targets: Vec<AreaCode>,
+        text: String,
+        valid_until: chrono::DateTime<Utc>,
+    ) -> Vec<CascadePlan> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Plan {
+            level,
+            targets,
+            text,
+            valid_until,
+            reply,
+        };
+        if self.requests.send(request).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
 }
 
 /// A frame for the node's alert playout; its `stored` answer says whether what it
@@ -474,6 +526,23 @@ impl Task {
                         Err(e) => warn!(number, error = %e, "cannot send a receipt up the cascade"),
                     }
                 }
+                Woke::Request(Request::Plan {
+                    level,
+                    targets,
+                    text,
+                    valid_until,
+                    reply,
+                }) => {
+                    let body = Body::Alert(crate::cascade::frame::Alert {
+                        number: 0,
+                        level,
+                        targets,
+                        content: crate::cascade::frame::Content::Text(text),
+                    });
+                    let plans = self.relay.plan(&body, valid_until, utc, now);
+                    let _ = reply.send(plans.into_iter().map(|p| self.priced(p)).collect());
+                    continue;
+                }
                 Woke::Deadline => self.relay.poll(now, utc),
             }
             if !self.act().await {
@@ -765,6 +834,35 @@ impl Task {
 }
 
 impl Task {
+    /// A relay's plan for one link, with the time its route's pacing gives it.
+    fn priced(&self, plan: crate::cascade::relay::LinkPlan) -> CascadePlan {
+        let seconds = match plan.bearer {
+            None => None,
+            Some(BearerKind::Ip) => Some(0.0),
+            Some(bearer) => self
+                .terminals
+                .iter()
+                .find(|t| t.link == plan.link && t.bearer == bearer)
+                .and_then(|t| {
+                    let snapshot = t.handle.snapshot.borrow();
+                    let pacing = snapshot.condition.pacing?;
+                    Some(
+                        pacing
+                            .time_for(snapshot.queued, plan.messages)
+                            .as_secs_f64(),
+                    )
+                }),
+        };
+        CascadePlan {
+            link: plan.link,
+            peer: plan.peer.to_string(),
+            bearer: plan.bearer.map(|b| b.as_str().to_string()),
+            frame_bytes: plan.frame_bytes,
+            messages: plan.messages,
+            seconds,
+        }
+    }
+
     /// Hands a frame's content to the node's alert playout and waits until it is stored;
     /// on a node without one it is only logged. `false` when the playout could not store
     /// it.

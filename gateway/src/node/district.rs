@@ -212,6 +212,7 @@ pub async fn run(
         started_at: clock.now(),
         playout: commands,
         live: live.clone(),
+        cascade: cascade.clone(),
     });
 
     let listener = super::bind_api(api.listen).await?;
@@ -374,10 +375,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-
-/// The text an alert frame carries at most, bytes: two BeiDou fragments' worth with its
-/// header and tag, a minute or two over a narrow bearer.
-const NARROW_TEXT_BYTES: usize = 96;
 
 struct Playout {
     rtp: UdpSocket,
@@ -612,7 +609,7 @@ impl Playout {
         {
             return;
         }
-        let text = crate::alert::shorten::narrow_text(alert, |t| t.len() <= NARROW_TEXT_BYTES);
+        let text = crate::alert::shorten::cascade_text(alert);
         let _ = cascade.requests.send(super::cascade::Request::Alert {
             number,
             level: alert.level,

@@ -71,6 +71,26 @@ pub struct Condition {
     pub capacity: Option<usize>,
     /// Why the port or the terminal last went down.
     pub last_error: Option<String>,
+    /// How long messages take to leave, once the terminal said.
+    pub pacing: Option<Pacing>,
+}
+
+/// How long a terminal takes to send messages from the front of its queue: the first
+/// after `first`, each one more after `each_more` (a BeiDou card's service interval,
+/// an Iridium session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    pub first: Duration,
+    pub each_more: Duration,
+}
+
+impl Pacing {
+    /// The time until the last of `messages` has gone, behind `ahead` already queued.
+    pub fn time_for(&self, ahead: usize, messages: usize) -> Duration {
+        let more = u32::try_from(ahead + messages.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.first
+            .saturating_add(self.each_more.saturating_mul(more))
+    }
 }
 
 /// What [`Session::lost`] decided.
@@ -232,6 +252,13 @@ impl Session {
         };
         let events = bearer.drain_events();
         self.condition.capacity = bearer.capacity();
+        self.condition.pacing = bearer.capacity().and_then(|c| {
+            let (one, two) = (bearer.time_for(c), bearer.time_for(2 * c));
+            (one != Duration::MAX).then(|| Pacing {
+                first: one,
+                each_more: two.saturating_sub(one),
+            })
+        });
         for (kind, total) in bearer.faults() {
             let seen = self.faults.insert(kind, total).unwrap_or(0);
             if total > seen {

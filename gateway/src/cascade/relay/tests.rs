@@ -553,3 +553,47 @@ fn with_ip_dead_the_next_deadline_is_never_in_the_past() {
         }
     }
 }
+
+#[test]
+fn a_plan_names_the_route_and_messages_an_alert_would_take_and_sends_nothing() {
+    let mut net = Net::new();
+    net.run(2);
+    let text = "山洪预警：沿河村民立即转移到高处，不要涉水，等待通知。";
+    let body = red_alert(9, "410503001001", text);
+    let until = net.utc + chrono::Duration::hours(1);
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].link, "street-1");
+    assert_eq!(plan[0].peer, area("410503001"));
+    assert_eq!(plan[0].bearer, Some(BearerKind::Ip));
+    assert_eq!(plan[0].messages, 1, "one datagram over IP");
+
+    net.cut.insert((0, BearerKind::Ip));
+    net.run(40);
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    assert_eq!(plan[0].bearer, None, "no route up: it would wait");
+    assert_eq!(plan[0].planned_bearer, BearerKind::Ip);
+    for (n, link) in [(DISTRICT, "street-1"), (STREET, "district")] {
+        net.relays[n].bearer_state(link, BearerKind::Beidou, true, net.now);
+    }
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    assert_eq!(plan[0].bearer, Some(BearerKind::Beidou));
+    // The frame as it goes over BeiDou: tagged with the link key, in 78-byte messages.
+    let header = district_header(&net, 1);
+    let key = LinkKey::from_bytes([1; 32]);
+    let sealed = seal(&header, &body, Sealer::Hmac(&key, TagLength::Eight)).expect("sealed");
+    assert_eq!(plan[0].frame_bytes, sealed.len());
+    assert_eq!(
+        plan[0].messages,
+        fragment(&sealed, 78).expect("fragments").len()
+    );
+    assert!(plan[0].messages >= 2, "{plan:?}");
+    assert_eq!(net.queued(DISTRICT), 0, "a plan sends nothing");
+
+    let elsewhere = red_alert(10, "410503002", text);
+    assert!(
+        net.relays[DISTRICT]
+            .plan(&elsewhere, until, net.utc, net.now)
+            .is_empty()
+    );
+}
