@@ -154,6 +154,8 @@ fn relay(dir: &Path, name: &str, listen: u16, to: u16) -> Supervised {
         .arg("--cut-file")
         .arg(dir.join(format!("{name}.cut")))
         .stdout(Stdio::piped())
+        // Kept, so a relay that stopped says why.
+        .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).expect("relay's log"))
         .spawn()
         .expect("fault relay");
     let ready = watch(
@@ -739,6 +741,118 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
             logged(&dir, node, "play started"),
             1,
             "{node} played it once"
+        );
+    }
+}
+
+#[test]
+fn forged_unknown_expired_and_replayed_alerts_never_reach_a_loudspeaker_and_the_genuine_one_plays_once()
+ {
+    let _serial = one_at_a_time();
+    use gateway::alert::model::Level;
+    use gateway::cascade::auth::{Sealer, seal};
+    use gateway::cascade::frame::{Alert, Body, Content, Header, Timestamp};
+    use gateway::cascade::keys::NodeKey;
+
+    let dir = common::scratch("cascade-forged-alerts");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (_, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let (_street_pole, street_port) = common::spawn_speaker(&dir, "street-pole", "opus");
+    let (_village_pole, village_port) = common::spawn_speaker(&dir, "village-pole", "opus");
+    let street = format!(
+        "{street}{ALERTS}{}",
+        downstream("street-pole", street_port, "410503001", "loudspeaker")
+    );
+    let village = format!(
+        "{village}{ALERTS}{}",
+        downstream("village-pole", village_port, "410503001001", "loudspeaker")
+    );
+    let _street = start(&dir.join("street"), "street", &street, None);
+    let _village = start(&dir.join("village"), "village", &village, None);
+
+    let district_key = NodeKey::load(&dir.join("keys/district.sm2.key")).expect("district key");
+    let stranger = NodeKey::generate().expect("a key nobody trusts");
+    let now = chrono::Utc::now();
+    let header = |origin: &str, sequence: u32, from: i64, until: i64| Header {
+        origin: origin.parse().expect("area"),
+        sequence,
+        valid_from: Timestamp::from_datetime(now + chrono::Duration::seconds(from)).expect("t"),
+        valid_until: Timestamp::from_datetime(now + chrono::Duration::seconds(until)).expect("t"),
+    };
+    let alert = |number: u32, text: &str| {
+        Body::Alert(Alert {
+            number,
+            level: Level::Red,
+            targets: vec!["410503001".parse().expect("area")],
+            content: Content::Text(text.into()),
+        })
+    };
+    let frames = [
+        // In the district's name, signed by a stranger.
+        seal(
+            &header("410503", 500, 0, 600),
+            &alert(1, "【红色预警】伪造的撤离命令。"),
+            Sealer::Sm2(&stranger),
+        ),
+        // From a division nobody configured.
+        seal(
+            &header("410599", 1, 0, 600),
+            &alert(2, "【红色预警】陌生来源。"),
+            Sealer::Sm2(&stranger),
+        ),
+        // The district's own key, but expired an hour ago.
+        seal(
+            &header("410503", 501, -7200, -3600),
+            &alert(3, "【红色预警】过期的预警。"),
+            Sealer::Sm2(&district_key),
+        ),
+        // Genuine: sent twice, a replay the second time.
+        seal(
+            &header("410503", 502, 0, 600),
+            &alert(4, "【红色预警】山洪预警，立即转移。"),
+            Sealer::Sm2(&district_key),
+        ),
+    ];
+    // Sent straight to the street's frame port, as an attacker on its network would.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for frame in &frames {
+        socket
+            .send_to(frame.as_ref().expect("sealed"), &at.street)
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until(
+        "the genuine alert played at the village",
+        Duration::from_secs(60),
+        || logged(&dir, "village", "play started") == 1,
+    );
+    socket
+        .send_to(frames[3].as_ref().expect("sealed"), &at.street)
+        .expect("replayed");
+    std::thread::sleep(Duration::from_secs(4));
+
+    for node in ["street", "village"] {
+        assert_eq!(
+            logged(&dir, node, "alert from the cascade accepted"),
+            1,
+            "{node}"
+        );
+        assert_eq!(logged(&dir, node, "play started"), 1, "{node} played once");
+    }
+    let street_log = std::fs::read_to_string(dir.join("street/daemon.log")).expect("log");
+    assert!(street_log.contains("山洪预警，立即转移"), "{street_log}");
+    for text in ["伪造", "陌生来源", "过期的预警"] {
+        assert!(
+            !street_log.contains(text),
+            "{text} reached playout: {street_log}"
+        );
+    }
+    for code in ["bad_signature", "unknown_origin", "expired"] {
+        assert!(
+            street_log.contains(&format!("code=\"{code}\""))
+                || street_log.contains(&format!("code={code}")),
+            "{code}: {street_log}"
         );
     }
 }
