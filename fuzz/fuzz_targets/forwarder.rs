@@ -70,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
             allow: vec![SOURCES[0].ip()],
             input_timeout: Duration::from_secs(2),
             rtcp_interval: Duration::from_secs(1),
+            grants_required: false,
         },
         &groups,
     );

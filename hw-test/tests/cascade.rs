@@ -856,3 +856,83 @@ fn forged_unknown_expired_and_replayed_alerts_never_reach_a_loudspeaker_and_the_
         );
     }
 }
+
+/// The RTP address a node's configuration listens on.
+fn rtp_listen(config: &str) -> String {
+    let at = config.find("[rtp]\nlisten = \"").expect("an [rtp] listen") + 16;
+    config[at..].split('"').next().expect("address").to_string()
+}
+
+/// Sends one second of Opus speech-band tone as RTP stream `ssrc` to `to`, at real pace.
+fn send_opus(to: &str, ssrc: u32) {
+    use drivers::rtp::packetizer::Packetizer;
+    use drivers::rtp::payload::PayloadFormat;
+    let mut encoder =
+        gateway::voice::encoder::FrameEncoder::new(PayloadFormat::OPUS, 32_000).expect("opus");
+    let mut stream = Packetizer::with_origin(PayloadFormat::OPUS, ssrc, 1, 1);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    for k in 0..50 {
+        let frame: Vec<i16> = (0..960)
+            .map(|i| (((k * 960 + i) as f32 * 0.0575).sin() * 9000.0) as i16)
+            .collect();
+        let payload = encoder.encode(&frame).expect("encode").to_vec();
+        let datagram = stream.packetize(&payload, Instant::now());
+        socket.send_to(&datagram, to).expect("sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_street_in_the_cascade_forwards_the_districts_granted_voice_and_no_stream_without_a_grant() {
+    let _serial = one_at_a_time();
+    let dir = common::scratch("cascade-grants");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (district, street, _) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let (_pole, pole_port) = common::spawn_speaker(&dir, "street-pole", "opus");
+    // The street relays voice as before (no [alerts]); the district sends it its voice.
+    let street_rtp: u16 = rtp_listen(&street)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let district = format!(
+        "{district}{ALERTS}{}",
+        downstream("street-1", street_rtp, "410503001", "gateway")
+    );
+    let street = format!(
+        "{street}{}",
+        downstream("street-pole", pole_port, "410503001", "loudspeaker")
+    );
+    let district = start(&dir.join("district"), "district", &district, None);
+    let _street = start(&dir.join("street"), "street", &street, None);
+    let heard = || {
+        std::fs::read_to_string(dir.join("street-pole.log"))
+            .unwrap_or_default()
+            .matches("stream started")
+            .count()
+    };
+
+    // A stream from an allowed address, but with no grant: the loudspeaker hears nothing.
+    send_opus(&format!("127.0.0.1:{street_rtp}"), 0x5eed);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(heard(), 0, "an ungranted stream reached the loudspeaker");
+    assert_eq!(
+        logged(&dir, "street", "voice stream without a stream grant"),
+        1
+    );
+
+    // The district's alert: its stream is granted down the cascade and plays.
+    send_flood_warning(&district);
+    wait_until(
+        "the district's voice at the street's loudspeaker",
+        Duration::from_secs(30),
+        || heard() == 1,
+    );
+    assert_eq!(logged(&dir, "street", "stream grant received"), 1);
+    assert_eq!(
+        logged(&dir, "street", "voice stream without a stream grant"),
+        1,
+        "the granted stream was never refused"
+    );
+}

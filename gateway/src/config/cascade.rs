@@ -21,6 +21,7 @@ pub(super) struct RawCascade {
     listen: Spanned<SocketAddr>,
     skew_s: Option<u64>,
     heartbeat_s: Option<u64>,
+    voice_grants: Option<bool>,
     #[serde(default)]
     origin: Vec<RawOrigin>,
     #[serde(default)]
@@ -81,6 +82,10 @@ pub struct CascadeConfig {
     pub listen: SocketAddr,
     pub skew: Duration,
     pub heartbeat: Duration,
+    /// A node that relays voice forwards only streams a signed stream grant covers
+    /// (default); `false` forwards any stream from `[upstream] allow`, as outside a
+    /// cascade.
+    pub voice_grants: bool,
     pub origins: Vec<CascadeOrigin>,
     pub links: Vec<CascadeLink>,
 }
@@ -193,6 +198,7 @@ pub(super) fn cascade(
         listen: *raw.listen.get_ref(),
         skew: Duration::from_secs(raw.skew_s.unwrap_or(30)),
         heartbeat: Duration::from_secs(raw.heartbeat_s.unwrap_or(10).max(1)),
+        voice_grants: raw.voice_grants.unwrap_or(true),
         origins,
         links,
     })

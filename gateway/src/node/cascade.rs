@@ -53,6 +53,13 @@ pub enum Request {
         number: u32,
         valid_until: chrono::DateTime<Utc>,
     },
+    /// Tell the streets below that this node's RTP stream `ssrc` may be forwarded
+    /// until `valid_until`.
+    Grant {
+        ssrc: u32,
+        level: crate::alert::model::Level,
+        valid_until: chrono::DateTime<Utc>,
+    },
     /// Tell the origin of an alert how it played at this node.
     Receipt(crate::cascade::frame::Receipt),
     /// How an alert would go down now, for a preview: nothing is sent.
@@ -131,6 +138,23 @@ pub enum Delivered {
     },
 }
 
+/// Leave from the cascade to forward one RTP stream, for a node that relays voice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub ssrc: u32,
+    pub level: crate::alert::model::Level,
+    pub valid_until: chrono::DateTime<Utc>,
+}
+
+/// Where what the cascade delivers goes in the node.
+#[derive(Default)]
+pub struct Sinks {
+    /// The node's alert playout (`[alerts]`).
+    pub playout: Option<mpsc::UnboundedSender<Delivered>>,
+    /// The node's voice relay, which forwards only granted streams.
+    pub grants: Option<mpsc::UnboundedSender<Grant>>,
+}
+
 /// The running cascade, as the API reaches it.
 #[derive(Clone)]
 pub struct CascadeHandle {
@@ -188,11 +212,11 @@ fn setup(what: impl std::fmt::Display) -> NodeError {
 
 impl Cascade {
     /// Loads the keys, opens the store and starts the task; `None` without `[cascade]`.
-    /// What arrives for the node's alert playout goes to `playout`, where it has one.
+    /// What arrives for the node's alert playout or voice relay goes to `sinks`.
     pub async fn start(
         config: &Config,
         terminals: Option<&Terminals>,
-        playout: Option<mpsc::UnboundedSender<Delivered>>,
+        sinks: Sinks,
     ) -> Result<Option<Cascade>, NodeError> {
         let Some(cascade) = &config.cascade else {
             return Ok(None);
@@ -278,7 +302,8 @@ impl Cascade {
             store: store.clone(),
             inbox,
             stopping,
-            playout,
+            playout: sinks.playout,
+            grants: sinks.grants,
         };
         Ok(Some(Cascade {
             handle: CascadeHandle { requests, store },
@@ -369,6 +394,8 @@ struct Task {
     stopping: watch::Receiver<bool>,
     /// The node's alert playout, where it has one.
     playout: Option<mpsc::UnboundedSender<Delivered>>,
+    /// The node's voice relay, where it forwards only granted streams.
+    grants: Option<mpsc::UnboundedSender<Grant>>,
 }
 
 /// What woke the task.
@@ -505,6 +532,22 @@ impl Task {
                         return;
                     }
                     continue;
+                }
+                Woke::Request(Request::Grant {
+                    ssrc,
+                    level,
+                    valid_until,
+                }) => {
+                    let body =
+                        Body::StreamGrant(crate::cascade::frame::StreamGrant { ssrc, level });
+                    match self.relay.originate(body, valid_until, utc, now) {
+                        Ok(sequence) => {
+                            info!(ssrc, %level, sequence, "stream grant sent down the cascade")
+                        }
+                        Err(e) => {
+                            warn!(ssrc, error = %e, "cannot send a stream grant down the cascade")
+                        }
+                    }
                 }
                 Woke::Request(Request::Receipt(receipt)) => {
                     if !self.has_up_link {
@@ -824,6 +867,19 @@ impl Task {
                     over = receipt.bearer.as_str(), %link, "receipt received up the cascade");
                 self.to_playout(|stored| Delivered::Receipt { receipt, stored }, "receipt")
                     .await
+            }
+            Body::StreamGrant(grant) => {
+                let valid_until = frame.header.valid_until.to_datetime();
+                info!(%origin, ssrc = grant.ssrc, level = %grant.level, until = %valid_until, %link,
+                    "stream grant received");
+                if let Some(grants) = &self.grants {
+                    let _ = grants.send(Grant {
+                        ssrc: grant.ssrc,
+                        level: grant.level,
+                        valid_until,
+                    });
+                }
+                true
             }
             body => {
                 info!(%origin, sequence, %link, bearer = ?bearer, kind = body.kind().as_str(), "cascade frame delivered");

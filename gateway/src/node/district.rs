@@ -273,6 +273,7 @@ pub async fn run(
         rules: rules(&config, &state.alerts),
         from_cascade: HashMap::new(),
         receipts_sent: HashMap::new(),
+        grant_terms: HashMap::new(),
     };
     playout.by_rtcp = playout
         .outputs
@@ -418,6 +419,8 @@ struct Playout {
     from_cascade: HashMap<i64, CascadeSource>,
     /// The counts last sent up in a receipt for each such alert.
     receipts_sent: HashMap<i64, (u16, u16)>,
+    /// Each held alert's level and end, which its streams' grants carry.
+    grant_terms: HashMap<i64, (crate::alert::model::Level, DateTime<Utc>)>,
 }
 
 impl Playout {
@@ -590,6 +593,8 @@ impl Playout {
         };
         self.programmes.insert(id, programme.samples.clone());
         self.purposes.insert(id, record.alert.purpose);
+        self.grant_terms
+            .insert(id, (record.alert.level, record.alert.expires));
         self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());
         self.apply(events).await;
@@ -668,6 +673,7 @@ impl Playout {
                 } => {
                     if state.is_final() {
                         self.programmes.remove(&alert);
+                        self.grant_terms.remove(&alert);
                         // Dropping a live source stops it.
                         self.broadcasts.remove(&alert);
                     }
@@ -747,6 +753,7 @@ impl Playout {
                 group.outputs.iter().map(|o| self.outputs[*o].rtp).collect();
             group.rtp = Fanout::new(&addresses);
         }
+        self.grant_streams(alert, &groups);
         let names: Vec<&str> = outputs
             .iter()
             .map(|o| self.outputs[*o].name.as_str())
@@ -774,6 +781,30 @@ impl Playout {
         self.send_due_frames(Instant::now());
         // An early sender report lets receivers map the stream to wall-clock time.
         self.send_sender_reports(Instant::now(), None, Some(session));
+    }
+
+    /// In a cascade, grants each stream of a play that goes to a gateway below, before
+    /// its first packet: a relaying gateway forwards no stream without one.
+    fn grant_streams(&self, alert: i64, groups: &[Group]) {
+        let (Some(cascade), Some(&(level, valid_until))) =
+            (&self.cascade, self.grant_terms.get(&alert))
+        else {
+            return;
+        };
+        for group in groups {
+            let to_gateway = group.outputs.iter().any(|o| {
+                self.outputs
+                    .get(*o)
+                    .is_some_and(|o| o.kind == DownstreamKind::Gateway)
+            });
+            if to_gateway {
+                let _ = cascade.requests.send(super::cascade::Request::Grant {
+                    ssrc: group.packetizer.ssrc(),
+                    level,
+                    valid_until,
+                });
+            }
+        }
     }
 
     fn stop(&mut self, id: SessionId, outputs: &[OutputId], reason: StopReason) {

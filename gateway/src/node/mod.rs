@@ -90,14 +90,16 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
     // A node with `[alerts]` plays what comes down the cascade itself, at any tier.
     let alert_node = config.alerts.is_some();
     let plays_alerts = alert_node && !config.downstream.is_empty();
-    let (to_playout, from_cascade) = match plays_alerts && config.cascade.is_some() {
-        true => {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        }
-        false => (None, None),
+    let (to_playout, from_cascade) = channel(plays_alerts && config.cascade.is_some());
+    // A street or village that relays voice in a cascade forwards granted streams only.
+    let relays_voice = !alert_node && config.tier != Tier::District;
+    let granted = config.cascade.as_ref().is_some_and(|c| c.voice_grants);
+    let (to_relay, grants) = channel(relays_voice && granted && !config.downstream.is_empty());
+    let sinks = cascade::Sinks {
+        playout: to_playout,
+        grants: to_relay,
     };
-    let cascade = cascade::Cascade::start(&config, terminals.as_ref(), to_playout).await?;
+    let cascade = cascade::Cascade::start(&config, terminals.as_ref(), sinks).await?;
     let report_api = match (&config.api, &cascade) {
         (Some(api), Some(c)) => Some(std::sync::Arc::new(crate::api::reports::ReportApi {
             operators: crate::api::auth::Operators::load(&api.operators)
@@ -161,7 +163,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
             }
             Tier::District => origin::run(config.clone()).await,
             Tier::Street | Tier::Village => {
-                relay::run(config.clone(), options, Some(upstream_active)).await
+                relay::run(config.clone(), options, Some(upstream_active), grants).await
             }
         }
     };
@@ -312,5 +314,21 @@ async fn stop_requested() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// A channel between two of the node's tasks, where `wanted`.
+#[allow(clippy::type_complexity)]
+fn channel<T>(
+    wanted: bool,
+) -> (
+    Option<tokio::sync::mpsc::UnboundedSender<T>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<T>>,
+) {
+    if wanted {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
     }
 }

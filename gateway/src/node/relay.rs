@@ -114,11 +114,13 @@ impl From<ForwardCounters> for CountersJson {
 
 /// Runs a street or village node until it is stopped.
 /// Runs the relay; `upstream_active`, when given, is kept true while a stream from
-/// upstream is being forwarded (the node's loudspeaker zones yield to it).
+/// upstream is being forwarded (the node's loudspeaker zones yield to it). With
+/// `grants` (a node in a cascade), only streams a stream grant covers are forwarded.
 pub async fn run(
     config: Config,
     options: RunOptions,
     upstream_active: Option<tokio::sync::watch::Sender<bool>>,
+    mut grants: Option<tokio::sync::mpsc::UnboundedReceiver<super::cascade::Grant>>,
 ) -> Result<(), NodeError> {
     let Some(listen) = config.listen else {
         return Err(NodeError::Config("a relay node needs rtp.listen"));
@@ -140,9 +142,13 @@ pub async fn run(
             allow: config.upstream_allow.clone(),
             input_timeout: config.input_timeout,
             rtcp_interval: config.rtcp_interval,
+            grants_required: grants.is_some(),
         },
         &specs,
     );
+    if grants.is_some() {
+        info!("voice from upstream is forwarded only under a stream grant from the cascade");
+    }
     let mut outputs = Outputs {
         rtp,
         rtcp,
@@ -232,6 +238,11 @@ pub async fn run(
                     }
                 }
             }
+            Some(grant) = next_grant(&mut grants) => {
+                let ahead = (grant.valid_until - chrono::Utc::now()).to_std().unwrap_or_default();
+                let now = Instant::now();
+                forwarder.grant(grant.ssrc, now + ahead, now, &mut |t| outputs.transmit(t));
+            }
             _ = sleep_until_opt(deadline) => {
                 forwarder.poll(Instant::now(), &mut |t| outputs.transmit(t));
                 if let Some(r) = reporter.as_mut() {
@@ -266,6 +277,7 @@ pub async fn run(
         unknown_payload_type = counters.unknown_payload_type,
         foreign_source = counters.foreign_source,
         competing_source = counters.competing_source,
+        ungranted = counters.ungranted,
         transcode_errors = counters.transcode_errors,
         rtcp_malformed = counters.rtcp_malformed,
         datagrams_sent = outputs.datagrams_sent,
@@ -313,7 +325,17 @@ fn report_event(reporter: &mut super::report::ReceiptReporter, event: &ForwardEv
         ForwardEvent::ReceiverReport { from, block, .. } => {
             reporter.on_receiver_report(*from, block)
         }
-        ForwardEvent::StreamStarted { .. } => {}
+        ForwardEvent::StreamStarted { .. } | ForwardEvent::Ungranted { .. } => {}
+    }
+}
+
+/// The next grant from the cascade; never, without one.
+async fn next_grant(
+    grants: &mut Option<tokio::sync::mpsc::UnboundedReceiver<super::cascade::Grant>>,
+) -> Option<super::cascade::Grant> {
+    match grants {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -349,6 +371,9 @@ fn log_event(
             info!(ssrc, %from, codec = %format, "voice stream from upstream started")
         }
         ForwardEvent::SourceNote { ssrc, note } => debug!(ssrc, note, "upstream note"),
+        ForwardEvent::Ungranted { ssrc, from } => {
+            warn!(ssrc, %from, "voice stream without a stream grant: not forwarded")
+        }
         ForwardEvent::StreamEnded {
             ssrc,
             reason,

@@ -17,6 +17,9 @@
 //!   packet; every output then sends its own BYE.
 //! * Malformed datagrams, unknown payload types and packets from hosts not allowed are
 //!   dropped and counted, never forwarded.
+//! * Where grants are required (a node in a cascade), a stream is forwarded only while a
+//!   stream grant covers its SSRC ([`super::grants`]); packets that come just before
+//!   their grant are held briefly and forwarded when it comes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +36,7 @@ use drivers::rtp::session::RtcpSchedule;
 use drivers::rtp::stats::{ReceiverStats, ReportBlockData};
 
 use super::encoder::FrameEncoder;
+use super::grants::StreamGrants;
 
 /// How many finished output streams are still recognised in receiver reports.
 const RETIRED_KEPT: usize = 32;
@@ -66,6 +70,8 @@ pub enum ForwardEvent {
     },
     /// The upstream's note about a source (SDES NOTE): the alert a stream carries.
     SourceNote { ssrc: u32, note: String },
+    /// A stream came with no grant covering it, and its packets were dropped.
+    Ungranted { ssrc: u32, from: SocketAddr },
     /// A downstream receiver's report on one of our outputs.
     ReceiverReport {
         from: SocketAddr,
@@ -103,6 +109,8 @@ pub struct ForwardCounters {
     pub unknown_payload_type: u64,
     pub foreign_source: u64,
     pub competing_source: u64,
+    /// RTP packets of streams no grant covered (held, then forwarded or dropped).
+    pub ungranted: u64,
     pub transcode_errors: u64,
     pub rtcp_malformed: u64,
 }
@@ -173,6 +181,8 @@ pub struct ForwarderConfig {
     pub allow: Vec<IpAddr>,
     pub input_timeout: Duration,
     pub rtcp_interval: Duration,
+    /// Forward only streams a grant covers (a relaying node in a cascade).
+    pub grants_required: bool,
 }
 
 /// The forwarding core. See the module documentation.
@@ -188,6 +198,7 @@ pub struct Forwarder {
     retired: std::collections::VecDeque<(u32, usize)>,
     events: Vec<ForwardEvent>,
     pcm: Vec<i16>,
+    grants: StreamGrants,
 }
 
 impl Forwarder {
@@ -213,6 +224,7 @@ impl Forwarder {
             retired: std::collections::VecDeque::new(),
             events: Vec::new(),
             pcm: Vec::with_capacity(FRAME_SAMPLES),
+            grants: StreamGrants::default(),
         }
     }
 
@@ -230,6 +242,20 @@ impl Forwarder {
         self.input.as_ref().map(|i| i.ssrc)
     }
 
+    /// Leave to forward the stream `ssrc` until `until`: packets of it held while the
+    /// grant was on its way go out now, in order.
+    pub fn grant(
+        &mut self,
+        ssrc: u32,
+        until: Instant,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
+        for held in self.grants.grant(ssrc, until, now) {
+            self.forward_rtp(&held.datagram, held.from, now, out);
+        }
+    }
+
     /// Takes one datagram from the RTP port.
     pub fn on_rtp(
         &mut self,
@@ -243,6 +269,36 @@ impl Forwarder {
             self.counters.foreign_source += 1;
             return;
         }
+        if self.config.grants_required {
+            let Ok(header) = RtpHeader::parse(datagram) else {
+                self.counters.malformed += 1;
+                return;
+            };
+            if !self.grants.admits(header.ssrc, now) {
+                self.counters.ungranted += 1;
+                self.grants.hold(header.ssrc, datagram, from, now);
+                self.refused_for_want_of_grants(now);
+                return;
+            }
+        }
+        self.forward_rtp(datagram, from, now, out);
+    }
+
+    /// Says which streams' held packets were dropped with no grant come.
+    fn refused_for_want_of_grants(&mut self, now: Instant) {
+        for (ssrc, from) in self.grants.poll(now) {
+            self.events.push(ForwardEvent::Ungranted { ssrc, from });
+        }
+    }
+
+    /// Forwards one admitted datagram from the RTP port.
+    fn forward_rtp(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
         let Ok(header) = RtpHeader::parse(datagram) else {
             self.counters.malformed += 1;
             return;
@@ -537,6 +593,7 @@ impl Forwarder {
 
     /// Runs the timers: input time-out and receiver reports to the upstream.
     pub fn poll(&mut self, now: Instant, out: &mut dyn FnMut(Transmit<'_>)) {
+        self.refused_for_want_of_grants(now);
         let timed_out = self
             .input
             .as_ref()
@@ -572,10 +629,14 @@ impl Forwarder {
             .input
             .as_ref()
             .map(|i| i.last_packet + self.config.input_timeout);
-        match (timeout, self.schedule.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            timeout,
+            self.schedule.next_deadline(),
+            self.grants.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Ends the current stream, if any, with BYE on every output.
@@ -633,6 +694,10 @@ mod tests {
     const UPSTREAM: &str = "127.0.0.1:40000";
 
     fn forwarder(formats: &[PayloadFormat]) -> Forwarder {
+        forwarder_with(formats, false)
+    }
+
+    fn forwarder_with(formats: &[PayloadFormat], grants_required: bool) -> Forwarder {
         let specs: Vec<GroupSpec> = formats.iter().map(|f| GroupSpec { format: *f }).collect();
         Forwarder::new(
             ForwarderConfig {
@@ -642,6 +707,7 @@ mod tests {
                 allow: vec!["127.0.0.1".parse().expect("ip")],
                 input_timeout: Duration::from_secs(2),
                 rtcp_interval: Duration::from_secs(1),
+                grants_required,
             },
             &specs,
         )
@@ -683,6 +749,98 @@ mod tests {
 
     fn from() -> SocketAddr {
         UPSTREAM.parse().expect("addr")
+    }
+
+    #[test]
+    fn where_grants_are_required_a_stream_goes_only_under_its_grant_and_none_of_it_is_lost() {
+        let t0 = Instant::now();
+        let at = |k: usize| t0 + Duration::from_millis(20 * k as u64);
+        let mut fw = forwarder_with(&[PayloadFormat::OPUS], true);
+        let (_, packets) = opus_stream(10, t0);
+        let mut sent = Sent::default();
+        for (k, p) in packets.iter().enumerate().take(3) {
+            fw.on_rtp(p, from(), at(k), &mut sent.record());
+        }
+        assert!(sent.rtp.is_empty(), "nothing before the grant");
+        assert_eq!(fw.counters().ungranted, 3);
+        assert!(fw.drain_events().is_empty(), "held, not yet refused");
+
+        // The grant comes 60 ms late: the held packets go first, in order.
+        fw.grant(
+            0xd157,
+            at(3) + Duration::from_secs(30),
+            at(3),
+            &mut sent.record(),
+        );
+        for (k, p) in packets.iter().enumerate().skip(3) {
+            fw.on_rtp(p, from(), at(k), &mut sent.record());
+        }
+        let sequences: Vec<u16> = sent
+            .rtp
+            .iter()
+            .map(|(_, d)| RtpHeader::parse(d).expect("rtp").sequence)
+            .collect();
+        assert_eq!(sequences.len(), 10, "every packet, the held ones too");
+        assert!(
+            sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{sequences:?}"
+        );
+
+        assert!(
+            !fw.drain_events()
+                .iter()
+                .any(|e| matches!(e, ForwardEvent::Ungranted { .. })),
+            "the granted stream was never refused"
+        );
+
+        // Another stream from the same address has no grant: refused once its held
+        // packets have waited their time, and said once.
+        let mut other = Packetizer::with_origin(PayloadFormat::OPUS, 0xbad, 1, 1);
+        let datagram = other.packetize(&[0x78, 0x01, 0x02], at(20));
+        fw.on_rtp(&datagram, from(), at(20), &mut sent.record());
+        let due = at(20) + crate::voice::grants::HOLD_FOR;
+        assert!(fw.next_deadline().is_some_and(|d| d <= due));
+        fw.poll(due - Duration::from_millis(1), &mut sent.record());
+        assert!(fw.drain_events().is_empty(), "still waiting for its grant");
+        fw.poll(due, &mut sent.record());
+        assert_eq!(sent.rtp.len(), 10);
+        assert_eq!(fw.counters().ungranted, 4);
+        let refused: Vec<ForwardEvent> = fw
+            .drain_events()
+            .into_iter()
+            .filter(|e| matches!(e, ForwardEvent::Ungranted { .. }))
+            .collect();
+        assert_eq!(
+            refused,
+            [ForwardEvent::Ungranted {
+                ssrc: 0xbad,
+                from: from()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_stream_whose_grant_has_ended_is_no_longer_forwarded() {
+        let t0 = Instant::now();
+        let mut fw = forwarder_with(&[PayloadFormat::OPUS], true);
+        let (_, packets) = opus_stream(4, t0);
+        let mut sent = Sent::default();
+        fw.grant(
+            0xd157,
+            t0 + Duration::from_millis(30),
+            t0,
+            &mut sent.record(),
+        );
+        for (k, p) in packets.iter().enumerate() {
+            fw.on_rtp(
+                p,
+                from(),
+                t0 + Duration::from_millis(20 * k as u64),
+                &mut sent.record(),
+            );
+        }
+        assert_eq!(sent.rtp.len(), 2, "the packets at 0 and 20 ms only");
+        assert_eq!(fw.counters().ungranted, 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod encoder;
 pub mod forward;
+pub mod grants;
 pub mod link;
 pub mod live;
 pub mod programme;

@@ -13,10 +13,12 @@
 //!   back so the queue stays empty, as in steady state;
 //! * **the cascade**: one district, `streets` streets, `villages` villages per street,
 //!   every link IP only, wired in memory. Each round the district originates one alert
-//!   for the whole district; the round ends when no message is in flight, every
-//!   village has delivered the alert and every queue is empty, so every hop's
-//!   acknowledgement reached its sender. Receipts are not part of it: the relay does not
-//!   make them yet.
+//!   for the whole district; each village, the moment it delivers the alert, sends its
+//!   receipt up (as a node with `[alerts]` does once its loudspeakers have played it;
+//!   the playing is not modelled). The round ends when no message is in flight, every
+//!   village has delivered the alert, the district has every village's receipt and every
+//!   queue is empty, so every hop's acknowledgement reached its sender. The time to the
+//!   last receipt at the district is kept apart from the round's end.
 //!
 //! The cascade round is timed two ways. **Serial** is the wall time of this process
 //! doing every relay's work one after another on one core: what the whole cascade
@@ -39,8 +41,8 @@ use gateway::alert::model::{AreaCode, Level};
 use gateway::cascade::accept::{AcceptConfig, Accepted, Acceptor, Keyring};
 use gateway::cascade::auth::{Sealer, authenticated_part, seal, verify_signature, verify_tag};
 use gateway::cascade::frame::{
-    Acknowledgement, Alert, BearerKind, Body, Content, Header, Heartbeat, TagLength, Timestamp,
-    Trailer, decode,
+    Acknowledgement, Alert, BearerKind, Body, Content, Header, Heartbeat, Receipt, TagLength,
+    Timestamp, Trailer, decode,
 };
 use gateway::cascade::keys::{LinkKey, NodeKey};
 use gateway::cascade::relay::{Direction, LinkConfig, Output, Relay, RelayTiming, Route};
@@ -121,8 +123,15 @@ pub struct CascadeRounds {
     pub streets: usize,
     pub villages_per_street: usize,
     pub rounds: usize,
-    /// Messages passed in one round (alerts and acknowledgements).
+    /// Messages passed in one round (alerts, receipts and acknowledgements).
     pub messages_per_round: usize,
+    /// Receipts the district took in each round: one per village.
+    pub receipts_per_round: usize,
+    /// From the alert's origination to the last village's receipt at the district,
+    /// on the parallel model's clock.
+    pub receipts_ms: Vec<f64>,
+    pub receipts_p50_ms: f64,
+    pub receipts_p99_ms: f64,
     pub serial_ms: Vec<f64>,
     pub serial_p50_ms: f64,
     pub serial_p99_ms: f64,
@@ -451,6 +460,20 @@ fn one_relay(frames: usize, utc: DateTime<Utc>) -> Result<RelayFigures, CascadeB
 /// break ties, the relay and link it reaches, and its bytes.
 type InFlight = Reverse<(Duration, u64, usize, usize, Vec<u8>)>;
 
+/// What one round has seen so far.
+#[derive(Default)]
+struct Round {
+    /// Per relay: it delivered the alert.
+    delivered: Vec<bool>,
+    /// Villages that delivered the alert and owe a receipt, with the model's time then.
+    receipts_due: Vec<(usize, Duration)>,
+    /// Receipts delivered at the district, and when the last one was.
+    receipts_back: usize,
+    last_receipt: Duration,
+    /// The alert's number, which the receipts name.
+    number: u32,
+}
+
 /// District, streets and villages wired in memory.
 struct Net {
     relays: Vec<Relay>,
@@ -460,6 +483,8 @@ struct Net {
     /// Per relay, its links' names, to find a link by the name an output gives.
     names: Vec<Vec<String>>,
     villages: Vec<usize>,
+    /// Per relay, its area code.
+    codes: Vec<AreaCode>,
     now: Instant,
     utc: DateTime<Utc>,
 }
@@ -515,6 +540,12 @@ impl Net {
                 // (acknowledgements, heartbeats).
                 let mut ring = Keyring::default();
                 ring.add_origin(codes[0].clone(), keys[0].public());
+                // The district takes every village's receipt, signed by the village.
+                if n == 0 {
+                    for (code, key) in codes.iter().zip(&keys) {
+                        ring.add_origin(code.clone(), key.public());
+                    }
+                }
                 let links = plan
                     .iter()
                     .map(|(name, peer, direction)| {
@@ -547,13 +578,14 @@ impl Net {
             wires,
             names,
             villages: (1 + streets..codes.len()).collect(),
+            codes,
             now,
             utc,
         })
     }
 
     /// Every relay's outputs after step `n` finished at `done`, its messages put in
-    /// flight; the alerts it delivered counted in `delivered`.
+    /// flight; what it delivered counted in `round`.
     fn dispatch(
         &mut self,
         n: usize,
@@ -561,7 +593,7 @@ impl Net {
         done: Duration,
         flight: &mut BinaryHeap<InFlight>,
         order: &mut u64,
-        delivered: &mut [bool],
+        round: &mut Round,
     ) -> Result<(), CascadeBenchError> {
         for output in outputs {
             match output {
@@ -573,9 +605,21 @@ impl Net {
                     *order += 1;
                     flight.push(Reverse((done, *order, peer, peer_link, message)));
                 }
-                Output::Deliver { frame, .. } if matches!(frame.body, Body::Alert(_)) => {
-                    delivered[n] = true;
-                }
+                Output::Deliver { frame, .. } => match &frame.body {
+                    Body::Alert(_) => {
+                        if let Some(d) = round.delivered.get_mut(n) {
+                            *d = true;
+                        }
+                        if self.villages.contains(&n) {
+                            round.receipts_due.push((n, done));
+                        }
+                    }
+                    Body::Receipt(r) if n == 0 && r.alert_number == round.number => {
+                        round.receipts_back += 1;
+                        round.last_receipt = round.last_receipt.max(done);
+                    }
+                    _ => {}
+                },
                 Output::Refused { reason, .. } => return Err(CascadeBenchError::Failed(reason)),
                 _ => {}
             }
@@ -589,7 +633,7 @@ impl Net {
         &mut self,
         mut flight: BinaryHeap<InFlight>,
         mut order: u64,
-        delivered: &mut [bool],
+        round: &mut Round,
     ) -> Result<(Duration, usize), CascadeBenchError> {
         let mut busy = vec![Duration::ZERO; self.relays.len()];
         let mut finished = Duration::ZERO;
@@ -603,7 +647,28 @@ impl Net {
             let done = arrives.max(busy[n]) + t.elapsed();
             busy[n] = done;
             finished = finished.max(done);
-            self.dispatch(n, outputs, done, &mut flight, &mut order, delivered)?;
+            self.dispatch(n, outputs, done, &mut flight, &mut order, round)?;
+            // A village that just took the alert sends its receipt up, on its own clock.
+            for (village, at) in std::mem::take(&mut round.receipts_due) {
+                let t = Instant::now();
+                let receipt = Body::Receipt(Receipt {
+                    alert_origin: area(DISTRICT)?,
+                    alert_number: round.number,
+                    area: self.codes[village].clone(),
+                    played: 3,
+                    loudspeakers: 3,
+                    bearer: BearerKind::Ip,
+                });
+                let until = self.utc + chrono::Duration::hours(1);
+                self.relays[village]
+                    .originate(receipt, until, self.utc, self.now)
+                    .map_err(|e| CascadeBenchError::Failed(e.to_string()))?;
+                let outputs = self.relays[village].drain();
+                let done = at.max(busy[village]) + t.elapsed();
+                busy[village] = done;
+                finished = finished.max(done);
+                self.dispatch(village, outputs, done, &mut flight, &mut order, round)?;
+            }
         }
         Ok((finished, messages))
     }
@@ -611,7 +676,7 @@ impl Net {
     /// Heartbeats both ways on every link, so every IP route is up.
     fn bring_up(&mut self) -> Result<(), CascadeBenchError> {
         let mut flight = BinaryHeap::new();
-        let mut delivered = vec![false; self.relays.len()];
+        let mut round = Round::default();
         let mut order = 0;
         for n in 0..self.relays.len() {
             self.relays[n].poll(self.now, self.utc);
@@ -622,16 +687,24 @@ impl Net {
                 Duration::ZERO,
                 &mut flight,
                 &mut order,
-                &mut delivered,
+                &mut round,
             )?;
         }
-        self.settle(flight, order, &mut delivered)?;
+        self.settle(flight, order, &mut round)?;
         Ok(())
     }
 
-    /// One alert from the district to every village: (serial, parallel, messages).
-    fn round(&mut self, number: u32) -> Result<(Duration, Duration, usize), CascadeBenchError> {
-        let mut delivered = vec![false; self.relays.len()];
+    /// One alert from the district to every village and every receipt back: (serial,
+    /// parallel, messages, the last receipt on the parallel clock).
+    fn round(
+        &mut self,
+        number: u32,
+    ) -> Result<(Duration, Duration, usize, Duration), CascadeBenchError> {
+        let mut round = Round {
+            delivered: vec![false; self.relays.len()],
+            number,
+            ..Round::default()
+        };
         let mut flight = BinaryHeap::new();
         let body = red_alert(number, vec![area(DISTRICT)?]);
         let until = self.utc + chrono::Duration::hours(1);
@@ -643,30 +716,35 @@ impl Net {
         let outputs = self.relays[0].drain();
         let originated = start.elapsed();
         let mut order = 0;
-        self.dispatch(
-            0,
-            outputs,
-            originated,
-            &mut flight,
-            &mut order,
-            &mut delivered,
-        )?;
-        let (parallel, messages) = self.settle(flight, order, &mut delivered)?;
+        self.dispatch(0, outputs, originated, &mut flight, &mut order, &mut round)?;
+        let (parallel, messages) = self.settle(flight, order, &mut round)?;
         let serial = start.elapsed();
 
-        let missing = self.villages.iter().filter(|&&v| !delivered[v]).count();
+        let missing = self
+            .villages
+            .iter()
+            .filter(|&&v| !round.delivered[v])
+            .count();
         let queued: usize = self
             .relays
             .iter()
             .flat_map(|r| r.status(self.now))
             .map(|(_, _, q)| q)
             .sum();
-        if missing != 0 || queued != 0 {
+        if missing != 0 || queued != 0 || round.receipts_back != self.villages.len() {
             return Err(CascadeBenchError::Failed(format!(
-                "alert {number}: {missing} villages without it, {queued} frames unacknowledged"
+                "alert {number}: {missing} villages without it, {} of {} receipts back, \
+                 {queued} frames unacknowledged",
+                round.receipts_back,
+                self.villages.len()
             )));
         }
-        Ok((serial, parallel.max(originated), messages))
+        Ok((
+            serial,
+            parallel.max(originated),
+            messages,
+            round.last_receipt,
+        ))
     }
 }
 
@@ -681,20 +759,27 @@ fn cascade(
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (mut serial_ms, mut parallel_ms, mut messages) = (Vec::new(), Vec::new(), 0);
+    let mut receipts_ms = Vec::new();
     for round in 0..options.rounds {
         let number = u32::try_from(round).map_err(setup("rounds"))? + 1;
-        let (serial, parallel, passed) = net.round(number)?;
+        let (serial, parallel, passed, last_receipt) = net.round(number)?;
         serial_ms.push(ms(serial));
         parallel_ms.push(ms(parallel));
+        receipts_ms.push(ms(last_receipt));
         messages = passed;
     }
     let (serial, parallel) = (sorted(&serial_ms), sorted(&parallel_ms));
+    let receipts = sorted(&receipts_ms);
     Ok(CascadeRounds {
         relays: net.relays.len(),
         streets: options.streets,
         villages_per_street: options.villages,
         rounds: options.rounds,
         messages_per_round: messages,
+        receipts_per_round: net.villages.len(),
+        receipts_p50_ms: percentile(&receipts, 0.5),
+        receipts_p99_ms: percentile(&receipts, 0.99),
+        receipts_ms,
         serial_p50_ms: percentile(&serial, 0.5),
         serial_p99_ms: percentile(&serial, 0.99),
         parallel_p50_ms: percentile(&parallel, 0.5),
@@ -759,13 +844,20 @@ pub fn table(f: &CascadeFigures) -> String {
     );
     row(
         format!(
-            "cascade, {scale}: alert to all deliveries and acknowledgements, serial (p50 / p99)"
+            "cascade, {scale}: alert to all deliveries, receipts and acknowledgements, serial (p50 / p99)"
         ),
         format!("{:.1} / {:.1} ms", c.serial_p50_ms, c.serial_p99_ms),
     );
     row(
         "the same, parallel: a core per relay, no network time (modelled; p50 / p99)".into(),
         format!("{:.1} / {:.1} ms", c.parallel_p50_ms, c.parallel_p99_ms),
+    );
+    row(
+        format!(
+            "parallel model: alert accepted to the last of {} receipts at the district (p50 / p99)",
+            c.receipts_per_round
+        ),
+        format!("{:.1} / {:.1} ms", c.receipts_p50_ms, c.receipts_p99_ms),
     );
     row(
         "messages per cascade round".into(),
@@ -800,8 +892,14 @@ mod tests {
             back["cascade"]["serial_ms"].as_array().map(Vec::len),
             Some(2)
         );
-        // Each of the 8 links carries the alert down and its acknowledgement up.
-        assert_eq!(back["cascade"]["messages_per_round"], 16);
+        // Each of the 8 links carries the alert down and its acknowledgement up; each of
+        // the 6 villages' receipts goes up two links, each hop acknowledged.
+        assert_eq!(back["cascade"]["messages_per_round"], 16 + 6 * 4);
+        assert_eq!(back["cascade"]["receipts_per_round"], 6);
+        assert_eq!(
+            back["cascade"]["receipts_ms"].as_array().map(Vec::len),
+            Some(2)
+        );
         for rate in ["sm2_sign_per_s", "sm2_verify_per_s", "accept_hmac_per_s"] {
             assert!(back[rate].as_f64().is_some_and(|r| r > 0.0), "{rate}");
         }
