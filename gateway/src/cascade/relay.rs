@@ -178,6 +178,14 @@ pub enum Output {
         link: String,
         bearer: Option<BearerKind>,
     },
+    /// A neighbour's fresh frame (a heartbeat or acknowledgement, stamped when it was
+    /// made) was refused for its time: the two clocks differ by `offset_s` seconds (the
+    /// peer ahead when positive), beyond the allowed skew, so the peer's frames are all
+    /// refused until they agree. Said once until a frame of the link is accepted again.
+    ClockOff {
+        link: String,
+        offset_s: i64,
+    },
 }
 
 /// Why the relay could not make a frame.
@@ -242,6 +250,8 @@ struct Link {
     /// The route last reported active.
     active: Option<usize>,
     next_heartbeat: Instant,
+    /// A clock difference with the peer has been said and not yet healed.
+    clock_off: bool,
 }
 
 /// The relay of one node; see the [module](self) notes.
@@ -288,6 +298,7 @@ impl Relay {
                 queue: VecDeque::new(),
                 active: None,
                 next_heartbeat: now,
+                clock_off: false,
             })
             .collect();
         Relay {
@@ -412,12 +423,17 @@ impl Relay {
             return;
         };
         match self.acceptor.accept(&bytes, link_name, utc) {
-            Err(refusal) => self.out.push(Output::Refused {
-                link: link_name.to_string(),
-                bearer,
-                reason: refusal.to_string(),
-                code: refusal.reason(),
-            }),
+            Err(refusal) => {
+                if matches!(refusal.reason(), "not_yet_valid" | "expired") {
+                    self.clock_check(l, &bytes, utc);
+                }
+                self.out.push(Output::Refused {
+                    link: link_name.to_string(),
+                    bearer,
+                    reason: refusal.to_string(),
+                    code: refusal.reason(),
+                });
+            }
             Ok(accepted) => {
                 let (origin, kind) = match &accepted {
                     Accepted::New(frame) => (frame.header.origin.clone(), frame.kind()),
@@ -573,7 +589,26 @@ impl Relay {
         }
     }
 
+    /// A frame of link `l` refused for its time: when it is one the peer made just now
+    /// (a heartbeat or acknowledgement), its stamp is the peer's clock.
+    fn clock_check(&mut self, l: usize, bytes: &[u8], utc: DateTime<Utc>) {
+        let Ok(frame) = crate::cascade::frame::decode(bytes) else {
+            return;
+        };
+        let fresh = matches!(frame.body, Body::Heartbeat(_) | Body::Acknowledgement(_));
+        if !fresh || self.links[l].clock_off {
+            return;
+        }
+        self.links[l].clock_off = true;
+        let offset_s = i64::from(frame.header.valid_from.seconds()) - utc.timestamp();
+        self.out.push(Output::ClockOff {
+            link: self.links[l].config.name.clone(),
+            offset_s,
+        });
+    }
+
     fn heard(&mut self, l: usize, r: usize, now: Instant) {
+        self.links[l].clock_off = false;
         let route = &mut self.links[l].routes[r];
         route.heard = Some(now);
         route.failing_until = None;

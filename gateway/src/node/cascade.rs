@@ -304,6 +304,7 @@ impl Cascade {
             stopping,
             playout: sinks.playout,
             grants: sinks.grants,
+            skew_s: cascade.skew.as_secs(),
         };
         Ok(Some(Cascade {
             handle: CascadeHandle { requests, store },
@@ -396,6 +397,8 @@ struct Task {
     playout: Option<mpsc::UnboundedSender<Delivered>>,
     /// The node's voice relay, where it forwards only granted streams.
     grants: Option<mpsc::UnboundedSender<Grant>>,
+    /// The clock difference allowed with an origin, seconds, for the log.
+    skew_s: u64,
 }
 
 /// What woke the task.
@@ -740,6 +743,15 @@ impl Task {
                     Some(b) => info!(%link, bearer = ?b, "cascade link route"),
                     None => warn!(%link, "cascade link has no route up"),
                 },
+                Output::ClockOff { link, offset_s } => {
+                    let (how, by) = if offset_s > 0 {
+                        ("behind", offset_s)
+                    } else {
+                        ("ahead of", -offset_s)
+                    };
+                    error!(%link, offset_s, skew_s = self.skew_s,
+                        "THIS NODE'S CLOCK IS {by} s {how} its neighbour's on link {link}, beyond the allowed skew: every frame from there is refused until the clocks agree; check the system time and NTP");
+                }
             }
         }
         true

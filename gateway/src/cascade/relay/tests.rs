@@ -597,3 +597,57 @@ fn a_plan_names_the_route_and_messages_an_alert_would_take_and_sends_nothing() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_neighbour_whose_clock_is_beyond_the_skew_is_said_once_and_healed_by_an_accepted_frame() {
+    let mut net = Net::new();
+    // The district's clock runs two minutes ahead of the street's (skew: 30 s).
+    let ahead = net.utc + chrono::Duration::seconds(120);
+    net.relays[DISTRICT].poll(net.now, ahead);
+    let heartbeats: Vec<Vec<u8>> = net.relays[DISTRICT]
+        .drain()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(!heartbeats.is_empty(), "the district sent its heartbeat");
+    for _ in 0..2 {
+        for message in &heartbeats {
+            net.relays[STREET].on_message("district", BearerKind::Ip, message, net.now, net.utc);
+        }
+    }
+    let said: Vec<(String, i64)> = net.relays[STREET]
+        .drain()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ClockOff { link, offset_s } => Some((link, offset_s)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [("district".to_string(), 120)],
+        "said once, with the offset"
+    );
+
+    // Once the clocks agree, a heartbeat is accepted and a later difference is said again.
+    net.run(12);
+    assert_eq!(net.route(STREET, "district"), Some(BearerKind::Ip), "healed");
+    net.relays[STREET].drain();
+    let behind = net.utc - chrono::Duration::seconds(300);
+    net.relays[DISTRICT].poll(net.now + Duration::from_secs(30), behind);
+    for output in net.relays[DISTRICT].drain() {
+        if let Output::Send { message, .. } = output {
+            net.relays[STREET].on_message("district", BearerKind::Ip, &message, net.now, net.utc);
+        }
+    }
+    let outputs = net.relays[STREET].drain();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::ClockOff { offset_s: -300, .. })),
+        "a clock behind is said too: {outputs:?}"
+    );
+}
