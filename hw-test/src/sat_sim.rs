@@ -839,8 +839,14 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     _ => say(b"3\r\n\r\nOK\r\n", &mut note),
                 }
             } else if upper.starts_with("AT+SBDWT=") {
-                mo = Some(command.as_bytes().get(9..).unwrap_or_default().to_vec());
-                say(b"\r\nOK\r\n", &mut note);
+                // The text is the rest of the line, at most 120 bytes (9602/9603 manual).
+                let text = command.as_bytes().get(9..).unwrap_or_default();
+                if text.len() <= drivers::satellite::iridium::MAX_SBDWT {
+                    mo = Some(text.to_vec());
+                    say(b"\r\nOK\r\n", &mut note);
+                } else {
+                    say(b"\r\nERROR\r\n", &mut note);
+                }
             } else if upper == "AT+SBDIX" {
                 let mo_status = match (&mo, fail.next()) {
                     (Some(_), Some(code)) => code,
