@@ -344,8 +344,8 @@ enum SimCommand {
     Iridium {
         #[command(flatten)]
         ends: hw_test::sat_sim::SimEnds,
-        /// MO status codes the next sessions with a message fail with (32 no network,
-        /// 35 busy, 15 access denied, …), in order; later sessions succeed.
+        /// MO status codes the next sessions with a message end with (0 sent, 32 no
+        /// network, 35 busy, 15 access denied, …), in order; later sessions succeed.
         #[arg(long, value_delimiter = ',')]
         fail: Vec<u32>,
         /// Signal, 0 to 5.

@@ -34,8 +34,8 @@
 //!
 //! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
 //! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
-//! (`AT+SBDIX`) that fail with the MO status codes given by `--fail` before they
-//! succeed, `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
+//! (`AT+SBDIX`) that end with the MO status codes given by `--fail` before they
+//! succeed (a session that fails reports MT status 2: it could not check the mailbox), `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
 //! message sent by one arrives at the other as an MT message announced by `SBDRING`.
 //!
 //! `emcomm-bench sim sms --link PATH` is an SMS modem in PDU mode (TS 27.005): start-up
@@ -834,7 +834,8 @@ impl CommandLine {
 pub struct IridiumSimOptions {
     /// The pseudo-terminal, the pairing and the log.
     pub ends: SimEnds,
-    /// MO status codes the next sessions fail with, in order; then they succeed.
+    /// MO status codes the next sessions with a message end with, in order (0 to 4
+    /// sent, 32 no network, 35 busy, 15 access denied, …); then they succeed.
     pub fail: Vec<u32>,
     /// Signal, 0 to 5.
     pub csq: u8,
@@ -929,33 +930,44 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     say(b"\r\nERROR\r\n", &mut note);
                 }
             } else if upper == "AT+SBDIX" {
-                let mo_status = match (&mo, fail.next()) {
-                    (Some(_), Some(code)) => code,
-                    _ => 0,
+                // Only a session with a message in the MO buffer takes a failure code.
+                let mo_status = if mo.is_some() {
+                    fail.next().unwrap_or(0)
+                } else {
+                    0
                 };
+                let reached = mo_status <= 4;
                 // As a real modem does, the MO buffer keeps its message after a session
-                // until AT+SBDD0: every session sends it again.
-                if mo_status <= 4
-                    && let Some(message) = &mo
-                {
+                // until AT+SBDD0: every session sends it again. The sequence number is
+                // the message's, and grows with each one the gateway took.
+                let session_momsn = momsn;
+                if reached && let Some(message) = &mo {
                     momsn += 1;
                     if let (Some(socket), Some(peer)) = (&peer_socket, options.ends.peer) {
                         let _ = socket.send_to(message, peer);
                     }
                 }
-                let (mt_status, mt_length) = match mt.pop_front() {
-                    Some(message) => {
-                        mtmsn += 1;
-                        let len = message.len();
-                        current_mt = Some(message);
-                        (1, len)
+                // A session that did not reach the gateway could not check the mailbox
+                // either: MT status 2, nothing known of what waits.
+                let (mt_status, mt_length, mt_queued, session_mtmsn) = if !reached {
+                    (2, 0, 0, 0)
+                } else {
+                    match mt.pop_front() {
+                        Some(message) => {
+                            mtmsn += 1;
+                            let len = message.len();
+                            current_mt = Some(message);
+                            (1, len, mt.len(), mtmsn)
+                        }
+                        None => (0, 0, mt.len(), mtmsn),
                     }
-                    None => (0, 0),
                 };
-                say(format!(
-                        "+SBDIX: {mo_status}, {momsn}, {mt_status}, {mtmsn}, {mt_length}, {}\r\n\r\nOK\r\n",
-                        mt.len()
-                    ).as_bytes(),
+                say(
+                    format!(
+                        "+SBDIX: {mo_status}, {session_momsn}, {mt_status}, {session_mtmsn}, \
+                         {mt_length}, {mt_queued}\r\n\r\nOK\r\n"
+                    )
+                    .as_bytes(),
                     &mut note,
                 );
             } else if upper == "AT+SBDRT" {

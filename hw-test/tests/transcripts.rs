@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use drivers::satellite::BeidouDialect;
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
 use drivers::satellite::beidou::terminal::{BeidouTerminal, TerminalTiming};
+use drivers::satellite::iridium::{Sbd, SbdTiming, parse_sbdix};
 
 const BEIDOU: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-rdss-2.1.txt");
+const IRIDIUM: &str = include_str!("../../drivers/tests/fixtures/serial/iridium-sbd.txt");
 
 /// How much faster than real time the BeiDou replay's clocks run.
 const SCALE: u32 = 20;
@@ -70,12 +72,12 @@ impl<B: Bearer> Replay<B> {
 
     /// Runs the driver until `done` holds for the events so far; panics after `limit`
     /// of real time.
-    fn until(&mut self, what: &str, limit: Duration, done: impl Fn(&[BearerEvent]) -> bool) {
+    fn until(&mut self, what: &str, limit: Duration, done: impl Fn(&B, &[BearerEvent]) -> bool) {
         let end = Instant::now() + limit;
         let mut buffer = [0u8; 512];
         loop {
             let events: Vec<BearerEvent> = self.events.iter().map(|(_, e)| e.clone()).collect();
-            if done(&events) {
+            if done(&self.driver, &events) {
                 return;
             }
             assert!(
@@ -121,15 +123,15 @@ impl<B: Bearer> Replay<B> {
     }
 }
 
-fn received_from(from: &str, body: Body) -> impl Fn(&[BearerEvent]) -> bool {
+fn received_from<B>(from: &str, body: Body) -> impl Fn(&B, &[BearerEvent]) -> bool {
     let wanted = BearerEvent::Received {
         from: from.into(),
         body,
     };
-    move |events| events.contains(&wanted)
+    move |_, events| events.contains(&wanted)
 }
 
-/// A simulator's log: (time in ms, "in" or "out", the sentence), in order.
+/// A simulator's log: (time in ms, the event, the sentence, command or text), in order.
 fn logged(path: &Path) -> Vec<(u64, String, String)> {
     std::fs::read_to_string(path)
         .expect("the simulator's log")
@@ -137,7 +139,10 @@ fn logged(path: &Path) -> Vec<(u64, String, String)> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|entry| {
             let event = entry["event"].as_str()?;
-            let sentence = entry["sentence"].as_str()?;
+            let sentence = ["sentence", "command", "text"]
+                .iter()
+                .find_map(|k| entry[k].as_str())
+                .unwrap_or_default();
             Some((
                 entry["t_ms"].as_u64()?,
                 event.to_string(),
@@ -195,7 +200,7 @@ fn the_beidou_2_1_transcript_replayed_through_the_driver_ends_each_exchange_as_t
     let limit = Duration::from_secs(20);
 
     // $CCICA → $BDICI: the card is read.
-    replay.until("the card", limit, |e| {
+    replay.until("the card", limit, |_, e| {
         e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
     });
     let card = replay.driver.card().expect("the card").clone();
@@ -216,7 +221,7 @@ fn the_beidou_2_1_transcript_replayed_through_the_driver_ends_each_exchange_as_t
     // To another card: sent one service interval after the last; the position refusal
     // that follows concerns no message of the driver's.
     replay.enqueue(2, "0247718", Body::Bytes(b"12345".to_vec()));
-    replay.until("the send to 0247718", limit, |e| {
+    replay.until("the send to 0247718", limit, |_, e| {
         e.contains(&BearerEvent::Sent { id: 2 })
     });
     let (first, second) = (
@@ -326,5 +331,178 @@ impl Replay<BeidouTerminal> {
         let placeholder =
             BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), self.now());
         std::mem::replace(&mut self.driver, placeholder).send_bytes_mixed(true)
+    }
+}
+
+/// An AT dialogue as exchanges: each command (a binary write as `<binary>`) and the
+/// modem's lines that follow it.
+fn at_exchanges(lines: &[(bool, &str)]) -> Vec<(String, Vec<String>)> {
+    let mut exchanges: Vec<(String, Vec<String>)> = Vec::new();
+    for (host, line) in lines {
+        if *host {
+            let command = if line.starts_with("<hex") {
+                "<binary>".to_string()
+            } else {
+                line.to_string()
+            };
+            exchanges.push((command, Vec::new()));
+        } else if let Some((_, answer)) = exchanges.last_mut() {
+            answer.push(line.to_string());
+        }
+    }
+    exchanges
+}
+
+/// The Iridium simulator's log as exchanges; `SBDRING`, which comes unasked, apart.
+fn logged_at_exchanges(path: &Path) -> Vec<(String, Vec<String>)> {
+    let mut exchanges: Vec<(String, Vec<String>)> = Vec::new();
+    for (_, event, text) in logged(path) {
+        match event.as_str() {
+            "in" => exchanges.push((text, Vec::new())),
+            "binary" => exchanges.push(("<binary>".into(), Vec::new())),
+            "out" => {
+                if let Some((_, answer)) = exchanges.last_mut() {
+                    answer.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && *l != "SBDRING")
+                            .map(String::from),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    exchanges
+}
+
+#[test]
+fn the_iridium_transcript_replayed_through_the_driver_ends_each_exchange_as_the_transcript() {
+    let lines = transcript(IRIDIUM);
+    assert_eq!(lines.len(), 27);
+    let dir = common::scratch("replay-iridium");
+    // The transcript's modem: its first session sends, its second finds no network.
+    // The paired modem plays whoever sends it the MT messages the third one brings.
+    let ((_modem, link), (_sender, sender_link)) = common::paired(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        &["--fail", "0,32"],
+        &[],
+    );
+    let timing = SbdTiming {
+        first_backoff: Duration::from_secs(3),
+        signal_every: Duration::from_secs(2),
+        ..SbdTiming::default()
+    };
+    let mut replay = Replay::new(&link, 1, |now| Sbd::new(timing, now));
+    let limit = Duration::from_secs(20);
+    replay.until("the modem up", limit, |_, e| {
+        e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
+    });
+
+    // AT+SBDWT=Hello World, then a session that sends it.
+    replay.enqueue(1, "gateway", Body::Text("Hello World".into()));
+    replay.until("the text sent", limit, |_, e| {
+        e.contains(&BearerEvent::Sent { id: 1 })
+    });
+
+    // "hello" written as bytes; the session finds no network and the message stays.
+    replay.enqueue(2, "gateway", Body::Bytes(b"hello".to_vec()));
+    replay.until("the failed session", limit, |sbd, _| {
+        sbd.counters().transient_failures == 1
+    });
+    assert_eq!(replay.driver.queued().len(), 1, "kept for another try");
+
+    // Nine MT messages reach the gateway while the driver waits its backoff: the next
+    // session brings the first, "hello!", and says 8 more are queued.
+    let mut sender = serialport::new(sender_link.to_string_lossy(), 19200)
+        .timeout(Duration::from_millis(10))
+        .open()
+        .expect("the sender's pty");
+    for k in 0..9 {
+        let text = if k == 0 {
+            "hello!".to_string()
+        } else {
+            format!("queued {k}")
+        };
+        sender
+            .write_all(format!("AT+SBDWT={text}\rAT+SBDIX\r").as_bytes())
+            .expect("written to the sender");
+    }
+    replay.until("the MT message", limit, |_, e| {
+        let hello = BearerEvent::Received {
+            from: "Iridium".into(),
+            body: Body::Text("hello!".into()),
+        };
+        // The transcript reads the signal last: one reading after the message.
+        e.iter().position(|e| *e == hello).is_some_and(|k| {
+            e[k..]
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Signal { .. }))
+        })
+    });
+    let events: Vec<&BearerEvent> = replay.events.iter().map(|(_, e)| e).collect();
+    assert!(events.contains(&&BearerEvent::Sent { id: 2 }));
+    assert_eq!(
+        events
+            .iter()
+            .find(|e| matches!(e, BearerEvent::Received { .. })),
+        Some(&&BearerEvent::Received {
+            from: "Iridium".into(),
+            body: Body::Text("hello!".into())
+        }),
+        "the first MT message is the transcript's"
+    );
+    assert!(
+        events.contains(&&BearerEvent::Signal { level: 3 }),
+        "+CSQ:4"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. }))
+    );
+    let counters = replay.driver.counters();
+    assert_eq!((counters.transient_failures, counters.write_errors), (1, 0));
+    drop(replay);
+
+    // On the wire, each of the transcript's commands is one the driver sent, in the
+    // same order (the driver also clears the MO buffer after a send, writes the message
+    // again before a retried session and reads the signal on its own schedule), and the
+    // modem's answer to it is the transcript's, but where named below.
+    let expected = at_exchanges(&lines);
+    let seen = logged_at_exchanges(&dir.join("a.jsonl"));
+    let mut from = 0;
+    for (command, answer) in &expected {
+        // The driver reads MT messages in binary (AT+SBDRB): a text read (AT+SBDRT)
+        // could not carry every byte. Its outcome, "hello!" received, is checked above.
+        let wanted = if command == "AT+SBDRT" {
+            "AT+SBDRB"
+        } else {
+            command.as_str()
+        };
+        let k = seen[from..]
+            .iter()
+            .position(|(c, _)| c == wanted)
+            .unwrap_or_else(|| panic!("{wanted} after exchange {from}: {seen:?}"));
+        let got = &seen[from + k].1;
+        from += k + 1;
+        if command == "AT+SBDRT" {
+            continue;
+        }
+        match (
+            answer.first().and_then(|l| parse_sbdix(l)),
+            got.first().and_then(|l| parse_sbdix(l)),
+        ) {
+            // The transcript's sessions come from more than one modem: their message
+            // sequence numbers do not follow one from another, so that one is not held.
+            (Some(mut wanted), Some(result)) => {
+                wanted.momsn = result.momsn;
+                assert_eq!(result, wanted, "{command}");
+                assert_eq!(got[1..], answer[1..], "{command}");
+            }
+            _ => assert_eq!(got, answer, "{command}"),
+        }
     }
 }
