@@ -101,6 +101,8 @@ enum Heard {
     Signal(u8),
     Nothing,
     Bad,
+    /// A message whose payload did not decode (not GB2312, not hex).
+    BadPayload,
 }
 
 /// What became of a send.
@@ -461,7 +463,7 @@ impl BeidouTerminal {
                 let body = if message.category == bd1::category(false) {
                     match payload::decode_chinese(&message.content) {
                         Ok(text) => Body::Text(text),
-                        Err(_) => return Heard::Bad,
+                        Err(_) => return Heard::BadPayload,
                     }
                 } else {
                     Body::Bytes(message.content)
@@ -632,7 +634,7 @@ fn received(r: super::nmea::Received) -> Heard {
             from: r.from,
             body: Body::Bytes(b),
         },
-        Err(_) => Heard::Bad,
+        Err(_) => Heard::BadPayload,
     }
 }
 
@@ -700,6 +702,7 @@ impl Bearer for BeidouTerminal {
                 }
                 Heard::Nothing => {}
                 Heard::Bad => self.counters.bad_fields += 1,
+                Heard::BadPayload => self.counters.bad_payloads += 1,
             }
         }
         self.send_next(now);
@@ -784,7 +787,11 @@ impl Bearer for BeidouTerminal {
             ("messages that did not decode", c.bad_payloads),
             ("sentences with a bad checksum", r.bad_checksum),
             ("malformed sentences", r.malformed),
+            ("lines too long for a sentence", r.too_long),
+            ("bytes outside any sentence", r.garbage_bytes),
             ("frames with a bad checksum", f.bad_checksum),
+            ("frames with an impossible length", f.bad_length),
+            ("bytes outside any frame", f.garbage_bytes),
         ]
     }
 }
@@ -1465,6 +1472,75 @@ mod tests {
             }]
         );
         assert!(terminal.queued().is_empty());
+    }
+
+    fn fault(terminal: &BeidouTerminal, kind: &str) -> u64 {
+        terminal
+            .faults()
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap_or_else(|| panic!("{kind} is reported"))
+            .1
+    }
+
+    #[test]
+    fn faults_report_garbage_overlong_lines_and_payloads_that_do_not_decode() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        // Noise before a sentence, a line past the longest sentence, and a message in
+        // code form whose payload is not hex.
+        terminal.on_bytes(b"~~~~~", t0);
+        terminal.on_bytes(BSI, t0);
+        terminal.on_bytes(&[b'A'; super::super::nmea::MAX_LINE + 10], t0);
+        terminal.on_bytes(b"\r\n", t0);
+        let not_hex = super::super::nmea::Sentence {
+            talker: "BD".into(),
+            kind: "TXR".into(),
+            fields: vec![
+                b"1".to_vec(),
+                b"0179773".to_vec(),
+                b"1".to_vec(),
+                Vec::new(),
+                b"3G3H".to_vec(),
+            ],
+        };
+        terminal.on_bytes(&not_hex.encode(), t0);
+        assert!(
+            !terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Received { .. }))
+        );
+        assert_eq!(fault(&terminal, "bytes outside any sentence"), 5);
+        assert_eq!(fault(&terminal, "lines too long for a sentence"), 1);
+        assert_eq!(fault(&terminal, "messages that did not decode"), 1);
+        assert_eq!(fault(&terminal, "sentences or frames with bad fields"), 0);
+    }
+
+    #[test]
+    fn faults_report_4_0_noise_impossible_lengths_and_text_that_is_not_gb2312() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Bd1, TerminalTiming::default(), t0);
+        let card = bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+        terminal.on_bytes(&card.encode(), t0);
+        // Three bytes of noise, then a `$` and a command whose length field says 2.
+        terminal.on_bytes(&[0x00, 0x11, 0x22], t0);
+        terminal.on_bytes(b"$TXXX\x00\x02", t0);
+        // Chinese category, but 0xFF 0xFF is no GB2312 character.
+        let mut body = vec![bd1::category(false), 0x03, 0xC2, 0xF6, 14, 5, 0, 16];
+        body.extend([0xFF, 0xFF, 0]);
+        terminal.on_bytes(&bd1::Frame::new(b"TXXX", 0x028A1F, body).encode(), t0);
+        assert!(
+            !terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Received { .. }))
+        );
+        assert_eq!(fault(&terminal, "bytes outside any frame"), 3 + 6);
+        assert_eq!(fault(&terminal, "frames with an impossible length"), 1);
+        assert_eq!(fault(&terminal, "messages that did not decode"), 1);
+        assert_eq!(terminal.counters().bad_payloads, 1);
     }
 
     #[test]
