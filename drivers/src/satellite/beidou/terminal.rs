@@ -791,6 +791,7 @@ impl Bearer for BeidouTerminal {
             ("bytes outside any sentence", r.garbage_bytes),
             ("frames with a bad checksum", f.bad_checksum),
             ("frames with an impossible length", f.bad_length),
+            ("frames cut short", f.truncated),
             ("bytes outside any frame", f.garbage_bytes),
         ]
     }
