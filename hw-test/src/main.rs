@@ -344,8 +344,8 @@ enum SimCommand {
     Iridium {
         #[command(flatten)]
         ends: hw_test::sat_sim::SimEnds,
-        /// MO status codes the next sessions with a message fail with (32 no network,
-        /// 35 busy, 15 access denied, …), in order; later sessions succeed.
+        /// MO status codes the next sessions with a message end with (0 sent, 32 no
+        /// network, 35 busy, 15 access denied, …), in order; later sessions succeed.
         #[arg(long, value_delimiter = ',')]
         fail: Vec<u32>,
         /// Signal, 0 to 5.
@@ -397,6 +397,26 @@ enum SimCommand {
         /// Transmission suppressed: every send refused.
         #[arg(long)]
         suppressed: bool,
+        /// Refuse the first this many sends with no cause given.
+        #[arg(long, default_value_t = 0)]
+        refuse_first: u32,
+        /// After the first send done to another card, report a position request
+        /// refused with this many seconds to wait (2.1).
+        #[arg(long)]
+        position_refusal_s: Option<u64>,
+        /// Send a message from the paired simulator to this card back to its sender.
+        #[arg(long)]
+        echo: bool,
+        /// How long a message to the own card takes to come back, milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        delivery_delay_ms: u64,
+        /// How often a BDS-3 module reports its beams, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        beam_every_ms: u64,
+        /// Run the simulator's clock this many times as fast (the seconds it names stay
+        /// the card's).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        time_scale: u32,
     },
 }
 
@@ -898,6 +918,12 @@ fn main() -> ExitCode {
             report_interval_s,
             no_signal,
             suppressed,
+            refuse_first,
+            position_refusal_s,
+            echo,
+            delivery_delay_ms,
+            beam_every_ms,
+            time_scale,
         }) => {
             if !(1..=4).contains(&comm_level) {
                 eprintln!("sim beidou: --comm-level is 1 to 4");
@@ -912,6 +938,12 @@ fn main() -> ExitCode {
                 report_interval: report_interval_s.map(Duration::from_secs),
                 no_signal,
                 suppressed,
+                refuse_first,
+                position_refusal: position_refusal_s,
+                echo,
+                delivery_delay: Duration::from_millis(delivery_delay_ms),
+                beam_every: Duration::from_millis(beam_every_ms),
+                time_scale,
             };
             simulator_exit("sim beidou", hw_test::sat_sim::run_beidou(options))
         }

@@ -7,23 +7,35 @@
 //! its card, reports beams (2.1 when asked with `$CCRMO,BSI`; BDS-3 every second by
 //! itself), and takes a send (`$CCTXA`, `$CCTCQ`, or a `TXSQ` frame):
 //!
+//! * one of the first `--refuse-first` sends: refused with no cause given (2.1: not
+//!   done, rate OK, nothing to wait; 4.0: flag 1, failed; BDS-3, whose refusals always
+//!   name a reason: 4, power not locked), as the 2.1 transcript's terminal refused its
+//!   first;
 //! * sent earlier than the service interval after the last one: refused, with the
 //!   seconds still to wait;
 //! * with no signal (`--no-signal`) or suppressed (`--suppressed`): refused;
-//! * otherwise done, and the message delivered: to its own card a moment later, or to
-//!   a paired simulator (`--peer` an address where the other listens with `--listen`,
-//!   over UDP on the loopback), each side in its own dialect, so a 2.1 terminal can
-//!   message a 4.0 one.
+//! * otherwise done, and the message delivered: to its own card after the delivery
+//!   delay (`--delivery-delay-ms`, 2 s by default), or to a paired simulator (`--peer`
+//!   an address where the other listens with `--listen`, over UDP on the loopback),
+//!   each side in its own dialect, so a 2.1 terminal can message a 4.0 one. With
+//!   `--echo`, a message from the paired simulator to this card goes back to its
+//!   sender, as an echo service answers. With `--position-refusal-s`, the first send
+//!   done to another card is followed by a position request refused with that many
+//!   seconds to wait (`$BDFKI,DWA,…`), as the transcript's terminal reported.
 //!
 //! The card's service interval is configurable (`--interval-s`, 60 by default; 1 in
 //! tests), and so is the interval it *reports* (`--report-interval-s`), so a test can
-//! make a driver send too early and meet the refusal. Every sentence or frame in and
-//! out is logged as a JSON line with its time.
+//! make a driver send too early and meet the refusal. A BDS-3 module reports its beams
+//! every `--beam-every-ms` (1000 by default). `--time-scale N` runs the simulator's
+//! clock N times as fast: the interval it enforces, the beam reports and the delivery
+//! delay pass N times sooner while the seconds it names stay the card's, so a test
+//! whose driver runs on a clock as fast keeps a real card's 40 s without waiting them.
+//! Every sentence or frame in and out is logged as a JSON line with its time.
 //!
 //! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
 //! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
-//! (`AT+SBDIX`) that fail with the MO status codes given by `--fail` before they
-//! succeed, `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
+//! (`AT+SBDIX`) that end with the MO status codes given by `--fail` before they
+//! succeed (a session that fails reports MT status 2: it could not check the mailbox), `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
 //! message sent by one arrives at the other as an MT message announced by `SBDRING`.
 //!
 //! `emcomm-bench sim sms --link PATH` is an SMS modem in PDU mode (TS 27.005): start-up
@@ -96,6 +108,19 @@ pub struct BeidouSimOptions {
     pub report_interval: Option<Duration>,
     pub no_signal: bool,
     pub suppressed: bool,
+    /// The first this many sends are refused with no cause given.
+    pub refuse_first: u32,
+    /// After the first send done to another card, a position request is reported
+    /// refused with this many seconds to wait.
+    pub position_refusal: Option<u64>,
+    /// A message from the paired simulator to this card goes back to its sender.
+    pub echo: bool,
+    /// How long a message to the own card takes to come back.
+    pub delivery_delay: Duration,
+    /// How often a BDS-3 module reports its beams by itself.
+    pub beam_every: Duration,
+    /// The simulator's clock runs this many times as fast (at least 1).
+    pub time_scale: u32,
 }
 
 enum Input {
@@ -127,6 +152,8 @@ struct Send {
 enum Refused {
     /// Too early: this many seconds to wait.
     Rate(u64),
+    /// Not done, for no stated reason.
+    Unexplained,
     Suppressed,
     NoSignal,
     /// The command did not parse.
@@ -176,8 +203,12 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
     let mut sentences = SentenceReader::new();
     let mut frames = FrameReader::new();
     let mut last_sent: Option<Instant> = None;
-    // A BDS-3 module reports beam power every second by itself.
-    let mut beam_every = (options.dialect == BeidouDialect::Bds3).then(|| Duration::from_secs(1));
+    let scale = options.time_scale.max(1);
+    let mut refusals_left = options.refuse_first;
+    let mut position_refusal = options.position_refusal;
+    // A BDS-3 module reports beam power by itself.
+    let mut beam_every =
+        (options.dialect == BeidouDialect::Bds3).then(|| options.beam_every / scale);
     let mut next_beam = beam_every.map(|_| Instant::now());
     let mut pending: Vec<(Instant, Relayed)> = Vec::new();
     let mut write = |bytes: Vec<u8>, note: &mut dyn FnMut(serde_json::Value)| {
@@ -220,11 +251,17 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
                     match command.read(options.dialect) {
                         Asked::Card => write(card(&options, address), &mut note),
                         Asked::Beams(seconds) => {
-                            beam_every = (seconds > 0).then(|| Duration::from_secs(seconds));
+                            beam_every =
+                                (seconds > 0).then(|| Duration::from_secs(seconds) / scale);
                             next_beam = beam_every.map(|_| now);
                         }
                         Asked::Send(send) => {
-                            let answer = transmit(&options, send.as_ref(), &mut last_sent, now);
+                            let answer = if refusals_left > 0 && send.is_some() {
+                                refusals_left -= 1;
+                                Err(Refused::Unexplained)
+                            } else {
+                                transmit(&options, send.as_ref(), &mut last_sent, now)
+                            };
                             write(feedback(&options, address, answer), &mut note);
                             if let (Ok(_), Some(send)) = (answer, send) {
                                 let message = Relayed {
@@ -233,8 +270,15 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
                                     form: send.form,
                                     content: send.content,
                                 };
-                                if message.to == options.card_id {
-                                    pending.push((now + Duration::from_millis(500), message));
+                                let own = same_card(&message.to, &options.card_id);
+                                if !own
+                                    && options.dialect == BeidouDialect::V21
+                                    && let Some(wait) = position_refusal.take()
+                                {
+                                    write(position_refused(wait), &mut note);
+                                }
+                                if own {
+                                    pending.push((now + options.delivery_delay / scale, message));
                                 } else if let (Some(socket), Some(addr)) =
                                     (peer_socket.as_ref(), options.ends.peer)
                                     && let Ok(datagram) = serde_json::to_vec(&message)
@@ -250,6 +294,22 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
             Some(Input::Peer(bytes)) => {
                 note(json!({"event": "from-peer", "bytes": bytes.len()}));
                 if let Ok(message) = serde_json::from_slice::<Relayed>(&bytes) {
+                    if options.echo
+                        && same_card(&message.to, &options.card_id)
+                        && let (Some(socket), Some(addr)) =
+                            (peer_socket.as_ref(), options.ends.peer)
+                    {
+                        let back = Relayed {
+                            from: options.card_id.clone(),
+                            to: message.from.clone(),
+                            form: message.form,
+                            content: message.content.clone(),
+                        };
+                        if let Ok(datagram) = serde_json::to_vec(&back) {
+                            note(json!({"event": "echo", "to": back.to}));
+                            let _ = socket.send_to(&datagram, addr);
+                        }
+                    }
                     pending.push((now, message));
                 }
             }
@@ -556,14 +616,12 @@ fn beams(options: &BeidouSimOptions) -> Vec<u8> {
         let fields = ["000000.00", "3", "1", power, "2", "0", "3", power];
         return terminal("PWI", fields.iter().map(|f| f.to_string()).collect()).encode();
     }
+    // Response beam 1, timing beam 3, and the ten beams' power as the 2.1 transcript's
+    // terminal reported them; all 0 with no signal.
     let mut fields = vec!["01".to_string(), "03".to_string()];
-    fields.extend((0..10).map(|k| {
-        if k % 3 == 0 {
-            power.to_string()
-        } else {
-            "0".to_string()
-        }
-    }));
+    fields.extend(
+        [3, 2, 2, 0, 3, 0, 0, 3, 0, 0].map(|p| if options.no_signal { 0 } else { p }.to_string()),
+    );
     terminal("BSI", fields).encode()
 }
 
@@ -584,7 +642,8 @@ fn transmit(
         return Err(Refused::NoSignal);
     }
     if let Some(last) = *last_sent {
-        let since = now.saturating_duration_since(last);
+        // Measured on the simulator's clock, which runs `time_scale` times as fast.
+        let since = now.saturating_duration_since(last) * options.time_scale.max(1);
         if since < options.interval {
             let left = (options.interval - since).as_secs_f64().ceil() as u64;
             return Err(Refused::Rate(left.max(1)));
@@ -608,6 +667,26 @@ fn clock() -> String {
     )
 }
 
+/// Whether two card IDs are one card: 4.0 addresses lose their leading zeros.
+fn same_card(a: &str, b: &str) -> bool {
+    a.trim_start_matches('0') == b.trim_start_matches('0')
+}
+
+/// A 2.1 terminal's report of a position request refused, with the seconds to wait.
+fn position_refused(wait: u64) -> Vec<u8> {
+    terminal(
+        "FKI",
+        vec![
+            "DWA".into(),
+            "N".into(),
+            "Y".into(),
+            "0".into(),
+            format!("{wait:04}"),
+        ],
+    )
+    .encode()
+}
+
 /// The feedback to a send, in the dialect spoken.
 fn feedback(
     options: &BeidouSimOptions,
@@ -626,7 +705,7 @@ fn feedback(
             }
             Err(Refused::Suppressed) => [&[7u8][..], b"TXSQ"].concat(),
             Err(Refused::NoSignal) => [&[2u8][..], b"TXSQ"].concat(),
-            Err(Refused::Malformed) => [&[1u8][..], b"TXSQ"].concat(),
+            Err(Refused::Malformed | Refused::Unexplained) => [&[1u8][..], b"TXSQ"].concat(),
         };
         return Frame::new(b"FKXX", address, body).encode();
     }
@@ -638,6 +717,8 @@ fn feedback(
             Err(Refused::Suppressed) => (false, "2", 0),
             Err(Refused::NoSignal) => (false, "4", 0),
             Err(Refused::Malformed) => (false, "6", 0),
+            // Every BDS-3 refusal names its reason: the nearest to none is a passing state.
+            Err(Refused::Unexplained) => (false, "4", 0),
         };
         return terminal(
             "FKI",
@@ -655,7 +736,7 @@ fn feedback(
         Ok(_) => (true, true, 0, reported),
         Err(Refused::Rate(wait)) => (false, false, 0, wait),
         Err(Refused::Suppressed) => (false, true, 1, 0),
-        Err(Refused::NoSignal | Refused::Malformed) => (false, true, 0, 0),
+        Err(Refused::NoSignal | Refused::Malformed | Refused::Unexplained) => (false, true, 0, 0),
     };
     terminal(
         "FKI",
@@ -753,7 +834,8 @@ impl CommandLine {
 pub struct IridiumSimOptions {
     /// The pseudo-terminal, the pairing and the log.
     pub ends: SimEnds,
-    /// MO status codes the next sessions fail with, in order; then they succeed.
+    /// MO status codes the next sessions with a message end with, in order (0 to 4
+    /// sent, 32 no network, 35 busy, 15 access denied, …); then they succeed.
     pub fail: Vec<u32>,
     /// Signal, 0 to 5.
     pub csq: u8,
@@ -839,36 +921,53 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                     _ => say(b"3\r\n\r\nOK\r\n", &mut note),
                 }
             } else if upper.starts_with("AT+SBDWT=") {
-                mo = Some(command.as_bytes().get(9..).unwrap_or_default().to_vec());
-                say(b"\r\nOK\r\n", &mut note);
+                // The text is the rest of the line, at most 120 bytes (9602/9603 manual).
+                let text = command.as_bytes().get(9..).unwrap_or_default();
+                if text.len() <= drivers::satellite::iridium::MAX_SBDWT {
+                    mo = Some(text.to_vec());
+                    say(b"\r\nOK\r\n", &mut note);
+                } else {
+                    say(b"\r\nERROR\r\n", &mut note);
+                }
             } else if upper == "AT+SBDIX" {
-                let mo_status = match (&mo, fail.next()) {
-                    (Some(_), Some(code)) => code,
-                    _ => 0,
+                // Only a session with a message in the MO buffer takes a failure code.
+                let mo_status = if mo.is_some() {
+                    fail.next().unwrap_or(0)
+                } else {
+                    0
                 };
+                let reached = mo_status <= 4;
                 // As a real modem does, the MO buffer keeps its message after a session
-                // until AT+SBDD0: every session sends it again.
-                if mo_status <= 4
-                    && let Some(message) = &mo
-                {
+                // until AT+SBDD0: every session sends it again. The sequence number is
+                // the message's, and grows with each one the gateway took.
+                let session_momsn = momsn;
+                if reached && let Some(message) = &mo {
                     momsn += 1;
                     if let (Some(socket), Some(peer)) = (&peer_socket, options.ends.peer) {
                         let _ = socket.send_to(message, peer);
                     }
                 }
-                let (mt_status, mt_length) = match mt.pop_front() {
-                    Some(message) => {
-                        mtmsn += 1;
-                        let len = message.len();
-                        current_mt = Some(message);
-                        (1, len)
+                // A session that did not reach the gateway could not check the mailbox
+                // either: MT status 2, nothing known of what waits.
+                let (mt_status, mt_length, mt_queued, session_mtmsn) = if !reached {
+                    (2, 0, 0, 0)
+                } else {
+                    match mt.pop_front() {
+                        Some(message) => {
+                            mtmsn += 1;
+                            let len = message.len();
+                            current_mt = Some(message);
+                            (1, len, mt.len(), mtmsn)
+                        }
+                        None => (0, 0, mt.len(), mtmsn),
                     }
-                    None => (0, 0),
                 };
-                say(format!(
-                        "+SBDIX: {mo_status}, {momsn}, {mt_status}, {mtmsn}, {mt_length}, {}\r\n\r\nOK\r\n",
-                        mt.len()
-                    ).as_bytes(),
+                say(
+                    format!(
+                        "+SBDIX: {mo_status}, {session_momsn}, {mt_status}, {session_mtmsn}, \
+                         {mt_length}, {mt_queued}\r\n\r\nOK\r\n"
+                    )
+                    .as_bytes(),
                     &mut note,
                 );
             } else if upper == "AT+SBDRT" {

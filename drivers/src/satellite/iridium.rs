@@ -4,8 +4,13 @@
 //! At start the driver sends `AT` until the modem answers `OK`, then `AT&K0` (no flow
 //! control on a three-wire port). A message goes in three steps:
 //!
-//! 1. `AT+SBDWB=n`, the modem's `READY`, then the n bytes and their 2-byte big-endian
-//!    sum; the modem answers `0` (taken), `1` (time-out), `2` (bad sum) or `3` (bad size);
+//! 1. Into the MO buffer. Text of plain printable ASCII (0x20 to 0x7E, no space at either
+//!    end, which a command line may lose) of at most [`MAX_SBDWT`] bytes goes on the
+//!    command line, `AT+SBDWT=text`, answered `OK`; everything else goes as bytes:
+//!    `AT+SBDWB=n`, the modem's `READY`, then the n bytes and their 2-byte big-endian
+//!    sum; the modem answers `0` (taken), `1` (time-out), `2` (bad sum) or `3` (bad size).
+//!    A write that fails (`ERROR`, or 1 or 2) is tried again after the backoff; a bad
+//!    size fails the message;
 //! 2. `AT+SBDIX`, a session with the satellite: `+SBDIX: MO status, MOMSN, MT status,
 //!    MTMSN, MT length, MT queued`. MO status 0 to 4 is sent; the transient failures
 //!    (no network 32, busy 35, RF drop 18, gateway timeout 17 and the like) are tried
@@ -34,6 +39,8 @@ use super::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueErr
 pub const MAX_MO: usize = 340;
 /// The largest mobile-terminated message, bytes.
 pub const MAX_MT: usize = 270;
+/// The longest text `AT+SBDWT=` takes on its command line, bytes (9602/9603 manual).
+pub const MAX_SBDWT: usize = 120;
 
 /// Timing of the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +143,8 @@ enum Step {
         flow_control_off: bool,
     },
     InitClear,
+    /// `OK` to `AT+SBDWT=text`.
+    WriteText,
     /// `READY` to `AT+SBDWB`.
     WriteReady,
     /// The `0` to the bytes.
@@ -324,7 +333,12 @@ impl Sbd {
                 }
                 self.step = Step::WriteResult;
             }
-            Step::WriteResult if line == "OK" => {
+            Step::WriteText if line == "ERROR" => {
+                self.counters.write_errors += 1;
+                self.done();
+                self.retry_later(now);
+            }
+            Step::WriteResult | Step::WriteText if line == "OK" => {
                 if self.current.is_none() || self.next_session_at.is_some_and(|at| at > now) {
                     self.done();
                 } else {
@@ -461,20 +475,17 @@ impl Sbd {
             return;
         }
         let session_due = self.next_session_at.is_none_or(|at| now >= at);
-        if let Some(message) = &self.current
-            && session_due
-        {
-            let n = body_bytes(&message.body).len();
-            self.command(&format!("AT+SBDWB={n}"), Step::WriteReady, now);
-            return;
-        }
         if self.current.is_none()
             && session_due
             && let Some(message) = self.queue.pop()
         {
-            let n = body_bytes(&message.body).len();
             self.current = Some(message);
-            self.command(&format!("AT+SBDWB={n}"), Step::WriteReady, now);
+        }
+        if let Some(message) = &self.current
+            && session_due
+        {
+            let (command, step) = write_command(&message.body);
+            self.command(&command, step, now);
             return;
         }
         if self.mailbox_check && session_due {
@@ -556,6 +567,25 @@ fn mt_body(message: Vec<u8>) -> Body {
         }
         Ok(text) => Body::Bytes(text.into_bytes()),
         Err(e) => Body::Bytes(e.into_bytes()),
+    }
+}
+
+/// The command that puts `body` into the MO buffer, and the step that waits for its
+/// answer: text on the command line when the line carries it unchanged, else bytes.
+fn write_command(body: &Body) -> (String, Step) {
+    match body {
+        Body::Text(text)
+            if text.len() <= MAX_SBDWT
+                && text.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                && !text.starts_with(' ')
+                && !text.ends_with(' ') =>
+        {
+            (format!("AT+SBDWT={text}"), Step::WriteText)
+        }
+        _ => (
+            format!("AT+SBDWB={}", body_bytes(body).len()),
+            Step::WriteReady,
+        ),
     }
 }
 
@@ -794,6 +824,114 @@ mod tests {
         assert_eq!(sbd.drain_events(), vec![BearerEvent::Sent { id: 1 }]);
         assert_eq!(exchange(&mut sbd, t0, "OK\r\n"), "AT+SBDD0\r");
         assert!(sbd.queued().is_empty());
+    }
+
+    fn text(id: u64, text: &str) -> Outgoing {
+        Outgoing {
+            body: Body::Text(text.into()),
+            ..hello(id)
+        }
+    }
+
+    #[test]
+    fn printable_ascii_text_goes_on_the_command_line_with_sbdwt_and_is_sent() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(text(1, "Hello World"), t0).expect("fits");
+        assert_eq!(exchange(&mut sbd, t0, "OK\r\n"), "AT+SBDWT=Hello World\r");
+        assert_eq!(
+            exchange(&mut sbd, t0, "+SBDIX: 0, 0, 0, 0, 0, 0\r\nOK\r\n"),
+            "AT+SBDIX\r"
+        );
+        assert_eq!(sbd.drain_events(), vec![BearerEvent::Sent { id: 1 }]);
+        assert_eq!(exchange(&mut sbd, t0, "0\r\nOK\r\n"), "AT+SBDD0\r");
+        assert!(sbd.queued().is_empty());
+    }
+
+    #[test]
+    fn text_the_command_line_cannot_carry_goes_as_bytes_with_sbdwb() {
+        let longest = "x".repeat(MAX_SBDWT);
+        let too_long = "x".repeat(MAX_SBDWT + 1);
+        let cases = [
+            (longest.as_str(), format!("AT+SBDWT={longest}\r")),
+            (too_long.as_str(), format!("AT+SBDWB={}\r", MAX_SBDWT + 1)),
+            ("道路中断", "AT+SBDWB=12\r".to_string()),
+            ("line\r\nbreak", "AT+SBDWB=11\r".to_string()),
+            (" padded", "AT+SBDWB=7\r".to_string()),
+            ("tab\there", "AT+SBDWB=8\r".to_string()),
+        ];
+        for (body, command) in cases {
+            let t0 = Instant::now();
+            let mut sbd = up(t0);
+            sbd.enqueue(text(1, body), t0).expect("fits");
+            assert_eq!(
+                String::from_utf8_lossy(&sbd.take_output()),
+                command,
+                "{body:?}"
+            );
+        }
+        // The bytes written are the text's UTF-8, with their sum.
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(text(2, "道路中断"), t0).expect("fits");
+        sbd.take_output();
+        sbd.on_bytes(b"READY\r\n", t0);
+        let written = sbd.take_output();
+        let (bytes, sum) = written.split_at(written.len() - 2);
+        assert_eq!(bytes, "道路中断".as_bytes());
+        assert_eq!(sum, sbd_checksum("道路中断".as_bytes()));
+    }
+
+    #[test]
+    fn a_text_write_answered_error_is_counted_and_tried_again_after_the_backoff() {
+        let t0 = Instant::now();
+        let mut sbd = up(t0);
+        sbd.enqueue(text(1, "Hello World"), t0).expect("fits");
+        assert_eq!(
+            exchange(&mut sbd, t0, "ERROR\r\n"),
+            "AT+SBDWT=Hello World\r"
+        );
+        assert_eq!(sbd.counters().write_errors, 1);
+        assert_eq!(
+            sbd.take_output(),
+            b"",
+            "no session for an unwritten message"
+        );
+        assert_eq!(sbd.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        sbd.poll(t0 + Duration::from_secs(10));
+        assert_eq!(
+            String::from_utf8_lossy(&sbd.take_output()),
+            "AT+SBDWT=Hello World\r"
+        );
+        assert!(sbd.drain_events().is_empty(), "nothing failed");
+    }
+
+    #[test]
+    fn a_binary_write_that_times_out_or_has_a_bad_sum_is_written_again_after_the_backoff() {
+        for (result, t) in [("1", 0u64), ("2", 1)] {
+            let t0 = Instant::now() + Duration::from_secs(t);
+            let mut sbd = up(t0);
+            sbd.enqueue(hello(1), t0).expect("fits");
+            assert_eq!(exchange(&mut sbd, t0, "READY\r\n"), "AT+SBDWB=5\r");
+            sbd.take_output();
+            sbd.on_bytes(format!("{result}\r\n\r\nOK\r\n").as_bytes(), t0);
+            assert_eq!(sbd.counters().write_errors, 1, "result {result}");
+            assert_eq!(
+                sbd.take_output(),
+                b"",
+                "result {result}: no session with a bad MO buffer"
+            );
+            assert!(sbd.drain_events().is_empty(), "result {result}");
+            assert_eq!(sbd.queued().len(), 1);
+            let later = t0 + Duration::from_secs(10);
+            assert_eq!(sbd.next_deadline(), Some(later), "result {result}");
+            sbd.poll(later);
+            assert_eq!(
+                String::from_utf8_lossy(&sbd.take_output()),
+                "AT+SBDWB=5\r",
+                "result {result}: written again"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,11 @@
 //!
 //! [`FrameReader`] splits a byte stream into frames, sans-IO: bytes before a `$` are
 //! skipped, a frame with a bad checksum or an impossible length is dropped and the
-//! search resumes one byte after its `$`, so one bad frame costs at most itself.
+//! search resumes one byte after its `$`, so one bad frame costs at most itself. A frame
+//! cut short whose length field is still in range would otherwise hold the stream until
+//! that many bytes came (up to [`MAX_FRAME`]): while it waits, a later `$` and known
+//! command ([`KNOWN_COMMANDS`]) starting a whole frame whose checksum is right ends it,
+//! so only the cut frame is lost.
 
 use std::time::Duration;
 
@@ -27,6 +31,13 @@ use std::time::Duration;
 pub const HEADER_LEN: usize = 10;
 /// The longest frame taken: a TXSQ of 848 bits and its header, with room to spare.
 pub const MAX_FRAME: usize = 256;
+
+/// The 4.0 commands a frame may carry, host's and terminal's: a `$` followed by one of
+/// these is taken as a frame start when resynchronising after a cut frame.
+pub const KNOWN_COMMANDS: [&[u8; 4]; 20] = [
+    b"ICJC", b"ICXX", b"TXSQ", b"TXXX", b"FKXX", b"DWSQ", b"DWXX", b"GLJC", b"GLZK", b"SJSC",
+    b"SJXX", b"BBDQ", b"BBXX", b"XTZJ", b"ZJXX", b"CKSC", b"TXHZ", b"HZXX", b"JSZL", b"GXZR",
+];
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,8 @@ pub struct FrameCounters {
     pub bad_checksum: u64,
     pub bad_length: u64,
     pub garbage_bytes: u64,
+    /// Frames cut short and given up for a whole frame that came after them.
+    pub truncated: u64,
 }
 
 /// Splits a terminal's byte stream into frames; see the [module](self) notes.
@@ -118,7 +131,14 @@ impl FrameReader {
                 continue;
             }
             if self.buffer.len() < total {
-                break;
+                match self.later_whole_frame() {
+                    Some(at) => {
+                        self.counters.truncated += 1;
+                        self.buffer.drain(..at);
+                        continue;
+                    }
+                    None => break,
+                }
             }
             let checksum = self.buffer[..total - 1].iter().fold(0, |x, b| x ^ b);
             if checksum != self.buffer[total - 1] {
@@ -139,6 +159,27 @@ impl FrameReader {
             });
         }
         frames
+    }
+}
+
+impl FrameReader {
+    /// Where a later frame starts that is already whole, with a known command, a length
+    /// in range and a right checksum: the frame at the front was cut short.
+    fn later_whole_frame(&self) -> Option<usize> {
+        let buffer = &self.buffer;
+        (1..buffer.len()).find(|&at| {
+            let Some(header) = buffer.get(at..at + 7) else {
+                return false;
+            };
+            let total = usize::from(u16::from_be_bytes([header[5], header[6]]));
+            header[0] == b'$'
+                && KNOWN_COMMANDS.iter().any(|c| c[..] == header[1..5])
+                && (HEADER_LEN + 1..=MAX_FRAME).contains(&total)
+                && buffer.get(at..at + total).is_some_and(|frame| {
+                    let (rest, sum) = frame.split_at(total - 1);
+                    sum.first() == Some(&rest.iter().fold(0, |x, b| x ^ b))
+                })
+        })
     }
 }
 
@@ -341,6 +382,37 @@ mod tests {
         assert_eq!(frames[0].body[6..], *b"\x00hello");
         let c = reader.counters();
         assert_eq!((c.frames, c.bad_checksum, c.bad_length), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_cut_frame_is_given_up_for_the_whole_frame_after_it_and_only_it_is_lost() {
+        let message = Frame::new(b"TXXX", 0x028A1F, vec![0x44; 40]).encode();
+        let done = Frame::new(b"FKXX", 0x028A1F, [&[0u8][..], b"TXSQ"].concat());
+        let card = Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+
+        // In one read: the message's first 12 bytes, then the feedback whole.
+        let mut reader = FrameReader::new();
+        let mut stream = message[..12].to_vec();
+        stream.extend(done.encode());
+        assert_eq!(reader.push(&stream), vec![done.clone()]);
+        assert_eq!(reader.counters().truncated, 1);
+
+        // In pieces: the cut frame waits until a whole frame has come after it.
+        let mut reader = FrameReader::new();
+        assert_eq!(reader.push(&message[..12]), vec![]);
+        let card_bytes = card.encode();
+        let (head, tail) = card_bytes.split_at(8);
+        assert_eq!(reader.push(head), vec![], "the card not yet whole");
+        assert_eq!(reader.push(tail), vec![card.clone()]);
+        assert_eq!(reader.push(&done.encode()), vec![done.clone()]);
+        let counters = reader.counters();
+        assert_eq!((counters.truncated, counters.frames), (1, 2));
+
+        // A frame split across reads with nothing after it is only waited for.
+        let mut reader = FrameReader::new();
+        assert_eq!(reader.push(&message[..30]), vec![]);
+        assert_eq!(reader.push(&message[30..]).len(), 1);
+        assert_eq!(reader.counters().truncated, 0);
     }
 
     #[test]

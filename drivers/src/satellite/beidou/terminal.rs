@@ -101,6 +101,8 @@ enum Heard {
     Signal(u8),
     Nothing,
     Bad,
+    /// A message whose payload did not decode (not GB2312, not hex).
+    BadPayload,
 }
 
 /// What became of a send.
@@ -461,7 +463,7 @@ impl BeidouTerminal {
                 let body = if message.category == bd1::category(false) {
                     match payload::decode_chinese(&message.content) {
                         Ok(text) => Body::Text(text),
-                        Err(_) => return Heard::Bad,
+                        Err(_) => return Heard::BadPayload,
                     }
                 } else {
                     Body::Bytes(message.content)
@@ -632,7 +634,7 @@ fn received(r: super::nmea::Received) -> Heard {
             from: r.from,
             body: Body::Bytes(b),
         },
-        Err(_) => Heard::Bad,
+        Err(_) => Heard::BadPayload,
     }
 }
 
@@ -700,6 +702,7 @@ impl Bearer for BeidouTerminal {
                 }
                 Heard::Nothing => {}
                 Heard::Bad => self.counters.bad_fields += 1,
+                Heard::BadPayload => self.counters.bad_payloads += 1,
             }
         }
         self.send_next(now);
@@ -784,7 +787,12 @@ impl Bearer for BeidouTerminal {
             ("messages that did not decode", c.bad_payloads),
             ("sentences with a bad checksum", r.bad_checksum),
             ("malformed sentences", r.malformed),
+            ("lines too long for a sentence", r.too_long),
+            ("bytes outside any sentence", r.garbage_bytes),
             ("frames with a bad checksum", f.bad_checksum),
+            ("frames with an impossible length", f.bad_length),
+            ("frames cut short", f.truncated),
+            ("bytes outside any frame", f.garbage_bytes),
         ]
     }
 }
@@ -1250,6 +1258,290 @@ mod tests {
             "the alert's first refusal fails nothing"
         );
         assert_eq!(terminal.queued().len(), 2);
+    }
+
+    fn txa_fki(done: bool, rate_ok: bool, suppression: u8, wait: u32) -> Vec<u8> {
+        let yes = |b: bool| if b { b"Y".to_vec() } else { b"N".to_vec() };
+        super::super::nmea::Sentence {
+            talker: "BD".into(),
+            kind: "FKI".into(),
+            fields: vec![
+                b"TXA".to_vec(),
+                yes(done),
+                yes(rate_ok),
+                suppression.to_string().into_bytes(),
+                format!("{wait:04}").into_bytes(),
+            ],
+        }
+        .encode()
+    }
+
+    /// A 2.1 terminal up with the 40 s card, a report queued and its first send out.
+    fn sending_2_1(t0: Instant) -> (BeidouTerminal, Vec<u8>) {
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        terminal.take_output();
+        terminal.drain_events();
+        terminal
+            .enqueue(report(1, Urgency::Normal, "灾情报告"), t0)
+            .expect("fits");
+        let first = terminal.take_output();
+        assert_eq!(txa_count(&first), 1);
+        (terminal, first)
+    }
+
+    #[test]
+    fn a_message_refused_thirty_times_in_a_row_fails_and_the_next_goes() {
+        let t0 = Instant::now();
+        let (mut terminal, first) = sending_2_1(t0);
+        terminal
+            .enqueue(report(2, Urgency::Normal, "下一条"), t0)
+            .expect("fits");
+        let mut now = t0;
+        for round in 1..=MAX_REFUSALS {
+            terminal.on_bytes(&txa_fki(false, true, 0, 0), now);
+            let events: Vec<BearerEvent> = terminal
+                .drain_events()
+                .into_iter()
+                .filter(|e| !matches!(e, BearerEvent::Signal { .. }))
+                .collect();
+            if round < MAX_REFUSALS {
+                assert!(events.is_empty(), "round {round}: {events:?}");
+                now += Duration::from_secs(40);
+                terminal.on_bytes(BSI, now);
+                terminal.poll(now);
+                assert_eq!(
+                    terminal.take_output(),
+                    first,
+                    "round {round}: the same again"
+                );
+            } else {
+                assert_eq!(
+                    events,
+                    vec![BearerEvent::Failed {
+                        id: 1,
+                        reason: "refused 30 times by the terminal".into()
+                    }]
+                );
+            }
+        }
+        assert_eq!(terminal.counters().refusals, u64::from(MAX_REFUSALS));
+        let next = terminal.take_output();
+        assert!(
+            next.starts_with(b"$CCTXA,0247718,1,0,"),
+            "{}",
+            String::from_utf8_lossy(&next)
+        );
+        assert_eq!(terminal.queued().len(), 1);
+    }
+
+    #[test]
+    fn a_2_1_suppression_refusal_waits_the_service_interval_and_sends_the_same_again() {
+        let t0 = Instant::now();
+        let (mut terminal, first) = sending_2_1(t0);
+        // Not done, rate OK, suppression 2, nothing to wait.
+        terminal.on_bytes(&txa_fki(false, true, 2, 0), t0 + Duration::from_secs(1));
+        assert_eq!(terminal.counters().refusals, 1);
+        assert!(terminal.drain_events().is_empty(), "nothing failed");
+        terminal.on_bytes(BSI, t0 + Duration::from_secs(30));
+        assert_eq!(
+            terminal.next_deadline(),
+            Some(t0 + Duration::from_secs(41)),
+            "the card's 40 s"
+        );
+        terminal.poll(t0 + Duration::from_secs(41));
+        assert_eq!(terminal.take_output(), first);
+    }
+
+    /// A BDS-3 module up with a 30 s card, an alert queued and its first send out.
+    fn sending_bds3(t0: Instant) -> (BeidouTerminal, Vec<u8>) {
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Bds3, TerminalTiming::default(), t0);
+        terminal.on_bytes(&icp(), t0);
+        terminal.take_output();
+        terminal.drain_events();
+        terminal
+            .enqueue(report(1, Urgency::Urgent, "红色预警"), t0)
+            .expect("fits");
+        let first = terminal.take_output();
+        assert!(first.starts_with(b"$CCTCQ"));
+        (terminal, first)
+    }
+
+    #[test]
+    fn bds3_silence_and_power_not_locked_wait_the_interval_and_no_ic_module_fails() {
+        for reason in ["3", "4"] {
+            let t0 = Instant::now();
+            let (mut terminal, first) = sending_bds3(t0);
+            terminal.on_bytes(
+                &bds3_line("FKI", &["101502", "TCQ", "N", reason, "0"]),
+                t0 + Duration::from_secs(1),
+            );
+            assert!(terminal.drain_events().is_empty(), "reason {reason}");
+            assert_eq!(terminal.counters().refusals, 1);
+            assert_eq!(
+                terminal.next_deadline(),
+                Some(t0 + Duration::from_secs(31)),
+                "reason {reason}: the 30 s interval"
+            );
+            terminal.on_bytes(
+                &bds3_line("PWI", &["101520", "1", "3", "2"]),
+                t0 + Duration::from_secs(20),
+            );
+            terminal.poll(t0 + Duration::from_secs(31));
+            assert_eq!(terminal.take_output(), first, "reason {reason}");
+        }
+        let t0 = Instant::now();
+        let (mut terminal, _) = sending_bds3(t0);
+        terminal.on_bytes(
+            &bds3_line("FKI", &["101502", "TCQ", "N", "5", "0"]),
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Failed {
+                id: 1,
+                reason: "refused by the module: no IC module".into()
+            }]
+        );
+        assert!(terminal.queued().is_empty());
+    }
+
+    /// A 4.0 terminal up with the 60 s card at 0x028A1F, a report queued and its send out.
+    fn sending_4_0(t0: Instant) -> (BeidouTerminal, Vec<u8>) {
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Bd1, TerminalTiming::default(), t0);
+        let card = bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+        terminal.on_bytes(&card.encode(), t0);
+        terminal.take_output();
+        terminal.drain_events();
+        terminal
+            .enqueue(report(1, Urgency::Normal, "道路中断"), t0)
+            .expect("fits");
+        let first = terminal.take_output();
+        (terminal, first)
+    }
+
+    fn fkxx(flag: u8) -> Vec<u8> {
+        bd1::Frame::new(b"FKXX", 0x028A1F, [&[flag][..], b"TXSQ"].concat()).encode()
+    }
+
+    #[test]
+    fn a_4_0_failure_no_signal_low_battery_crc_and_suppression_wait_the_interval() {
+        for flag in [1, 2, 3, 6, 7] {
+            let t0 = Instant::now();
+            let (mut terminal, first) = sending_4_0(t0);
+            terminal.on_bytes(&fkxx(flag), t0 + Duration::from_secs(1));
+            assert!(terminal.drain_events().is_empty(), "flag {flag}");
+            assert_eq!(terminal.counters().refusals, 1, "flag {flag}");
+            assert_eq!(terminal.queued().len(), 1, "flag {flag}: kept");
+            // The keepalives at 10 s, 20 s, … come before the card's 60 s.
+            let mut at = t0;
+            while at < t0 + Duration::from_secs(61) {
+                at = terminal.next_deadline().expect("a deadline");
+                terminal.poll(at);
+                let out = terminal.take_output();
+                if out.ends_with(&first) {
+                    break;
+                }
+                terminal.on_bytes(
+                    &bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0])
+                        .encode(),
+                    at,
+                );
+            }
+            assert_eq!(
+                at,
+                t0 + Duration::from_secs(61),
+                "flag {flag}: sent again at 61 s"
+            );
+        }
+    }
+
+    #[test]
+    fn a_4_0_crypto_fault_fails_the_message_and_suppression_lifted_is_no_answer() {
+        let t0 = Instant::now();
+        let (mut terminal, _) = sending_4_0(t0);
+        terminal.on_bytes(&fkxx(8), t0 + Duration::from_secs(1));
+        assert!(terminal.drain_events().is_empty());
+        assert_eq!(terminal.counters().refusals, 0);
+        assert_eq!(terminal.queued().len(), 1, "still waiting for its feedback");
+        terminal.on_bytes(&fkxx(5), t0 + Duration::from_secs(2));
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Failed {
+                id: 1,
+                reason: "refused by the terminal: encryption fault".into()
+            }]
+        );
+        assert!(terminal.queued().is_empty());
+    }
+
+    fn fault(terminal: &BeidouTerminal, kind: &str) -> u64 {
+        terminal
+            .faults()
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap_or_else(|| panic!("{kind} is reported"))
+            .1
+    }
+
+    #[test]
+    fn faults_report_garbage_overlong_lines_and_payloads_that_do_not_decode() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        // Noise before a sentence, a line past the longest sentence, and a message in
+        // code form whose payload is not hex.
+        terminal.on_bytes(b"~~~~~", t0);
+        terminal.on_bytes(BSI, t0);
+        terminal.on_bytes(&[b'A'; super::super::nmea::MAX_LINE + 10], t0);
+        terminal.on_bytes(b"\r\n", t0);
+        let not_hex = super::super::nmea::Sentence {
+            talker: "BD".into(),
+            kind: "TXR".into(),
+            fields: vec![
+                b"1".to_vec(),
+                b"0179773".to_vec(),
+                b"1".to_vec(),
+                Vec::new(),
+                b"3G3H".to_vec(),
+            ],
+        };
+        terminal.on_bytes(&not_hex.encode(), t0);
+        assert!(
+            !terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Received { .. }))
+        );
+        assert_eq!(fault(&terminal, "bytes outside any sentence"), 5);
+        assert_eq!(fault(&terminal, "lines too long for a sentence"), 1);
+        assert_eq!(fault(&terminal, "messages that did not decode"), 1);
+        assert_eq!(fault(&terminal, "sentences or frames with bad fields"), 0);
+    }
+
+    #[test]
+    fn faults_report_4_0_noise_impossible_lengths_and_text_that_is_not_gb2312() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::Bd1, TerminalTiming::default(), t0);
+        let card = bd1::Frame::new(b"ICXX", 0x028A1F, vec![0, 0, 0, 11, 6, 0, 60, 3, 0, 0, 0]);
+        terminal.on_bytes(&card.encode(), t0);
+        // Three bytes of noise, then a `$` and a command whose length field says 2.
+        terminal.on_bytes(&[0x00, 0x11, 0x22], t0);
+        terminal.on_bytes(b"$TXXX\x00\x02", t0);
+        // Chinese category, but 0xFF 0xFF is no GB2312 character.
+        let mut body = vec![bd1::category(false), 0x03, 0xC2, 0xF6, 14, 5, 0, 16];
+        body.extend([0xFF, 0xFF, 0]);
+        terminal.on_bytes(&bd1::Frame::new(b"TXXX", 0x028A1F, body).encode(), t0);
+        assert!(
+            !terminal
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Received { .. }))
+        );
+        assert_eq!(fault(&terminal, "bytes outside any frame"), 3 + 6);
+        assert_eq!(fault(&terminal, "frames with an impossible length"), 1);
+        assert_eq!(fault(&terminal, "messages that did not decode"), 1);
+        assert_eq!(terminal.counters().bad_payloads, 1);
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //!   with `+CMTI`), `AT+CMGL=4` (list every stored message: those that came while no
 //!   driver ran are read and deleted like announced ones), then `AT+CREG?` until the
 //!   modem is registered (status 1, home, or 5,
-//!   roaming); registration is asked again every signal interval with `AT+CSQ`.
+//!   roaming); registration is asked again every signal interval with `AT+CSQ`. A
+//!   registration report that comes unasked (`+CREG: stat` or, on LTE, `+CEREG: stat`)
+//!   is taken as it comes: the bearer goes down when the modem leaves the network and up
+//!   when it is back.
 //! * Send: each part of a message is `AT+CMGS=<octets>`, the modem's `> ` prompt, the
 //!   PDU and Ctrl-Z, then `+CMGS: <reference>` and `OK`. A message is sent when its last
 //!   part is. An `ERROR` or `+CMS ERROR` is tried again with a doubling backoff, from the
-//!   part that failed; after five tries the message fails.
+//!   part that failed; after five tries the message fails. `+CMS ERROR: 331` (no
+//!   network service, TS 27.005 §3.2.5) is not the message's fault: the bearer goes
+//!   down, the try is not counted, and the message waits for the modem to register.
 //! * Receive: `+CMTI: "SM",<index>` (it may come between any two lines) queues
 //!   `AT+CMGR=<index>`; the PDU is read, the stored copy deleted with `AT+CMGD=<index>`,
 //!   and the parts of a long message are put back together before it is handed on.
@@ -202,7 +207,32 @@ impl SmsModem {
         self.backoff = (self.backoff * 2).min(self.timing.max_backoff);
     }
 
+    /// The modem registered or not: the bearer goes up or down with it.
+    fn set_registered(&mut self, registered: bool) {
+        if registered && !self.registered {
+            self.events.push(BearerEvent::Up {
+                identity: "SMS".into(),
+            });
+        } else if !registered && self.registered {
+            self.events.push(BearerEvent::Down {
+                reason: "not registered on the network".into(),
+            });
+        }
+        self.registered = registered;
+    }
+
     fn on_line(&mut self, line: &str, now: Instant) {
+        // An unsolicited registration report, `+CREG: stat[,lac,ci]` or `+CEREG: stat…`
+        // (TS 27.007 §7.2, §10.1.22), outside the answer to `AT+CREG?`.
+        if !matches!(self.step, Step::Registration { .. })
+            && let Some(report) = line
+                .strip_prefix("+CREG:")
+                .or_else(|| line.strip_prefix("+CEREG:"))
+        {
+            let status = report.split(',').next().map(str::trim);
+            self.set_registered(matches!(status, Some("1" | "5")));
+            return;
+        }
         if let Some(index) = line
             .strip_prefix("+CMTI:")
             .and_then(|rest| rest.rsplit(',').next())
@@ -235,10 +265,13 @@ impl SmsModem {
                 self.command("AT+CREG?", Step::Registration { registered: None }, now);
             }
             Step::Listing => self.step = Step::Listing,
-            Step::Registration { .. } if line.starts_with("+CREG:") => {
+            Step::Registration { .. }
+                if line.starts_with("+CREG:") || line.starts_with("+CEREG:") =>
+            {
                 // `+CREG: n,stat[,lac,ci[,act]]` to the query: stat is the second field
                 // (an unsolicited `+CREG: stat[,lac,ci]` has it first).
-                let fields: Vec<&str> = line["+CREG:".len()..].split(',').map(str::trim).collect();
+                let report = line.split_once(':').map_or("", |(_, r)| r);
+                let fields: Vec<&str> = report.split(',').map(str::trim).collect();
                 let status = match fields.get(1) {
                     Some(f) if f.parse::<u8>().is_ok() => Some(*f),
                     _ => fields.first().copied(),
@@ -249,17 +282,7 @@ impl SmsModem {
             }
             Step::Registration { registered } if line == "OK" => {
                 self.done();
-                let registered = registered.unwrap_or(false);
-                if registered && !self.registered {
-                    self.events.push(BearerEvent::Up {
-                        identity: "SMS".into(),
-                    });
-                } else if !registered && self.registered {
-                    self.events.push(BearerEvent::Down {
-                        reason: "not registered on the network".into(),
-                    });
-                }
-                self.registered = registered;
+                self.set_registered(registered.unwrap_or(false));
                 self.next_check_at = Some(now + self.timing.signal_every);
             }
             Step::Sending if line.starts_with("+CMGS:") => self.step = Step::Sending,
@@ -274,6 +297,17 @@ impl SmsModem {
                         self.events.push(BearerEvent::Sent { id });
                     }
                 }
+            }
+            Step::Prompt | Step::Sending
+                if line
+                    .strip_prefix("+CMS ERROR:")
+                    .is_some_and(|code| code.trim() == "331") =>
+            {
+                // No network service: the message waits for registration, its tries kept.
+                self.done();
+                self.counters.send_errors += 1;
+                self.set_registered(false);
+                self.next_check_at = Some(now + self.timing.first_backoff);
             }
             Step::Prompt | Step::Sending if error => {
                 self.done();
@@ -638,7 +672,11 @@ mod tests {
     }
 
     fn registered(now: Instant) -> SmsModem {
-        let mut modem = SmsModem::new(SmsTiming::default(), now);
+        registered_with(SmsTiming::default(), now)
+    }
+
+    fn registered_with(timing: SmsTiming, now: Instant) -> SmsModem {
+        let mut modem = SmsModem::new(timing, now);
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGF=0\r");
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CNMI=2,1,0,0,0\r");
@@ -654,6 +692,135 @@ mod tests {
             }]
         );
         modem
+    }
+
+    fn alert(id: u64) -> Outgoing {
+        Outgoing {
+            id,
+            to: "+8613800138000".into(),
+            urgency: Urgency::Urgent,
+            body: Body::Text("山洪预警".into()),
+        }
+    }
+
+    #[test]
+    fn a_message_the_modem_refuses_five_times_fails_after_doubling_waits() {
+        let t0 = Instant::now();
+        // No signal check falls among the tries.
+        let timing = SmsTiming {
+            signal_every: Duration::from_secs(3600),
+            ..SmsTiming::default()
+        };
+        let mut modem = registered_with(timing, t0);
+        modem.enqueue(alert(1), t0).expect("takes it");
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for try_ in 1..=MAX_TRIES {
+            let command = exchange(&mut modem, at, "\r\n+CMS ERROR: 332\r\n");
+            assert!(command.starts_with("AT+CMGS="), "try {try_}: {command}");
+            if try_ < MAX_TRIES {
+                assert!(modem.drain_events().is_empty(), "try {try_}");
+                let next = modem.next_deadline().expect("a next try");
+                waits.push(next - at);
+                at = next;
+                modem.poll(at);
+            }
+        }
+        assert_eq!(
+            waits,
+            [5, 10, 20, 40].map(Duration::from_secs),
+            "doubling from the first backoff"
+        );
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Failed {
+                id: 1,
+                reason: "the modem refused it 5 times".into()
+            }]
+        );
+        assert_eq!(modem.counters().send_errors, u64::from(MAX_TRIES));
+        assert!(modem.queued().is_empty());
+    }
+
+    #[test]
+    fn unsolicited_creg_and_cereg_reports_take_the_bearer_down_and_up() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        modem.on_bytes(b"\r\n+CREG: 0\r\n", t0);
+        assert!(!modem.is_up());
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Down {
+                reason: "not registered on the network".into()
+            }]
+        );
+        modem.on_bytes(b"\r\n+CEREG: 5,\"1A2B\",\"01C3F2\",7\r\n", t0);
+        assert!(modem.is_up());
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Up {
+                identity: "SMS".into()
+            }]
+        );
+        modem.on_bytes(b"\r\n+CEREG: 2\r\n", t0);
+        assert!(!modem.is_up(), "searching is not registered");
+    }
+
+    #[test]
+    fn no_network_service_takes_the_bearer_down_and_the_message_waits_for_registration() {
+        let t0 = Instant::now();
+        let timing = SmsTiming {
+            signal_every: Duration::from_secs(3600),
+            ..SmsTiming::default()
+        };
+        let mut modem = registered_with(timing, t0);
+        modem.enqueue(alert(1), t0).expect("takes it");
+        let command = exchange(&mut modem, t0, "\r\n+CMS ERROR: 331\r\n");
+        assert!(command.starts_with("AT+CMGS="), "{command}");
+        assert!(!modem.is_up());
+        assert_eq!(
+            modem.drain_events(),
+            vec![BearerEvent::Down {
+                reason: "not registered on the network".into()
+            }]
+        );
+        assert_eq!(modem.queued().len(), 1, "kept");
+        let check = t0 + Duration::from_secs(5);
+        assert_eq!(modem.next_deadline(), Some(check));
+        modem.poll(check);
+        assert_eq!(
+            exchange(&mut modem, check, "\r\n+CREG: 0,0\r\n\r\nOK\r\n"),
+            "AT+CREG?\r"
+        );
+        assert!(!modem.is_up(), "still searching");
+        assert_eq!(modem.take_output(), b"", "nothing sent while unregistered");
+        let later = modem.next_deadline().expect("asked again");
+        modem.poll(later);
+        assert_eq!(
+            exchange(&mut modem, later, "\r\n+CREG: 0,1\r\n\r\nOK\r\n"),
+            "AT+CREG?\r"
+        );
+        assert!(modem.is_up());
+        assert!(
+            String::from_utf8_lossy(&modem.take_output()).starts_with("AT+CMGS="),
+            "sent again once registered"
+        );
+        // The lost network took none of its tries: it fails at the fifth refusal after.
+        let mut at = later;
+        for try_ in 1..=MAX_TRIES {
+            modem.on_bytes(b"\r\n+CMS ERROR: 332\r\n", at);
+            let failed = modem
+                .drain_events()
+                .iter()
+                .any(|e| matches!(e, BearerEvent::Failed { id: 1, .. }));
+            assert_eq!(failed, try_ == MAX_TRIES, "refusal {try_}");
+            if try_ < MAX_TRIES {
+                at = modem.next_deadline().expect("a next try");
+                modem.poll(at);
+                let command = String::from_utf8_lossy(&modem.take_output()).into_owned();
+                assert!(command.starts_with("AT+CMGS="), "{command}");
+            }
+        }
     }
 
     #[test]
