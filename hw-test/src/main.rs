@@ -417,6 +417,10 @@ enum SimCommand {
         /// the card's).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         time_scale: u32,
+        /// Give the navigation receiver's UTC time once a second (`$BDZDA`), set off the
+        /// system clock by this many seconds (2.1 and BDS-3).
+        #[arg(long, allow_hyphen_values = true)]
+        zda_offset_s: Option<i64>,
     },
 }
 
@@ -787,6 +791,7 @@ fn main() -> ExitCode {
                         BearerEvent::Received { from, .. } => {
                             println!("(a message from {from} arrived meanwhile)")
                         }
+                        BearerEvent::Time { .. } => {}
                     }
                     false
                 },
@@ -924,6 +929,7 @@ fn main() -> ExitCode {
             delivery_delay_ms,
             beam_every_ms,
             time_scale,
+            zda_offset_s,
         }) => {
             if !(1..=4).contains(&comm_level) {
                 eprintln!("sim beidou: --comm-level is 1 to 4");
@@ -944,6 +950,7 @@ fn main() -> ExitCode {
                 delivery_delay: Duration::from_millis(delivery_delay_ms),
                 beam_every: Duration::from_millis(beam_every_ms),
                 time_scale,
+                zda_offset: zda_offset_s.map(chrono::Duration::seconds),
             };
             simulator_exit("sim beidou", hw_test::sat_sim::run_beidou(options))
         }

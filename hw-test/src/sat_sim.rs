@@ -121,6 +121,9 @@ pub struct BeidouSimOptions {
     pub beam_every: Duration,
     /// The simulator's clock runs this many times as fast (at least 1).
     pub time_scale: u32,
+    /// Give UTC once a second as a navigation receiver does (`$BDZDA`), this far off the
+    /// system clock; a sentence dialect only.
+    pub zda_offset: Option<chrono::Duration>,
 }
 
 enum Input {
@@ -210,6 +213,8 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
     let mut beam_every =
         (options.dialect == BeidouDialect::Bds3).then(|| options.beam_every / scale);
     let mut next_beam = beam_every.map(|_| Instant::now());
+    let mut next_zda =
+        (options.zda_offset.is_some() && options.dialect != BeidouDialect::Bd1).then(Instant::now);
     let mut pending: Vec<(Instant, Relayed)> = Vec::new();
     let mut write = |bytes: Vec<u8>, note: &mut dyn FnMut(serde_json::Value)| {
         note(json!({"event": "out", "sentence": shown(&bytes)}));
@@ -218,7 +223,7 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
 
     loop {
         let now = Instant::now();
-        let wait = [next_beam, pending.iter().map(|(at, _)| *at).min()]
+        let wait = [next_beam, next_zda, pending.iter().map(|(at, _)| *at).min()]
             .into_iter()
             .flatten()
             .min()
@@ -320,6 +325,12 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
         {
             write(beams(&options), &mut note);
             next_beam = Some(at + every);
+        }
+        if let (Some(at), Some(offset)) = (next_zda, options.zda_offset)
+            && now >= at
+        {
+            write(zda(chrono::Utc::now() + offset), &mut note);
+            next_zda = Some(at + Duration::from_secs(1));
         }
         let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now);
         pending = later;
@@ -551,6 +562,23 @@ fn shown(bytes: &[u8]) -> String {
         }
     }
     bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The navigation receiver's time, NMEA 0183 `ZDA`: `hhmmss.ss,dd,mm,yyyy,zh,zm`.
+fn zda(at: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    let fields = vec![
+        format!(
+            "{}.{:02}",
+            at.format("%H%M%S"),
+            at.timestamp_subsec_millis() / 10
+        ),
+        at.format("%d").to_string(),
+        at.format("%m").to_string(),
+        at.format("%Y").to_string(),
+        "00".into(),
+        "00".into(),
+    ];
+    terminal("ZDA", fields).encode()
 }
 
 fn terminal(kind: &str, fields: Vec<String>) -> Sentence {

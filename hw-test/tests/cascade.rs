@@ -936,3 +936,60 @@ fn a_street_in_the_cascade_forwards_the_districts_granted_voice_and_no_stream_wi
         "the granted stream was never refused"
     );
 }
+
+#[test]
+fn a_street_whose_beidou_time_differs_from_its_system_clock_says_so_and_stamps_frames_by_beidou_time()
+ {
+    let _serial = one_at_a_time();
+    let dir = common::scratch("cascade-beidou-time");
+    let (_relays, at) = loopback(&dir);
+    // The street's terminal gives UTC two minutes ahead of the system clock: as if the
+    // street's own clock were two minutes behind and BeiDou were right.
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired(
+        "beidou",
+        "beidou simulator",
+        &dir,
+        &["--card", "0166166", "--interval-s", "1"],
+        &[
+            "--card",
+            "0247718",
+            "--interval-s",
+            "1",
+            "--zda-offset-s",
+            "120",
+        ],
+    );
+    let (district, street, _) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let street = street.replace(
+        "heartbeat_s = 1\n",
+        "heartbeat_s = 1\ntime_from = \"bd-1\"\n",
+    );
+    assert!(street.contains("time_from"), "{street}");
+    let _district = start(&dir.join("district"), "district", &district, None);
+    let _street = start(&dir.join("street"), "street", &street, None);
+
+    wait_until(
+        "the street to say its clock differs from BeiDou time",
+        Duration::from_secs(20),
+        || {
+            logged(
+                &dir,
+                "street",
+                "THE SYSTEM CLOCK DIFFERS FROM BEIDOU TIME BY 120 s",
+            ) == 1
+        },
+    );
+    // Its frames carry BeiDou time, two minutes ahead of the district's clock: the
+    // district says so rather than refusing them in silence.
+    wait_until(
+        "the district to say the street's clock differs",
+        Duration::from_secs(20),
+        || logged(&dir, "district", "CLOCK IS 1") == 1,
+    );
+    let district_log = std::fs::read_to_string(dir.join("district/daemon.log")).expect("log");
+    assert!(
+        district_log.contains("CLOCK IS 120 s behind its neighbour's on link street-1"),
+        "{district_log}"
+    );
+    assert!(district_log.contains("not_yet_valid"), "{district_log}");
+}

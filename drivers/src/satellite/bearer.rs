@@ -68,6 +68,11 @@ pub enum BearerEvent {
     Received { from: String, body: Body },
     /// Link quality, 0 (none) to 4 (strong).
     Signal { level: u8 },
+    /// The time the terminal's satellites give (UTC), as it stood at `at`.
+    Time {
+        utc: chrono::DateTime<chrono::Utc>,
+        at: Instant,
+    },
 }
 
 /// A message that a bearer cannot take.

@@ -22,6 +22,7 @@ pub(super) struct RawCascade {
     skew_s: Option<u64>,
     heartbeat_s: Option<u64>,
     voice_grants: Option<bool>,
+    time_from: Option<Spanned<String>>,
     #[serde(default)]
     origin: Vec<RawOrigin>,
     #[serde(default)]
@@ -86,6 +87,9 @@ pub struct CascadeConfig {
     /// (default); `false` forwards any stream from `[upstream] allow`, as outside a
     /// cascade.
     pub voice_grants: bool,
+    /// A BeiDou `[[terminal]]` whose satellite time stamps and checks frames instead of
+    /// the system clock, for a node cut off from NTP.
+    pub time_from: Option<String>,
     pub origins: Vec<CascadeOrigin>,
     pub links: Vec<CascadeLink>,
 }
@@ -192,6 +196,16 @@ pub(super) fn cascade(
             ));
         }
     }
+    let time_from = match &raw.time_from {
+        Some(t) if !terminals.contains(t.get_ref()) => {
+            return Err(at.error(
+                t.span(),
+                "cascade.time_from",
+                format!("no [[terminal]] named {:?}", t.get_ref()),
+            ));
+        }
+        t => t.as_ref().map(|t| t.get_ref().clone()),
+    };
     Ok(CascadeConfig {
         key: base.join(raw.key.get_ref()),
         state_dir: base.join(raw.state_dir.get_ref()),
@@ -199,6 +213,7 @@ pub(super) fn cascade(
         skew: Duration::from_secs(raw.skew_s.unwrap_or(30)),
         heartbeat: Duration::from_secs(raw.heartbeat_s.unwrap_or(10).max(1)),
         voice_grants: raw.voice_grants.unwrap_or(true),
+        time_from,
         origins,
         links,
     })

@@ -305,6 +305,7 @@ impl Cascade {
             playout: sinks.playout,
             grants: sinks.grants,
             skew_s: cascade.skew.as_secs(),
+            clock: FrameClock::new(cascade.time_from.as_deref(), terminals, cascade.skew),
         };
         Ok(Some(Cascade {
             handle: CascadeHandle { requests, store },
@@ -399,6 +400,97 @@ struct Task {
     grants: Option<mpsc::UnboundedSender<Grant>>,
     /// The clock difference allowed with an origin, seconds, for the log.
     skew_s: u64,
+    clock: FrameClock,
+}
+
+/// The time the cascade stamps and checks frames by: the system clock, or the satellite
+/// time of a BeiDou terminal (`[cascade] time_from`) once it has given one. Either way a
+/// system clock that differs from a terminal's satellite time beyond the skew is said,
+/// loudly, once until they agree again.
+struct FrameClock {
+    /// The terminal whose time is the cascade's, if any.
+    source: Option<(String, watch::Receiver<super::terminal::Snapshot>)>,
+    /// Every BeiDou terminal of the node, whose time is compared with the system's.
+    watched: Vec<(String, watch::Receiver<super::terminal::Snapshot>)>,
+    skew: chrono::Duration,
+    /// Terminals whose time differs now, said and not yet healed.
+    off: Vec<String>,
+}
+
+/// The satellite time `heard` (as it stood at the instant `at`), carried on to `now`.
+pub fn satellite_now(
+    heard: chrono::DateTime<Utc>,
+    at: std::time::Instant,
+    now: std::time::Instant,
+) -> chrono::DateTime<Utc> {
+    let since = chrono::Duration::from_std(now.saturating_duration_since(at)).unwrap_or_default();
+    heard + since
+}
+
+impl FrameClock {
+    fn new(
+        time_from: Option<&str>,
+        terminals: Option<&Terminals>,
+        skew: std::time::Duration,
+    ) -> FrameClock {
+        let watched: Vec<_> = terminals
+            .map(|t| {
+                t.handles
+                    .iter()
+                    .filter(|h| matches!(h.config.kind, TerminalKind::Beidou(_)))
+                    .map(|h| (h.config.name.clone(), h.snapshot.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source = time_from.and_then(|name| {
+            terminals?
+                .handles
+                .iter()
+                .find(|h| h.config.name == name)
+                .map(|h| (h.config.name.clone(), h.snapshot.clone()))
+        });
+        FrameClock {
+            source,
+            watched,
+            skew: chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::seconds(30)),
+            off: Vec::new(),
+        }
+    }
+
+    /// The time now, and the system clock checked against every terminal's.
+    fn now(&mut self, now: std::time::Instant) -> chrono::DateTime<Utc> {
+        let system = Utc::now();
+        for (name, snapshot) in &self.watched {
+            let Some((heard, at)) = snapshot.borrow().condition.satellite_time else {
+                continue;
+            };
+            let offset = satellite_now(heard, at, now) - system;
+            let beyond = offset.abs() > self.skew;
+            let said = self.off.contains(name);
+            if beyond && !said {
+                let using = self.source.as_ref().is_some_and(|(s, _)| s == name);
+                let seconds = (offset.num_milliseconds() as f64 / 1000.0).round();
+                error!(terminal = %name, offset_s = seconds, using_satellite_time = using,
+                "THE SYSTEM CLOCK DIFFERS FROM BEIDOU TIME BY {seconds} s, beyond the allowed skew: {}",
+                if using {
+                    "frames are stamped and checked by BeiDou time; fix the system clock"
+                } else {
+                    "frames are stamped by the system clock and neighbours may refuse them; fix NTP or set [cascade] time_from"
+                });
+                self.off.push(name.clone());
+            } else if !beyond && said {
+                info!(terminal = %name, "the system clock agrees with BeiDou time again");
+                self.off.retain(|n| n != name);
+            }
+        }
+        match &self.source {
+            Some((_, snapshot)) => match snapshot.borrow().condition.satellite_time {
+                Some((heard, at)) => satellite_now(heard, at, now),
+                None => system,
+            },
+            None => system,
+        }
+    }
 }
 
 /// What woke the task.
@@ -445,7 +537,7 @@ impl Task {
                 _ = self.stopping.changed() => Woke::Stop,
             };
             let now = std::time::Instant::now();
-            let utc = Utc::now();
+            let utc = self.clock.now(now);
             match woke {
                 Woke::Stop => return,
                 Woke::Datagram(n, from) => match self.link_of(from, &buffer[..n]) {

@@ -73,6 +73,9 @@ pub struct Condition {
     pub last_error: Option<String>,
     /// How long messages take to leave, once the terminal said.
     pub pacing: Option<Pacing>,
+    /// The latest time the terminal's satellites gave (UTC), and the instant it was
+    /// heard: a clock for a node cut off from NTP.
+    pub satellite_time: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
 }
 
 /// How long a terminal takes to send messages from the front of its queue: the first
@@ -290,6 +293,7 @@ impl Session {
                     self.changes.push(Change::Received { from, body });
                 }
                 BearerEvent::Signal { level } => self.condition.signal = Some(level),
+                BearerEvent::Time { utc, at } => self.condition.satellite_time = Some((utc, at)),
             }
         }
     }

@@ -358,6 +358,52 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// The UTC time of an NMEA 0183 `ZDA` sentence (any talker: `BD`, `GN`, `GP`), which a
+/// BeiDou terminal with a navigation receiver gives once a second: `hhmmss.ss`, day,
+/// month, year, then the local zone (ignored: the time is UTC). `None` while the
+/// receiver has no fix (empty fields) or when a field is out of range.
+pub fn read_zda(s: &Sentence) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
+    use chrono::{NaiveDate, NaiveTime};
+    let bad = |field: usize, message: &str| FieldError {
+        kind: s.kind.clone(),
+        field,
+        message: message.into(),
+    };
+    if s.fields.len() < 4 {
+        return Err(bad(s.fields.len(), "4 fields expected"));
+    }
+    let clock = s.text(0);
+    if clock.is_empty() || s.text(3).is_empty() {
+        return Ok(None);
+    }
+    let number = |k: usize| -> Result<u32, FieldError> {
+        s.text(k).parse().map_err(|_| bad(k, "not a number"))
+    };
+    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let digits = |range: std::ops::Range<usize>| -> Result<u32, FieldError> {
+        whole
+            .get(range)
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| bad(0, "not hhmmss.ss"))
+    };
+    if whole.len() != 6 {
+        return Err(bad(0, "not hhmmss.ss"));
+    }
+    let millis = match fraction {
+        "" => 0,
+        f => {
+            let padded: String = f.chars().chain("000".chars()).take(3).collect();
+            padded.parse::<u32>().map_err(|_| bad(0, "not hhmmss.ss"))?
+        }
+    };
+    let year = i32::try_from(number(3)?).map_err(|_| bad(3, "out of range"))?;
+    let date = NaiveDate::from_ymd_opt(year, number(2)?, number(1)?)
+        .ok_or_else(|| bad(1, "no such date"))?;
+    let time = NaiveTime::from_hms_milli_opt(digits(0..2)?, digits(2..4)?, digits(4..6)?, millis)
+        .ok_or_else(|| bad(0, "no such time"))?;
+    Ok(Some(date.and_time(time).and_utc()))
+}
+
 /// What a terminal says, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -517,6 +563,44 @@ pub mod host {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `$BODY*HH` with its checksum, as a terminal sends it.
+    fn zda(body: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldError> {
+        let sum = body.bytes().fold(0u8, |a, b| a ^ b);
+        let line = format!("${body}*{sum:02X}\r\n");
+        let mut reader = SentenceReader::new();
+        let got = reader.push(line.as_bytes());
+        let Some(Ok(sentence)) = got.first() else {
+            panic!("parsed: {got:?}");
+        };
+        read_zda(sentence)
+    }
+
+    #[test]
+    fn a_zda_sentence_of_any_talker_gives_its_utc_time_and_none_without_a_fix() {
+        let at = zda("GNZDA,082730.50,20,07,2026,00,00").expect("read");
+        assert_eq!(
+            at.map(|t| t.to_rfc3339()),
+            Some("2026-07-20T08:27:30.500+00:00".to_string())
+        );
+        let at = zda("BDZDA,235959.00,31,12,2026,08,00").expect("read");
+        assert_eq!(
+            at.map(|t| t.to_rfc3339()),
+            Some("2026-12-31T23:59:59+00:00".to_string()),
+            "the local zone does not change UTC"
+        );
+        assert_eq!(zda("GNZDA,,,,,,").expect("read"), None, "no fix yet");
+    }
+
+    #[test]
+    fn a_zda_sentence_with_an_impossible_date_or_time_is_a_located_error() {
+        let e = zda("GNZDA,082730.50,31,02,2026,00,00");
+        assert!(e.is_err(), "{e:?}");
+        let e = zda("GNZDA,256130.50,20,07,2026,00,00");
+        assert_eq!(e.map_err(|e| e.field), Err(0));
+        let e = zda("GNZDA,0827,20,07,2026,00,00");
+        assert_eq!(e.map_err(|e| e.field), Err(0));
+    }
 
     #[test]
     fn a_payload_holding_stars_and_commas_is_one_field_checked_to_the_last_star() {

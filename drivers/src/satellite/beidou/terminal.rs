@@ -99,6 +99,8 @@ enum Heard {
         body: Body,
     },
     Signal(u8),
+    /// The satellites' UTC time (`ZDA`).
+    Time(chrono::DateTime<chrono::Utc>),
     Nothing,
     Bad,
     /// A message whose payload did not decode (not GB2312, not hex).
@@ -374,6 +376,14 @@ impl BeidouTerminal {
 
     fn read_sentence(&self, sentence: &super::nmea::Sentence) -> Heard {
         let awaiting = self.awaiting.is_some();
+        // The navigation receiver's time, in any sentence dialect and while probing.
+        if sentence.kind == "ZDA" {
+            return match super::nmea::read_zda(sentence) {
+                Ok(Some(utc)) => Heard::Time(utc),
+                Ok(None) => Heard::Nothing,
+                Err(_) => Heard::Bad,
+            };
+        }
         match self.dialect {
             Some(BeidouDialect::Bds3) => match Bds3Inbound::read(sentence) {
                 Ok(Bds3Inbound::Card(card)) => Heard::Card(card, BeidouDialect::Bds3),
@@ -700,6 +710,7 @@ impl Bearer for BeidouTerminal {
                         self.events.push(BearerEvent::Signal { level });
                     }
                 }
+                Heard::Time(utc) => self.events.push(BearerEvent::Time { utc, at: now }),
                 Heard::Nothing => {}
                 Heard::Bad => self.counters.bad_fields += 1,
                 Heard::BadPayload => self.counters.bad_payloads += 1,
@@ -841,6 +852,31 @@ mod tests {
 
     fn txa_count(out: &[u8]) -> usize {
         out.windows(6).filter(|w| w == b"$CCTXA").count()
+    }
+
+    #[test]
+    fn the_navigation_receivers_time_is_told_with_the_instant_it_was_heard() {
+        let t0 = Instant::now();
+        let mut terminal = BeidouTerminal::new(BeidouDialect::V21, TerminalTiming::default(), t0);
+        terminal.on_bytes(ICI, t0);
+        terminal.drain_events();
+        let zda = super::super::nmea::Sentence {
+            talker: "GN".into(),
+            kind: "ZDA".into(),
+            fields: ["082730.00", "20", "07", "2026", "00", "00"]
+                .iter()
+                .map(|f| f.as_bytes().to_vec())
+                .collect(),
+        };
+        let heard = t0 + Duration::from_millis(1500);
+        terminal.on_bytes(&zda.encode(), heard);
+        let utc = chrono::DateTime::parse_from_rfc3339("2026-07-20T08:27:30Z")
+            .expect("time")
+            .to_utc();
+        assert_eq!(
+            terminal.drain_events(),
+            vec![BearerEvent::Time { utc, at: heard }]
+        );
     }
 
     #[test]

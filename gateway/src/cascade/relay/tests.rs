@@ -634,7 +634,11 @@ fn a_neighbour_whose_clock_is_beyond_the_skew_is_said_once_and_healed_by_an_acce
 
     // Once the clocks agree, a heartbeat is accepted and a later difference is said again.
     net.run(12);
-    assert_eq!(net.route(STREET, "district"), Some(BearerKind::Ip), "healed");
+    assert_eq!(
+        net.route(STREET, "district"),
+        Some(BearerKind::Ip),
+        "healed"
+    );
     net.relays[STREET].drain();
     let behind = net.utc - chrono::Duration::seconds(300);
     net.relays[DISTRICT].poll(net.now + Duration::from_secs(30), behind);
