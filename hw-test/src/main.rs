@@ -400,6 +400,11 @@ enum SimCommand {
         /// Refuse the first this many sends with no cause given.
         #[arg(long, default_value_t = 0)]
         refuse_first: u32,
+        /// The card last sent this many seconds before the simulator started (for
+        /// another host, or before the gateway restarted): a send within the service
+        /// interval of it is refused with the seconds left.
+        #[arg(long)]
+        sent_ago_s: Option<u64>,
         /// After the first send done to another card, report a position request
         /// refused with this many seconds to wait (2.1).
         #[arg(long)]
@@ -919,6 +924,7 @@ fn main() -> ExitCode {
             no_signal,
             suppressed,
             refuse_first,
+            sent_ago_s,
             position_refusal_s,
             echo,
             delivery_delay_ms,
@@ -939,6 +945,7 @@ fn main() -> ExitCode {
                 no_signal,
                 suppressed,
                 refuse_first,
+                sent_ago: sent_ago_s.map(Duration::from_secs),
                 position_refusal: position_refusal_s,
                 echo,
                 delivery_delay: Duration::from_millis(delivery_delay_ms),

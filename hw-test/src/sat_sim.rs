@@ -12,7 +12,8 @@
 //!   name a reason: 4, power not locked), as the 2.1 transcript's terminal refused its
 //!   first;
 //! * sent earlier than the service interval after the last one: refused, with the
-//!   seconds still to wait;
+//!   seconds still to wait; `--sent-ago-s` says the card last sent that long before
+//!   the simulator started (for another host, or before the gateway restarted);
 //! * with no signal (`--no-signal`) or suppressed (`--suppressed`): refused;
 //! * otherwise done, and the message delivered: to its own card after the delivery
 //!   delay (`--delivery-delay-ms`, 2 s by default), or to a paired simulator (`--peer`
@@ -110,6 +111,8 @@ pub struct BeidouSimOptions {
     pub suppressed: bool,
     /// The first this many sends are refused with no cause given.
     pub refuse_first: u32,
+    /// The card last sent this long (on the card's clock) before the simulator started.
+    pub sent_ago: Option<Duration>,
     /// After the first send done to another card, a position request is reported
     /// refused with this many seconds to wait.
     pub position_refusal: Option<u64>,
@@ -202,8 +205,10 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
 
     let mut sentences = SentenceReader::new();
     let mut frames = FrameReader::new();
-    let mut last_sent: Option<Instant> = None;
     let scale = options.time_scale.max(1);
+    let mut last_sent: Option<Instant> = options
+        .sent_ago
+        .and_then(|ago| Instant::now().checked_sub(ago / scale));
     let mut refusals_left = options.refuse_first;
     let mut position_refusal = options.position_refusal;
     // A BDS-3 module reports beam power by itself.
