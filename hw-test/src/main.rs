@@ -351,6 +351,11 @@ enum SimCommand {
         /// Signal, 0 to 5.
         #[arg(long, default_value_t = 4)]
         csq: u8,
+        /// How long an AT+SBDIX session takes, milliseconds. By default 10 s: a session
+        /// acquires a satellite, registers and exchanges the MO and MT messages, several
+        /// seconds to a few tens with a clear view of the sky; tests make it short.
+        #[arg(long, default_value_t = 10_000)]
+        session_ms: u64,
     },
     /// An SMS modem (a Tiantong-1 terminal, a cellular modem) in PDU mode.
     Sms {
@@ -371,6 +376,16 @@ enum SimCommand {
         /// The next this many sends fail with +CMS ERROR: 332 (network timeout).
         #[arg(long, default_value_t = 0)]
         fail_sends: u32,
+        /// How long a send takes from the PDU to +CMGS, milliseconds. By default 5 s: on
+        /// a geostationary satellite each round trip to the ground station takes about
+        /// 0.55 s, and a send needs several (a channel, the message, the centre's
+        /// acknowledgement); tests make it short.
+        #[arg(long, default_value_t = 5_000)]
+        send_ms: u64,
+        /// How long a message to the own number takes after its +CMGS to arrive (+CMTI),
+        /// milliseconds: by default 5 s, the centre sending it back over the satellite.
+        #[arg(long, default_value_t = 5_000)]
+        delivery_ms: u64,
     },
     /// A BeiDou RDSS terminal speaking the 2.1, 4.0 or BDS-3 dialect.
     Beidou {
@@ -862,8 +877,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sim(SimCommand::Iridium { ends, fail, csq }) => {
-            let options = hw_test::sat_sim::IridiumSimOptions { ends, fail, csq };
+        Command::Sim(SimCommand::Iridium {
+            ends,
+            fail,
+            csq,
+            session_ms,
+        }) => {
+            let options = hw_test::sat_sim::IridiumSimOptions {
+                ends,
+                fail,
+                csq,
+                session: Duration::from_millis(session_ms),
+            };
             simulator_exit("sim iridium", hw_test::sat_sim::run_iridium(options))
         }
         Command::Faults {
@@ -903,6 +928,8 @@ fn main() -> ExitCode {
             registration,
             rssi,
             fail_sends,
+            send_ms,
+            delivery_ms,
         }) => {
             let options = hw_test::sat_sim::SmsSimOptions {
                 ends,
@@ -911,6 +938,8 @@ fn main() -> ExitCode {
                 registration,
                 rssi: rssi.min(31),
                 fail_sends,
+                send_delay: Duration::from_millis(send_ms),
+                delivery_delay: Duration::from_millis(delivery_ms),
             };
             simulator_exit("sim sms", hw_test::sat_sim::run_sms(options))
         }

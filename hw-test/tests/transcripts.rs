@@ -408,8 +408,8 @@ fn the_iridium_transcript_replayed_through_the_driver_ends_each_exchange_as_the_
         "iridium",
         "iridium simulator",
         &dir,
-        &["--fail", "0,32"],
-        &[],
+        &["--fail", "0,32", "--session-ms", "200"],
+        &["--session-ms", "200"],
     );
     let timing = SbdTiming {
         first_backoff: Duration::from_secs(3),
