@@ -11,6 +11,10 @@
 //! with the seconds to wait and sent after them, a message back from the own card; their
 //! times of day are left out of the comparison, the simulator's clock not being theirs.
 //!
+//! The SMS dialogue with a Tiantong-1 terminal, self-written too, is replayed against
+//! `sim sms` with its delays at a tenth of the dialogue's (a send taken in 0.4 s, a
+//! message back 0.6 s later), the driver on a real clock.
+//!
 //! The BeiDou card of the transcript has a 40 s service interval. Its simulator runs
 //! its clock 20 times as fast (`--time-scale 20`) and the driver is given a clock
 //! running as fast, so each 40 s passes in 2 s while every second named on the wire
@@ -28,11 +32,14 @@ use drivers::satellite::beidou::bd1::{self, Frame, FrameReader};
 use drivers::satellite::beidou::nmea::Sentence;
 use drivers::satellite::beidou::terminal::{BeidouTerminal, TerminalTiming};
 use drivers::satellite::iridium::{Sbd, SbdTiming, parse_sbdix};
+use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+use drivers::satellite::sms::pdu;
 
 const BEIDOU: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-rdss-2.1.txt");
 const IRIDIUM: &str = include_str!("../../drivers/tests/fixtures/serial/iridium-sbd.txt");
 const BDS3: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-bds3.txt");
 const BD1: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-bd1-4.0.txt");
+const SMS: &str = include_str!("../../drivers/tests/fixtures/serial/sms-tiantong.txt");
 
 /// How much faster than real time the BeiDou replays' clocks run.
 const SCALE: u32 = 20;
@@ -152,7 +159,8 @@ fn received_from<B>(from: &str, body: Body) -> impl Fn(&B, &[BearerEvent]) -> bo
     move |_, events| events.contains(&wanted)
 }
 
-/// A simulator's log: (time in ms, the event, the sentence, command or text), in order.
+/// A simulator's log: (time in ms, the event, the sentence, command, text or PDU), in
+/// order.
 fn logged(path: &Path) -> Vec<(u64, String, String)> {
     std::fs::read_to_string(path)
         .expect("the simulator's log")
@@ -160,7 +168,7 @@ fn logged(path: &Path) -> Vec<(u64, String, String)> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|entry| {
             let event = entry["event"].as_str()?;
-            let sentence = ["sentence", "command", "text"]
+            let sentence = ["sentence", "command", "text", "pdu"]
                 .iter()
                 .find_map(|k| entry[k].as_str())
                 .unwrap_or_default();
@@ -826,4 +834,220 @@ fn the_bd1_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialog
             .any(|(host, f)| *host && *f == keepalive),
         "the card asked for while the refusal's wait runs"
     );
+}
+
+/// The SMS dialogue's own number, and its two messages.
+const SMS_OWN: &str = "+8617400012345";
+const SMS_SHORT: &str = "收到，马上转移";
+const SMS_WARNING: &str = "暴雨红色预警：预计未来三小时本村降雨量将超过一百毫米，山洪和泥石流风险极高。\
+    请沿河及低洼地带群众立即转移到村委会或学校等安全地点，带好证件和药品，听从村干部指挥，不要返回取物。";
+
+/// An SMS line as the dialogue means it: a PDU (an SMS-SUBMIT sent with Ctrl-Z, or an
+/// SMS-DELIVER read) as its recipient or sender, text and part, the concatenation
+/// reference left out (the driver draws its own); any other line as it is.
+fn sms_meaning(line: &str) -> String {
+    let without_reference = |d: pdu::Delivered| {
+        (
+            d.body,
+            d.part.map(|p| (p.total, p.sequence)),
+            d.from.clone(),
+        )
+    };
+    if let Some(submit) = line.strip_suffix("<1A>") {
+        let (to, deliver) =
+            pdu::deliver_for_submit(submit, SMS_OWN, [0; 7]).expect("an SMS-SUBMIT");
+        let read = pdu::read_deliver(&deliver).expect("as delivered");
+        return format!(
+            "SUBMIT to {to}, {} octets: {:?}",
+            submit.len() / 2,
+            without_reference(read)
+        );
+    }
+    match pdu::read_deliver(line) {
+        Ok(read) if line.len() > 40 => format!(
+            "DELIVER, {} octets: {:?}",
+            line.len() / 2,
+            without_reference(read)
+        ),
+        _ => line.to_string(),
+    }
+}
+
+/// AT exchanges as (command, answer lines) with every line as [`sms_meaning`] reads it,
+/// and apart the `+CMTI` announcements with the exchange they came in.
+type SmsWire = (Vec<(String, Vec<String>)>, Vec<(usize, String)>);
+
+fn sms_exchange(wire: &mut SmsWire, host: bool, line: &str) {
+    let (exchanges, announced) = wire;
+    if host {
+        exchanges.push((sms_meaning(line), Vec::new()));
+    } else if line.starts_with("+CMTI:") {
+        announced.push((exchanges.len(), line.to_string()));
+    } else if let Some((_, answer)) = exchanges.last_mut() {
+        answer.push(sms_meaning(line));
+    }
+}
+
+/// Leaves out the signal rounds the driver makes on its own schedule: `AT+CSQ` and the
+/// `AT+CREG?` that follows it.
+fn without_signal_rounds(exchanges: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    let mut kept: Vec<(String, Vec<String>)> = Vec::new();
+    let mut after_signal = false;
+    for (command, answer) in exchanges {
+        let signal = command == "AT+CSQ";
+        let signal_round = signal || (after_signal && command == "AT+CREG?");
+        if !signal_round {
+            kept.push((command.clone(), answer.clone()));
+        }
+        after_signal = signal;
+    }
+    kept
+}
+
+#[test]
+fn the_sms_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialogue() {
+    let lines = dialogue(SMS);
+    assert_eq!(lines.len(), 46);
+    let dir = common::scratch("replay-sms");
+    // The dialogue's terminal, its send taking 4 s and a message back 6 s: a tenth here.
+    let (_terminal, link) = common::start_sim(
+        "sms",
+        "sms simulator",
+        &dir,
+        "a",
+        &[
+            "--number",
+            SMS_OWN,
+            "--send-ms",
+            "400",
+            "--delivery-ms",
+            "600",
+        ],
+    );
+    let timing = SmsTiming {
+        signal_every: Duration::from_secs(1),
+        ..SmsTiming::default()
+    };
+    let mut replay = Replay::new(&link, 1, |now| SmsModem::new(timing, now));
+    let limit = Duration::from_secs(20);
+
+    // Start-up and registration; the signal is read.
+    replay.until("registered", limit, |_, e| {
+        e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
+    });
+
+    // The short message to another number, then the warning to the own number in two
+    // parts, which come back and are put together.
+    replay.enqueue(1, "+8613800138000", Body::Text(SMS_SHORT.into()));
+    replay.enqueue(2, SMS_OWN, Body::Text(SMS_WARNING.into()));
+    replay.until(
+        "the warning back",
+        limit,
+        received_from(SMS_OWN, Body::Text(SMS_WARNING.into())),
+    );
+    // A signal reading after it: the stored copy deleted first, as the driver deletes
+    // before anything else.
+    replay.until("a signal reading after the warning", limit, |_, e| {
+        let warning = BearerEvent::Received {
+            from: SMS_OWN.into(),
+            body: Body::Text(SMS_WARNING.into()),
+        };
+        e.iter()
+            .position(|e| *e == warning)
+            .is_some_and(|k| e[k..].contains(&BearerEvent::Signal { level: 4 }))
+    });
+    let events: Vec<&BearerEvent> = replay.events.iter().map(|(_, e)| e).collect();
+    let sent: Vec<&&BearerEvent> = events
+        .iter()
+        .filter(|e| matches!(e, BearerEvent::Sent { .. }))
+        .collect();
+    assert_eq!(
+        sent,
+        [&&BearerEvent::Sent { id: 1 }, &&BearerEvent::Sent { id: 2 }]
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        "{events:?}"
+    );
+    assert_eq!(replay.driver.counters(), Default::default(), "no fault");
+    drop(replay);
+
+    // On the wire: the dialogue's exchanges, commands and answers, in order, but for the
+    // signal rounds (at least one, answered as in the dialogue) and the concatenation
+    // reference; the parts announced in the dialogue's order, each read after it came.
+    let mut expected: SmsWire = Default::default();
+    for (host, line) in &lines {
+        sms_exchange(&mut expected, *host, line);
+    }
+    let log = logged(&dir.join("a.jsonl"));
+    let mut seen: SmsWire = Default::default();
+    for (_, event, text) in &log {
+        match event.as_str() {
+            "in" => sms_exchange(&mut seen, true, text),
+            "submit" => sms_exchange(&mut seen, true, &format!("{text}<1A>")),
+            "out" => {
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    sms_exchange(&mut seen, false, line);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        without_signal_rounds(&seen.0),
+        without_signal_rounds(&expected.0)
+    );
+    let signal = |wire: &SmsWire| -> Vec<(String, Vec<String>)> {
+        wire.0
+            .iter()
+            .filter(|(c, _)| c == "AT+CSQ")
+            .cloned()
+            .collect()
+    };
+    let (seen_signal, expected_signal) = (signal(&seen), signal(&expected));
+    assert!(!seen_signal.is_empty());
+    assert!(seen_signal.iter().all(|s| *s == expected_signal[0]));
+    let announced =
+        |wire: &SmsWire| -> Vec<String> { wire.1.iter().map(|(_, l)| l.clone()).collect() };
+    assert_eq!(announced(&seen), announced(&expected));
+    for (at, line) in &seen.1 {
+        let index = line.rsplit(',').next().expect("an index");
+        assert!(
+            seen.0[*at..]
+                .iter()
+                .any(|(c, _)| *c == format!("AT+CMGR={index}")),
+            "{line} read after it came"
+        );
+    }
+
+    // The warning's two parts share one reference.
+    let references: Vec<u8> = log
+        .iter()
+        .filter(|(_, event, _)| event == "submit")
+        .filter_map(|(_, _, pdu)| {
+            let (_, deliver) = pdu::deliver_for_submit(pdu, SMS_OWN, [0; 7]).ok()?;
+            Some(pdu::read_deliver(&deliver).ok()?.part?.reference)
+        })
+        .collect();
+    assert_eq!(references.len(), 2);
+    assert_eq!(references[0], references[1]);
+
+    // Each send answered no sooner than 0.4 s after its PDU, each part back no sooner
+    // than 0.6 s after its +CMGS.
+    let at = |event: &str, prefix: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|(_, e, text)| e == event && text.trim_start().starts_with(prefix))
+            .map(|(t, _, _)| *t)
+            .collect()
+    };
+    let (submits, answers, back) = (at("submit", ""), at("out", "+CMGS"), at("out", "+CMTI"));
+    assert_eq!((submits.len(), answers.len(), back.len()), (3, 3, 2));
+    for (submit, answer) in submits.iter().zip(&answers) {
+        assert!(answer - submit >= 400, "{submits:?} {answers:?}");
+    }
+    for (answer, back) in answers[1..].iter().zip(&back) {
+        assert!(back - answer >= 600, "{answers:?} {back:?}");
+    }
 }
