@@ -386,6 +386,10 @@ enum SimCommand {
         /// milliseconds: by default 5 s, the centre sending it back over the satellite.
         #[arg(long, default_value_t = 5_000)]
         delivery_ms: u64,
+        /// The status of the report a send that asks for one gets (TP-ST): 0 received,
+        /// 65 (0x41) and up a permanent error.
+        #[arg(long, default_value_t = 0)]
+        report_status: u8,
     },
     /// A BeiDou RDSS terminal speaking the 2.1, 4.0 or BDS-3 dialect.
     Beidou {
@@ -800,6 +804,7 @@ fn main() -> ExitCode {
                             outcome = Some(Ok(()));
                             return true;
                         }
+                        BearerEvent::Delivered { .. } => println!("delivered"),
                         BearerEvent::Failed { reason, .. } => {
                             outcome = Some(Err(reason.clone()));
                             return true;
@@ -930,6 +935,7 @@ fn main() -> ExitCode {
             fail_sends,
             send_ms,
             delivery_ms,
+            report_status,
         }) => {
             let options = hw_test::sat_sim::SmsSimOptions {
                 ends,
@@ -940,6 +946,7 @@ fn main() -> ExitCode {
                 fail_sends,
                 send_delay: Duration::from_millis(send_ms),
                 delivery_delay: Duration::from_millis(delivery_ms),
+                report_status,
             };
             simulator_exit("sim sms", hw_test::sat_sim::run_sms(options))
         }

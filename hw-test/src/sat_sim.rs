@@ -48,6 +48,9 @@
 //! announced by `+CMTI`, read with `AT+CMGR`, listed with `AT+CMGL` and deleted with
 //! `AT+CMGD`. A sent SUBMIT becomes the DELIVER the recipient gets, `--delivery-ms` after
 //! its `+CMGS`: stored here when it is for the own number, or at the paired simulator.
+//! A SUBMIT that asks for a status report (TP-SRR) gets one then, with the status
+//! `--report-status` (0, received, by default): as `+CDS` or stored and announced with
+//! `+CDSI`, as `AT+CNMI`'s fourth value asks, or not at all.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -1054,6 +1057,9 @@ pub struct SmsSimOptions {
     /// How long a message to the own number takes, after its `+CMGS`, to be stored
     /// and announced with `+CMTI`.
     pub delivery_delay: Duration,
+    /// The status (TP-ST) of the report a send that asks for one gets, as it arrives:
+    /// 0 received, 0x41 and up a permanent error.
+    pub report_status: u8,
 }
 
 /// What an SMS simulator does later: an answer that takes time, or a message arriving.
@@ -1063,6 +1069,8 @@ enum SmsLater {
     Store(String),
     /// A message for the paired simulator's number, sent to it.
     Relay(String),
+    /// A status report, passed on or stored as `AT+CNMI` asked.
+    Report(String),
 }
 
 /// The service centre time stamp of a delivered message: 2026-12-04 10:15:00 UTC+8,
@@ -1098,6 +1106,9 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
     let mut next_index = 1u32;
     let mut reference = 0u8;
     let mut failures_left = options.fail_sends;
+    // How status reports reach the host: `AT+CNMI`'s `ds`, 0 not at all, 1 as `+CDS`, 2
+    // stored and announced with `+CDSI` (TS 27.005 §3.4.1).
+    let mut report_mode = 0u8;
     // Stores a delivered PDU and says the index it is at.
     let mut store = |pdu: String, stored: &mut std::collections::BTreeMap<u32, String>| {
         let index = next_index;
@@ -1137,6 +1148,17 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
                         let _ = socket.send_to(pdu.as_bytes(), peer);
                     }
                 }
+                SmsLater::Report(pdu) => match report_mode {
+                    1 => {
+                        let octets = (pdu.len() / 2).saturating_sub(1);
+                        say(&format!("\r\n+CDS: {octets}\r\n{pdu}\r\n"), &mut note);
+                    }
+                    2 => {
+                        let announce = store(pdu, &mut stored).replace("+CMTI", "+CDSI");
+                        say(&announce, &mut note);
+                    }
+                    _ => note(json!({"event": "report-dropped"})),
+                },
             }
         }
         let bytes = match input {
@@ -1181,6 +1203,18 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
                                         SmsLater::Relay(deliver)
                                     },
                                 ));
+                                // The report comes once the message has arrived.
+                                if let Ok(Some(report)) = pdu::status_report_for_submit(
+                                    &submit,
+                                    reference,
+                                    SMS_TIMESTAMP,
+                                    options.report_status,
+                                ) {
+                                    later.push((
+                                        answered + options.delivery_delay,
+                                        SmsLater::Report(report),
+                                    ));
+                                }
                             }
                             Err(e) => {
                                 note(json!({"event": "bad-pdu", "reason": e.to_string()}));
@@ -1209,9 +1243,14 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
                     .strip_prefix(prefix)
                     .and_then(|n| n.trim().parse::<u32>().ok())
             };
-            if ["AT", "ATE0", "AT+CMGF=0"].contains(&upper.as_str())
-                || upper.starts_with("AT+CNMI=")
-            {
+            if let Some(settings) = upper.strip_prefix("AT+CNMI=") {
+                report_mode = settings
+                    .split(',')
+                    .nth(3)
+                    .and_then(|ds| ds.trim().parse().ok())
+                    .unwrap_or(0);
+                say("\r\nOK\r\n", &mut note);
+            } else if ["AT", "ATE0", "AT+CMGF=0"].contains(&upper.as_str()) {
                 say("\r\nOK\r\n", &mut note);
             } else if upper == "AT+CREG?" {
                 say(

@@ -678,6 +678,8 @@ fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried
             "1",
             "--send-ms",
             "200",
+            "--delivery-ms",
+            "200",
         ],
         &[
             "--number",
@@ -719,5 +721,100 @@ fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried
         log.matches("\"submit\"").count(),
         3,
         "one failed, two parts"
+    );
+}
+
+#[test]
+fn an_sms_asking_for_status_reports_is_said_delivered_once_the_recipient_has_every_part() {
+    use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+    let dir = common::scratch("sat-sms-delivered");
+    let quick = ["--send-ms", "200", "--delivery-ms", "300"];
+    let ((_a, a_link), (_b, b_link)) = common::paired(
+        "sms",
+        "sms simulator",
+        &dir,
+        &[&["--number", "8617400010001"][..], &quick].concat(),
+        &[&["--number", "8617400010002"][..], &quick].concat(),
+    );
+    let timing = SmsTiming::default();
+    let mut a = Driven::with(
+        &a_link,
+        SmsModem::new(timing, Instant::now()).with_status_reports(true),
+    );
+    let mut b = Driven::with(&b_link, SmsModem::new(timing, Instant::now()));
+    let text = "山洪预警：沿河群众立即转移。".repeat(6);
+    a.driver
+        .enqueue(
+            message(1, "+8617400010002", Body::Text(text.clone())),
+            Instant::now(),
+        )
+        .expect("queued");
+    run_pair(&mut a, &mut b, Duration::from_secs(20), |a, b| {
+        !received(b).is_empty()
+            && a.iter()
+                .any(|(_, e)| *e == BearerEvent::Delivered { id: 1 })
+    });
+    assert_eq!(
+        received(&b.events),
+        vec![("8617400010001".into(), Body::Text(text))]
+    );
+    let delivered = a
+        .events
+        .iter()
+        .find_map(|(at, e)| (*e == BearerEvent::Delivered { id: 1 }).then_some(*at))
+        .expect("delivered");
+    assert!(delivered >= sent_at(&a.events, 1).expect("sent"));
+
+    // Both parts asked for a report (TP-SRR), and both reports came as +CDS.
+    let log = std::fs::read_to_string(dir.join("a.jsonl")).expect("a's log");
+    assert_eq!(log.matches("\"pdu\":\"0071").count(), 2, "{log}");
+    assert_eq!(log.matches("+CDS: ").count(), 2);
+    assert_eq!(a.driver.counters().undelivered, 0);
+}
+
+#[test]
+fn status_reports_of_a_permanent_error_are_counted_and_the_sms_is_never_said_delivered() {
+    use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+    let dir = common::scratch("sat-sms-undelivered");
+    // The centre reports status 0x41, incompatible destination: a permanent error.
+    let (_sim, link) = common::start_sim(
+        "sms",
+        "sms simulator",
+        &dir,
+        "sms",
+        &[
+            "--number",
+            "8617400010001",
+            "--send-ms",
+            "200",
+            "--delivery-ms",
+            "300",
+            "--report-status",
+            "65",
+        ],
+    );
+    let mut driven = Driven::with(
+        &link,
+        SmsModem::new(SmsTiming::default(), Instant::now()).with_status_reports(true),
+    );
+    driven
+        .driver
+        .enqueue(
+            message(1, "+8613800138000", Body::Text("收到".into())),
+            Instant::now(),
+        )
+        .expect("queued");
+    let limit = Duration::from_secs(20);
+    let end = Instant::now() + limit;
+    while driven.driver.counters().undelivered == 0 && Instant::now() < end {
+        driven.run_until(Duration::from_millis(100), |_| false);
+    }
+    assert_eq!(driven.driver.counters().undelivered, 1);
+    assert!(sent_at(&driven.events, 1).is_some());
+    assert!(
+        !driven
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, BearerEvent::Delivered { .. }))
     );
 }
