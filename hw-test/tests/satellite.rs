@@ -1,8 +1,8 @@
 //! The satellite drivers against the terminal simulators (`emcomm-bench sim beidou|
 //! iridium|sms`) on real pseudo-terminals: the card, the service interval, a refusal
 //! with its wait, Chinese text and bytes, two paired terminals, the transcript's
-//! dialogue, the dialects found by probing, long text in parts, Iridium sessions, SMS
-//! between paired modems, and the bench tools.
+//! dialogue, the dialects found by probing, long text in parts, Iridium sessions and
+//! their time, SMS between paired modems and its status reports, and the bench tools.
 
 mod common;
 
