@@ -864,12 +864,12 @@ fn sms_meaning(line: &str) -> String {
         );
     }
     match pdu::read_deliver(line) {
-        Ok(read) if line.len() > 40 => format!(
+        Ok(read) => format!(
             "DELIVER, {} octets: {:?}",
             line.len() / 2,
             without_reference(read)
         ),
-        _ => line.to_string(),
+        Err(_) => line.to_string(),
     }
 }
 
