@@ -351,6 +351,11 @@ enum SimCommand {
         /// Signal, 0 to 5.
         #[arg(long, default_value_t = 4)]
         csq: u8,
+        /// How long an AT+SBDIX session takes, milliseconds. By default 10 s: a session
+        /// acquires a satellite, registers and exchanges the MO and MT messages, several
+        /// seconds to a few tens with a clear view of the sky; tests make it short.
+        #[arg(long, default_value_t = 10_000)]
+        session_ms: u64,
     },
     /// An SMS modem (a Tiantong-1 terminal, a cellular modem) in PDU mode.
     Sms {
@@ -371,6 +376,20 @@ enum SimCommand {
         /// The next this many sends fail with +CMS ERROR: 332 (network timeout).
         #[arg(long, default_value_t = 0)]
         fail_sends: u32,
+        /// How long a send takes from the PDU to +CMGS, milliseconds. By default 5 s: on
+        /// a geostationary satellite each round trip to the ground station takes about
+        /// 0.55 s, and a send needs several (a channel, the message, the centre's
+        /// acknowledgement); tests make it short.
+        #[arg(long, default_value_t = 5_000)]
+        send_ms: u64,
+        /// How long a message to the own number takes after its +CMGS to arrive (+CMTI),
+        /// milliseconds: by default 5 s, the centre sending it back over the satellite.
+        #[arg(long, default_value_t = 5_000)]
+        delivery_ms: u64,
+        /// The status of the report a send that asks for one gets (TP-ST): 0 received,
+        /// 65 (0x41) and up a permanent error.
+        #[arg(long, default_value_t = 0)]
+        report_status: u8,
     },
     /// A BeiDou RDSS terminal speaking the 2.1, 4.0 or BDS-3 dialect.
     Beidou {
@@ -400,6 +419,11 @@ enum SimCommand {
         /// Refuse the first this many sends with no cause given.
         #[arg(long, default_value_t = 0)]
         refuse_first: u32,
+        /// The card last sent this many seconds before the simulator started (for
+        /// another host, or before the gateway restarted): a send within the service
+        /// interval of it is refused with the seconds left.
+        #[arg(long)]
+        sent_ago_s: Option<u64>,
         /// After the first send done to another card, report a position request
         /// refused with this many seconds to wait (2.1).
         #[arg(long)]
@@ -784,6 +808,7 @@ fn main() -> ExitCode {
                             outcome = Some(Ok(()));
                             return true;
                         }
+                        BearerEvent::Delivered { .. } => println!("delivered"),
                         BearerEvent::Failed { reason, .. } => {
                             outcome = Some(Err(reason.clone()));
                             return true;
@@ -862,8 +887,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sim(SimCommand::Iridium { ends, fail, csq }) => {
-            let options = hw_test::sat_sim::IridiumSimOptions { ends, fail, csq };
+        Command::Sim(SimCommand::Iridium {
+            ends,
+            fail,
+            csq,
+            session_ms,
+        }) => {
+            let options = hw_test::sat_sim::IridiumSimOptions {
+                ends,
+                fail,
+                csq,
+                session: Duration::from_millis(session_ms),
+            };
             simulator_exit("sim iridium", hw_test::sat_sim::run_iridium(options))
         }
         Command::Faults {
@@ -903,6 +938,9 @@ fn main() -> ExitCode {
             registration,
             rssi,
             fail_sends,
+            send_ms,
+            delivery_ms,
+            report_status,
         }) => {
             let options = hw_test::sat_sim::SmsSimOptions {
                 ends,
@@ -911,6 +949,9 @@ fn main() -> ExitCode {
                 registration,
                 rssi: rssi.min(31),
                 fail_sends,
+                send_delay: Duration::from_millis(send_ms),
+                delivery_delay: Duration::from_millis(delivery_ms),
+                report_status,
             };
             simulator_exit("sim sms", hw_test::sat_sim::run_sms(options))
         }
@@ -924,6 +965,7 @@ fn main() -> ExitCode {
             no_signal,
             suppressed,
             refuse_first,
+            sent_ago_s,
             position_refusal_s,
             echo,
             delivery_delay_ms,
@@ -945,6 +987,7 @@ fn main() -> ExitCode {
                 no_signal,
                 suppressed,
                 refuse_first,
+                sent_ago: sent_ago_s.map(Duration::from_secs),
                 position_refusal: position_refusal_s,
                 echo,
                 delivery_delay: Duration::from_millis(delivery_delay_ms),

@@ -12,7 +12,8 @@
 //!   name a reason: 4, power not locked), as the 2.1 transcript's terminal refused its
 //!   first;
 //! * sent earlier than the service interval after the last one: refused, with the
-//!   seconds still to wait;
+//!   seconds still to wait; `--sent-ago-s` says the card last sent that long before
+//!   the simulator started (for another host, or before the gateway restarted);
 //! * with no signal (`--no-signal`) or suppressed (`--suppressed`): refused;
 //! * otherwise done, and the message delivered: to its own card after the delivery
 //!   delay (`--delivery-delay-ms`, 2 s by default), or to a paired simulator (`--peer`
@@ -34,17 +35,22 @@
 //!
 //! `emcomm-bench sim iridium --link PATH` is a 9602/9603 SBD modem: `AT`, `AT&K0`,
 //! binary (`AT+SBDWB`, checking the sum) and text (`AT+SBDWT`) writes, sessions
-//! (`AT+SBDIX`) that end with the MO status codes given by `--fail` before they
-//! succeed (a session that fails reports MT status 2: it could not check the mailbox), `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`. Paired like the BeiDou simulator, a
-//! message sent by one arrives at the other as an MT message announced by `SBDRING`.
+//! (`AT+SBDIX`) that take `--session-ms` (10 s by default) and end with the MO status
+//! codes given by `--fail` before they succeed (a session that fails reports MT status 2:
+//! it could not check the mailbox), `AT+SBDRB` and `AT+SBDRT`, `AT+SBDD0` and `AT+CSQ`.
+//! Paired like the BeiDou simulator, a message sent by one arrives at the other as an MT
+//! message announced by `SBDRING`.
 //!
 //! `emcomm-bench sim sms --link PATH` is an SMS modem in PDU mode (TS 27.005): start-up
 //! commands, `AT+CREG?` with a configurable registration, `AT+CSQ`, `AT+CMGS` with its
-//! `> ` prompt and the PDU up to Ctrl-Z (sends that fail with `+CMS ERROR` on demand),
-//! and a store of received messages announced by `+CMTI`, read with `AT+CMGR`, listed
-//! with `AT+CMGL` and deleted with `AT+CMGD`. A sent SUBMIT becomes the DELIVER the
-//! recipient gets, stored here when it is for the own number, or at the paired
-//! simulator.
+//! `> ` prompt and the PDU up to Ctrl-Z, answered after `--send-ms` (5 s by default;
+//! sends that fail with `+CMS ERROR` on demand), and a store of received messages
+//! announced by `+CMTI`, read with `AT+CMGR`, listed with `AT+CMGL` and deleted with
+//! `AT+CMGD`. A sent SUBMIT becomes the DELIVER the recipient gets, `--delivery-ms` after
+//! its `+CMGS`: stored here when it is for the own number, or at the paired simulator.
+//! A SUBMIT that asks for a status report (TP-SRR) gets one then, with the status
+//! `--report-status` (0, received, by default): as `+CDS` or stored and announced with
+//! `+CDSI`, as `AT+CNMI`'s fourth value asks, or not at all.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -110,6 +116,8 @@ pub struct BeidouSimOptions {
     pub suppressed: bool,
     /// The first this many sends are refused with no cause given.
     pub refuse_first: u32,
+    /// The card last sent this long (on the card's clock) before the simulator started.
+    pub sent_ago: Option<Duration>,
     /// After the first send done to another card, a position request is reported
     /// refused with this many seconds to wait.
     pub position_refusal: Option<u64>,
@@ -205,8 +213,10 @@ pub fn run_beidou(options: BeidouSimOptions) -> Result<(), SatSimError> {
 
     let mut sentences = SentenceReader::new();
     let mut frames = FrameReader::new();
-    let mut last_sent: Option<Instant> = None;
     let scale = options.time_scale.max(1);
+    let mut last_sent: Option<Instant> = options
+        .sent_ago
+        .and_then(|ago| Instant::now().checked_sub(ago / scale));
     let mut refusals_left = options.refuse_first;
     let mut position_refusal = options.position_refusal;
     // A BDS-3 module reports beam power by itself.
@@ -867,6 +877,8 @@ pub struct IridiumSimOptions {
     pub fail: Vec<u32>,
     /// Signal, 0 to 5.
     pub csq: u8,
+    /// How long an `AT+SBDIX` session takes before its result.
+    pub session: Duration,
 }
 
 /// Runs the Iridium simulator until its process is stopped.
@@ -894,22 +906,37 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
     let mut fail = options.fail.clone().into_iter();
     let mut momsn = 0u32;
     let mut mtmsn = 0u32;
+    // A session's result, due when the session has taken its time.
+    let mut session_result: Option<(Instant, String)> = None;
 
     loop {
-        let input = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(input) => input,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+        let wait = session_result
+            .as_ref()
+            .map_or(Duration::from_millis(200), |(at, _)| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(200));
+        let input = match rx.recv_timeout(wait) {
+            Ok(input) => Some(input),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
+        if session_result
+            .as_ref()
+            .is_some_and(|(at, _)| *at <= Instant::now())
+            && let Some((_, result)) = session_result.take()
+        {
+            say(result.as_bytes(), &mut note);
+        }
         let bytes = match input {
-            Input::Terminal(bytes) => bytes,
-            Input::Peer(bytes) => {
+            Some(Input::Terminal(bytes)) => bytes,
+            Some(Input::Peer(bytes)) => {
                 note(json!({"event": "from-peer", "bytes": bytes.len()}));
                 mt.push_back(bytes);
                 say(b"SBDRING\r\n", &mut note);
                 continue;
             }
-            Input::Closed => continue,
+            Some(Input::Closed) | None => continue,
         };
         for b in bytes {
             if let Some((needed, taken)) = &mut binary {
@@ -990,14 +1017,15 @@ pub fn run_iridium(options: IridiumSimOptions) -> Result<(), SatSimError> {
                         None => (0, 0, mt.len(), mtmsn),
                     }
                 };
-                say(
+                // The outcome is settled when the session starts; its result comes
+                // once the session has taken its time.
+                session_result = Some((
+                    Instant::now() + options.session,
                     format!(
                         "+SBDIX: {mo_status}, {session_momsn}, {mt_status}, {session_mtmsn}, \
                          {mt_length}, {mt_queued}\r\n\r\nOK\r\n"
-                    )
-                    .as_bytes(),
-                    &mut note,
-                );
+                    ),
+                ));
             } else if upper == "AT+SBDRT" {
                 let text = current_mt
                     .as_ref()
@@ -1052,6 +1080,25 @@ pub struct SmsSimOptions {
     pub rssi: u8,
     /// The next this many sends fail with `+CMS ERROR: 332` (network timeout).
     pub fail_sends: u32,
+    /// How long a send takes, from the PDU's Ctrl-Z to `+CMGS` (or its error).
+    pub send_delay: Duration,
+    /// How long a message to the own number takes, after its `+CMGS`, to be stored
+    /// and announced with `+CMTI`.
+    pub delivery_delay: Duration,
+    /// The status (TP-ST) of the report a send that asks for one gets, as it arrives:
+    /// 0 received, 0x41 and up a permanent error.
+    pub report_status: u8,
+}
+
+/// What an SMS simulator does later: an answer that takes time, or a message arriving.
+enum SmsLater {
+    Say(String),
+    /// A message for the own number, stored and announced.
+    Store(String),
+    /// A message for the paired simulator's number, sent to it.
+    Relay(String),
+    /// A status report, passed on or stored as `AT+CNMI` asked.
+    Report(String),
 }
 
 /// The service centre time stamp of a delivered message: 2026-12-04 10:15:00 UTC+8,
@@ -1087,6 +1134,9 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
     let mut next_index = 1u32;
     let mut reference = 0u8;
     let mut failures_left = options.fail_sends;
+    // How status reports reach the host: `AT+CNMI`'s `ds`, 0 not at all, 1 as `+CDS`, 2
+    // stored and announced with `+CDSI` (TS 27.005 §3.4.1).
+    let mut report_mode = 0u8;
     // Stores a delivered PDU and says the index it is at.
     let mut store = |pdu: String, stored: &mut std::collections::BTreeMap<u32, String>| {
         let index = next_index;
@@ -1095,21 +1145,59 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
         format!("\r\n+CMTI: \"SM\",{index}\r\n")
     };
 
+    // Answers and arrivals still to come, in the order they were made.
+    let mut later: Vec<(Instant, SmsLater)> = Vec::new();
+
     loop {
-        let input = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(input) => input,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+        let now = Instant::now();
+        let wait = later
+            .iter()
+            .map(|(at, _)| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_millis(200))
+            .min(Duration::from_millis(200));
+        let input = match rx.recv_timeout(wait) {
+            Ok(input) => Some(input),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
+        let now = Instant::now();
+        let (due, not_yet): (Vec<_>, Vec<_>) = later.drain(..).partition(|(at, _)| *at <= now);
+        later = not_yet;
+        for (_, action) in due {
+            match action {
+                SmsLater::Say(text) => say(&text, &mut note),
+                SmsLater::Store(pdu) => {
+                    let announce = store(pdu, &mut stored);
+                    say(&announce, &mut note);
+                }
+                SmsLater::Relay(pdu) => {
+                    if let (Some(socket), Some(peer)) = (&peer_socket, options.ends.peer) {
+                        let _ = socket.send_to(pdu.as_bytes(), peer);
+                    }
+                }
+                SmsLater::Report(pdu) => match report_mode {
+                    1 => {
+                        let octets = (pdu.len() / 2).saturating_sub(1);
+                        say(&format!("\r\n+CDS: {octets}\r\n{pdu}\r\n"), &mut note);
+                    }
+                    2 => {
+                        let announce = store(pdu, &mut stored).replace("+CMTI", "+CDSI");
+                        say(&announce, &mut note);
+                    }
+                    _ => note(json!({"event": "report-dropped"})),
+                },
+            }
+        }
         let bytes = match input {
-            Input::Terminal(bytes) => bytes,
-            Input::Peer(bytes) => {
+            Some(Input::Terminal(bytes)) => bytes,
+            Some(Input::Peer(bytes)) => {
                 note(json!({"event": "from-peer", "bytes": bytes.len()}));
                 let announce = store(String::from_utf8_lossy(&bytes).into_owned(), &mut stored);
                 say(&announce, &mut note);
                 continue;
             }
-            Input::Closed => continue,
+            Some(Input::Closed) | None => continue,
         };
         for b in bytes {
             if let Some(digits) = &mut composing {
@@ -1118,24 +1206,42 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
                         let submit = String::from_utf8_lossy(digits).trim().to_string();
                         composing = None;
                         note(json!({"event": "submit", "pdu": submit}));
+                        // The answer comes once the network has taken the message (or
+                        // not): the send delay after Ctrl-Z.
+                        let answered = Instant::now() + options.send_delay;
                         if failures_left > 0 {
                             failures_left -= 1;
-                            say("\r\n+CMS ERROR: 332\r\n", &mut note);
+                            later.push((answered, SmsLater::Say("\r\n+CMS ERROR: 332\r\n".into())));
                             continue;
                         }
                         match pdu::deliver_for_submit(&submit, &options.number, SMS_TIMESTAMP) {
                             Ok((to, deliver)) => {
                                 reference = reference.wrapping_add(1);
-                                say(&format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n"), &mut note);
-                                if to.trim_start_matches('+')
-                                    == options.number.trim_start_matches('+')
-                                {
-                                    let announce = store(deliver, &mut stored);
-                                    say(&announce, &mut note);
-                                } else if let (Some(socket), Some(peer)) =
-                                    (&peer_socket, options.ends.peer)
-                                {
-                                    let _ = socket.send_to(deliver.as_bytes(), peer);
+                                later.push((
+                                    answered,
+                                    SmsLater::Say(format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n")),
+                                ));
+                                let own = to.trim_start_matches('+')
+                                    == options.number.trim_start_matches('+');
+                                later.push((
+                                    answered + options.delivery_delay,
+                                    if own {
+                                        SmsLater::Store(deliver)
+                                    } else {
+                                        SmsLater::Relay(deliver)
+                                    },
+                                ));
+                                // The report comes once the message has arrived.
+                                if let Ok(Some(report)) = pdu::status_report_for_submit(
+                                    &submit,
+                                    reference,
+                                    SMS_TIMESTAMP,
+                                    options.report_status,
+                                ) {
+                                    later.push((
+                                        answered + options.delivery_delay,
+                                        SmsLater::Report(report),
+                                    ));
                                 }
                             }
                             Err(e) => {
@@ -1165,9 +1271,14 @@ pub fn run_sms(options: SmsSimOptions) -> Result<(), SatSimError> {
                     .strip_prefix(prefix)
                     .and_then(|n| n.trim().parse::<u32>().ok())
             };
-            if ["AT", "ATE0", "AT+CMGF=0"].contains(&upper.as_str())
-                || upper.starts_with("AT+CNMI=")
-            {
+            if let Some(settings) = upper.strip_prefix("AT+CNMI=") {
+                report_mode = settings
+                    .split(',')
+                    .nth(3)
+                    .and_then(|ds| ds.trim().parse().ok())
+                    .unwrap_or(0);
+                say("\r\nOK\r\n", &mut note);
+            } else if ["AT", "ATE0", "AT+CMGF=0"].contains(&upper.as_str()) {
                 say("\r\nOK\r\n", &mut note);
             } else if upper == "AT+CREG?" {
                 say(

@@ -1,8 +1,8 @@
 //! The satellite drivers against the terminal simulators (`emcomm-bench sim beidou|
 //! iridium|sms`) on real pseudo-terminals: the card, the service interval, a refusal
 //! with its wait, Chinese text and bytes, two paired terminals, the transcript's
-//! dialogue, the dialects found by probing, long text in parts, Iridium sessions, SMS
-//! between paired modems, and the bench tools.
+//! dialogue, the dialects found by probing, long text in parts, Iridium sessions and
+//! their time, SMS between paired modems and its status reports, and the bench tools.
 
 mod common;
 
@@ -274,7 +274,7 @@ fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes(
         "iridium simulator",
         &dir,
         "modem",
-        &["--fail", "32,35"],
+        &["--fail", "32,35", "--session-ms", "200"],
     );
     let mut driven = Driven::with(&link, quick_sbd());
     driven
@@ -299,6 +299,56 @@ fn an_iridium_session_that_finds_no_network_is_tried_again_and_the_message_goes(
 }
 
 #[test]
+fn an_iridium_session_takes_the_simulators_session_time_and_the_driver_waits_for_it() {
+    let dir = common::scratch("sbd-session-time");
+    let (_sim, link) = common::start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "modem",
+        &["--session-ms", "1500"],
+    );
+    let mut driven = Driven::with(&link, quick_sbd());
+    driven.run_until(Duration::from_secs(10), |e| {
+        e.iter().any(|(_, e)| matches!(e, BearerEvent::Up { .. }))
+    });
+    let asked = Instant::now();
+    driven
+        .driver
+        .enqueue(message(1, "gateway", Body::Bytes(b"hello".to_vec())), asked)
+        .expect("fits");
+    driven.run_until(Duration::from_secs(10), |e| {
+        e.iter().any(|(_, e)| matches!(e, BearerEvent::Sent { .. }))
+    });
+    let sent = sent_at(&driven.events, 1).expect("sent");
+    assert!(
+        sent - asked >= Duration::from_millis(1500),
+        "{:?}",
+        sent - asked
+    );
+    assert_eq!(driven.driver.counters().timeouts, 0);
+
+    // In the modem's log: the session's result 1.5 s after AT+SBDIX, not sooner.
+    let log = std::fs::read_to_string(dir.join("modem.jsonl")).expect("the modem's log");
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let time_of = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
+        entries
+            .iter()
+            .find(|e| wanted(e))
+            .and_then(|e| e["t_ms"].as_u64())
+            .expect("in the log")
+    };
+    let session = time_of(&|e| e["event"] == "in" && e["command"] == "AT+SBDIX");
+    let result = time_of(&|e| {
+        e["event"] == "out" && e["text"].as_str().is_some_and(|t| t.starts_with("+SBDIX"))
+    });
+    assert!(result - session >= 1500, "{session} {result}");
+}
+
+#[test]
 fn an_access_denied_session_fails_the_message_for_good() {
     let dir = common::scratch("sbd-denied");
     let (_sim, link) = common::start_sim(
@@ -306,7 +356,7 @@ fn an_access_denied_session_fails_the_message_for_good() {
         "iridium simulator",
         &dir,
         "modem",
-        &["--fail", "15"],
+        &["--fail", "15", "--session-ms", "200"],
     );
     let mut driven = Driven::with(&link, quick_sbd());
     driven
@@ -329,8 +379,13 @@ fn an_access_denied_session_fails_the_message_for_good() {
 #[test]
 fn a_message_between_two_paired_iridium_modems_arrives_after_a_ring() {
     let dir = common::scratch("sbd-pair");
-    let ((_a, a_link), (_b, b_link)) =
-        common::paired("iridium", "iridium simulator", &dir, &[], &[]);
+    let ((_a, a_link), (_b, b_link)) = common::paired(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        &["--session-ms", "200"],
+        &["--session-ms", "200"],
+    );
     let mut a = Driven::with(&a_link, quick_sbd());
     let mut b = Driven::with(&b_link, quick_sbd());
     a.driver
@@ -358,7 +413,13 @@ fn the_bench_tools_probe_send_and_listen_through_simulated_terminals() {
     let dir = common::scratch("sat-tools");
     let (_, bench) = common::binaries();
     let ((_a, a_link), (_b, b_link)) = common::paired_beidou(&dir);
-    let (_m, modem_link) = common::start_sim("iridium", "iridium simulator", &dir, "modem", &[]);
+    let (_m, modem_link) = common::start_sim(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        "modem",
+        &["--session-ms", "200"],
+    );
 
     let probe = |link: &Path| {
         let out = Command::new(&bench)
@@ -582,7 +643,13 @@ fn the_probe_tool_names_each_beidou_dialect_and_an_sms_modem() {
         assert!(shown.contains(named), "{shown}");
         assert!(shown.contains("service interval 60 s"), "{shown}");
     }
-    let (_sim, link) = common::start_sim("sms", "sms simulator", &dir, "sms", &[]);
+    let (_sim, link) = common::start_sim(
+        "sms",
+        "sms simulator",
+        &dir,
+        "sms",
+        &["--send-ms", "200", "--delivery-ms", "200"],
+    );
     let out = Command::new(&bench)
         .arg("probe")
         .arg(&link)
@@ -604,8 +671,24 @@ fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried
         "sms",
         "sms simulator",
         &dir,
-        &["--number", "8617400010001", "--fail-sends", "1"],
-        &["--number", "8617400010002"],
+        &[
+            "--number",
+            "8617400010001",
+            "--fail-sends",
+            "1",
+            "--send-ms",
+            "200",
+            "--delivery-ms",
+            "200",
+        ],
+        &[
+            "--number",
+            "8617400010002",
+            "--send-ms",
+            "200",
+            "--delivery-ms",
+            "200",
+        ],
     );
     let timing = SmsTiming {
         first_backoff: Duration::from_millis(500),
@@ -638,5 +721,100 @@ fn a_long_chinese_sms_crosses_between_paired_modems_after_a_failed_send_is_tried
         log.matches("\"submit\"").count(),
         3,
         "one failed, two parts"
+    );
+}
+
+#[test]
+fn an_sms_asking_for_status_reports_is_said_delivered_once_the_recipient_has_every_part() {
+    use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+    let dir = common::scratch("sat-sms-delivered");
+    let quick = ["--send-ms", "200", "--delivery-ms", "300"];
+    let ((_a, a_link), (_b, b_link)) = common::paired(
+        "sms",
+        "sms simulator",
+        &dir,
+        &[&["--number", "8617400010001"][..], &quick].concat(),
+        &[&["--number", "8617400010002"][..], &quick].concat(),
+    );
+    let timing = SmsTiming::default();
+    let mut a = Driven::with(
+        &a_link,
+        SmsModem::new(timing, Instant::now()).with_status_reports(true),
+    );
+    let mut b = Driven::with(&b_link, SmsModem::new(timing, Instant::now()));
+    let text = "山洪预警：沿河群众立即转移。".repeat(6);
+    a.driver
+        .enqueue(
+            message(1, "+8617400010002", Body::Text(text.clone())),
+            Instant::now(),
+        )
+        .expect("queued");
+    run_pair(&mut a, &mut b, Duration::from_secs(20), |a, b| {
+        !received(b).is_empty()
+            && a.iter()
+                .any(|(_, e)| *e == BearerEvent::Delivered { id: 1 })
+    });
+    assert_eq!(
+        received(&b.events),
+        vec![("8617400010001".into(), Body::Text(text))]
+    );
+    let delivered = a
+        .events
+        .iter()
+        .find_map(|(at, e)| (*e == BearerEvent::Delivered { id: 1 }).then_some(*at))
+        .expect("delivered");
+    assert!(delivered >= sent_at(&a.events, 1).expect("sent"));
+
+    // Both parts asked for a report (TP-SRR), and both reports came as +CDS.
+    let log = std::fs::read_to_string(dir.join("a.jsonl")).expect("a's log");
+    assert_eq!(log.matches("\"pdu\":\"0071").count(), 2, "{log}");
+    assert_eq!(log.matches("+CDS: ").count(), 2);
+    assert_eq!(a.driver.counters().undelivered, 0);
+}
+
+#[test]
+fn status_reports_of_a_permanent_error_are_counted_and_the_sms_is_never_said_delivered() {
+    use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+    let dir = common::scratch("sat-sms-undelivered");
+    // The centre reports status 0x41, incompatible destination: a permanent error.
+    let (_sim, link) = common::start_sim(
+        "sms",
+        "sms simulator",
+        &dir,
+        "sms",
+        &[
+            "--number",
+            "8617400010001",
+            "--send-ms",
+            "200",
+            "--delivery-ms",
+            "300",
+            "--report-status",
+            "65",
+        ],
+    );
+    let mut driven = Driven::with(
+        &link,
+        SmsModem::new(SmsTiming::default(), Instant::now()).with_status_reports(true),
+    );
+    driven
+        .driver
+        .enqueue(
+            message(1, "+8613800138000", Body::Text("收到".into())),
+            Instant::now(),
+        )
+        .expect("queued");
+    let limit = Duration::from_secs(20);
+    let end = Instant::now() + limit;
+    while driven.driver.counters().undelivered == 0 && Instant::now() < end {
+        driven.run_until(Duration::from_millis(100), |_| false);
+    }
+    assert_eq!(driven.driver.counters().undelivered, 1);
+    assert!(sent_at(&driven.events, 1).is_some());
+    assert!(
+        !driven
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, BearerEvent::Delivered { .. }))
     );
 }

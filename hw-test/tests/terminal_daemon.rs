@@ -360,8 +360,13 @@ fn messages_queued_when_the_daemon_is_killed_are_delivered_after_its_restart_onc
 #[test]
 fn an_iridium_modem_in_the_daemon_carries_a_report_to_a_paired_modem_after_a_ring() {
     let dir = common::scratch("terminal-daemon-iridium");
-    let ((_a, a_link), (_b, b_link)) =
-        common::paired("iridium", "iridium simulator", &dir, &[], &[]);
+    let ((_a, a_link), (_b, b_link)) = common::paired(
+        "iridium",
+        "iridium simulator",
+        &dir,
+        &["--session-ms", "200"],
+        &["--session-ms", "200"],
+    );
     let here = Daemon::start_with(&dir.join("here"), "iridium", "sbd-1", &a_link);
     let there = Daemon::start_with(&dir.join("there"), "iridium", "sbd-1", &b_link);
     wait_until("both modems up", LIMIT, || is_up(&here) && is_up(&there));

@@ -6,6 +6,15 @@
 //! transcript's and the simulator's answers the transcript's lines, but where a
 //! difference is named and explained here.
 //!
+//! The self-written BDS-3 and 4.0 dialogues (written from public facts, not captured
+//! from a device) are replayed the same way: the card, a first send refused for the rate
+//! with the seconds to wait and sent after them, a message back from the own card; their
+//! times of day are left out of the comparison, the simulator's clock not being theirs.
+//!
+//! The SMS dialogue with a Tiantong-1 terminal, self-written too, is replayed against
+//! `sim sms` with its delays at a tenth of the dialogue's (a send taken in 0.4 s, a
+//! message back 0.6 s later), the driver on a real clock.
+//!
 //! The BeiDou card of the transcript has a 40 s service interval. Its simulator runs
 //! its clock 20 times as fast (`--time-scale 20`) and the driver is given a clock
 //! running as fast, so each 40 s passes in 2 s while every second named on the wire
@@ -19,13 +28,20 @@ use std::time::{Duration, Instant};
 
 use drivers::satellite::BeidouDialect;
 use drivers::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, Urgency};
+use drivers::satellite::beidou::bd1::{self, Frame, FrameReader};
+use drivers::satellite::beidou::nmea::Sentence;
 use drivers::satellite::beidou::terminal::{BeidouTerminal, TerminalTiming};
 use drivers::satellite::iridium::{Sbd, SbdTiming, parse_sbdix};
+use drivers::satellite::sms::modem::{SmsModem, SmsTiming};
+use drivers::satellite::sms::pdu;
 
 const BEIDOU: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-rdss-2.1.txt");
 const IRIDIUM: &str = include_str!("../../drivers/tests/fixtures/serial/iridium-sbd.txt");
+const BDS3: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-bds3.txt");
+const BD1: &str = include_str!("../../drivers/tests/fixtures/serial/beidou-bd1-4.0.txt");
+const SMS: &str = include_str!("../../drivers/tests/fixtures/serial/sms-tiantong.txt");
 
-/// How much faster than real time the BeiDou replay's clocks run.
+/// How much faster than real time the BeiDou replays' clocks run.
 const SCALE: u32 = 20;
 
 /// A transcript's lines: `true` for the host's, in order, without comments.
@@ -35,6 +51,18 @@ fn transcript(text: &'static str) -> Vec<(bool, &'static str)> {
             l.strip_prefix("> ")
                 .map(|s| (true, s))
                 .or(l.strip_prefix("< ").map(|s| (false, s)))
+        })
+        .collect()
+}
+
+/// A self-written dialogue's lines, `true` for the host's, without their times.
+fn dialogue(text: &'static str) -> Vec<(bool, &'static str)> {
+    transcript(text)
+        .into_iter()
+        .map(|(host, line)| {
+            let (time, rest) = line.split_once(' ').expect("a time and a line");
+            assert!(time.starts_with('+'), "a time first: {line:?}");
+            (host, rest)
         })
         .collect()
 }
@@ -131,7 +159,8 @@ fn received_from<B>(from: &str, body: Body) -> impl Fn(&B, &[BearerEvent]) -> bo
     move |_, events| events.contains(&wanted)
 }
 
-/// A simulator's log: (time in ms, the event, the sentence, command or text), in order.
+/// A simulator's log: (time in ms, the event, the sentence, command, text or PDU), in
+/// order.
 fn logged(path: &Path) -> Vec<(u64, String, String)> {
     std::fs::read_to_string(path)
         .expect("the simulator's log")
@@ -139,7 +168,7 @@ fn logged(path: &Path) -> Vec<(u64, String, String)> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|entry| {
             let event = entry["event"].as_str()?;
-            let sentence = ["sentence", "command", "text"]
+            let sentence = ["sentence", "command", "text", "pdu"]
                 .iter()
                 .find_map(|k| entry[k].as_str())
                 .unwrap_or_default();
@@ -387,8 +416,8 @@ fn the_iridium_transcript_replayed_through_the_driver_ends_each_exchange_as_the_
         "iridium",
         "iridium simulator",
         &dir,
-        &["--fail", "0,32"],
-        &[],
+        &["--fail", "0,32", "--session-ms", "200"],
+        &["--session-ms", "200"],
     );
     let timing = SbdTiming {
         first_backoff: Duration::from_secs(3),
@@ -504,5 +533,521 @@ fn the_iridium_transcript_replayed_through_the_driver_ends_each_exchange_as_the_
             }
             _ => assert_eq!(got, answer, "{command}"),
         }
+    }
+}
+
+/// A BDS-3 sentence with its time of day (`FKI`'s, `TCI`'s, `PWI`'s) left blank: the
+/// simulator's clock is not the dialogue's.
+fn untimed(line: &str) -> Sentence {
+    let mut sentence = Sentence::parse(line.as_bytes()).expect("a sentence");
+    let at = match sentence.kind.as_str() {
+        "FKI" | "PWI" => Some(0),
+        "TCI" => Some(3),
+        _ => None,
+    };
+    if let Some(field) = at.and_then(|k| sentence.fields.get_mut(k)) {
+        field.clear();
+    }
+    sentence
+}
+
+/// The log's times of the host's lines that start with `prefix`, in ms.
+fn times_of(log: &[(u64, String, String)], prefix: &str) -> Vec<u64> {
+    log.iter()
+        .filter(|(_, event, s)| event == "in" && s.starts_with(prefix))
+        .map(|(t, _, _)| *t)
+        .collect()
+}
+
+#[test]
+fn the_bds3_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialogue() {
+    let lines = dialogue(BDS3);
+    assert_eq!(lines.len(), 12);
+    let dir = common::scratch("replay-bds3");
+    let scale = SCALE.to_string();
+    // The dialogue's module: card 15950044, 60 s, comm level 4, which sent for another
+    // host 20 s before the gateway's first send.
+    let (_module, link) = common::start_sim(
+        "beidou",
+        "beidou simulator",
+        &dir,
+        "a",
+        &[
+            "--dialect",
+            "bds3",
+            "--card",
+            "15950044",
+            "--interval-s",
+            "60",
+            "--comm-level",
+            "4",
+            "--sent-ago-s",
+            "20",
+            "--time-scale",
+            &scale,
+        ],
+    );
+    let timing = TerminalTiming {
+        probe_every: Duration::from_secs(40),
+        feedback_timeout: Duration::from_secs(200),
+    };
+    let mut replay = Replay::new(&link, SCALE, |now| {
+        BeidouTerminal::new(BeidouDialect::Bds3, timing, now)
+    });
+    let limit = Duration::from_secs(20);
+
+    // $CCICR → $BDICP: the card is read; $BDPWI gives the signal.
+    replay.until("the card and the beams", limit, |_, e| {
+        e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
+            && e.contains(&BearerEvent::Signal { level: 3 })
+    });
+    let card = replay.driver.card().expect("the card").clone();
+    assert_eq!(card.id, "15950044");
+    assert_eq!(card.service_interval, Duration::from_secs(60));
+    assert_eq!((card.comm_level, card.encrypted), (4, false));
+
+    // "hello" refused for the rate with 40 s to wait, then sent.
+    let asked = replay.now();
+    replay.enqueue(1, "0247718", Body::Bytes(b"hello".to_vec()));
+    replay.until("hello sent", limit, |_, e| {
+        e.contains(&BearerEvent::Sent { id: 1 })
+    });
+    assert_eq!(replay.driver.counters().refusals, 1);
+    let first = replay.sent_at(1).expect("1 sent");
+    assert!(
+        first - asked >= Duration::from_secs(40),
+        "{:?}",
+        first - asked
+    );
+
+    // "12345" to the own card, one interval later, comes back.
+    replay.enqueue(2, "15950044", Body::Bytes(b"12345".to_vec()));
+    replay.until(
+        "12345 back",
+        limit,
+        received_from("15950044", Body::Bytes(b"12345".to_vec())),
+    );
+    let second = replay.sent_at(2).expect("2 sent");
+    assert!(second - first >= Duration::from_secs(60));
+    assert!(
+        !replay
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        "{:?}",
+        replay.events
+    );
+    drop(replay);
+
+    // On the wire: the host's sentences are the dialogue's; the module's are too, read
+    // with their time of day blank and beam reports apart (one a second on the module's
+    // clock, as many as the replay took).
+    let log = logged(&dir.join("a.jsonl"));
+    let host: Vec<&str> = log
+        .iter()
+        .filter(|(_, event, _)| event == "in")
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    let expected_host: Vec<&str> = lines.iter().filter(|(h, _)| *h).map(|(_, l)| *l).collect();
+    assert_eq!(host, expected_host);
+    let module: Vec<Sentence> = log
+        .iter()
+        .filter(|(_, event, s)| event == "out" && !s.starts_with("$BDPWI"))
+        .map(|(_, _, s)| untimed(s))
+        .collect();
+    let expected_module: Vec<Sentence> = lines
+        .iter()
+        .filter(|(h, l)| !*h && !l.starts_with("$BDPWI"))
+        .map(|(_, l)| untimed(l))
+        .collect();
+    assert_eq!(module, expected_module);
+    let beam = untimed(
+        lines
+            .iter()
+            .find(|(_, l)| l.starts_with("$BDPWI"))
+            .expect("a beam report")
+            .1,
+    );
+    assert!(
+        log.iter()
+            .filter(|(_, event, s)| event == "out" && s.starts_with("$BDPWI"))
+            .all(|(_, _, s)| untimed(s) == beam)
+    );
+
+    // The refused send went again after the 40 s it named, the next one interval later.
+    let hello = times_of(&log, "$CCTCQ,0247718");
+    let own = times_of(&log, "$CCTCQ,15950044");
+    assert_eq!((hello.len(), own.len()), (2, 1));
+    let ms = |seconds: u64| seconds * 1000 / u64::from(SCALE);
+    assert!(hello[1] - hello[0] >= ms(40), "{hello:?}");
+    assert!(own[0] - hello[1] >= ms(60), "{hello:?} {own:?}");
+}
+
+/// A frame's bytes from the simulator's log (hex, no spaces) or a dialogue (`<hex ..>`).
+fn frame_bytes(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text
+        .trim_start_matches("<hex")
+        .trim_end_matches('>')
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ASCII"), 16).expect("hex"))
+        .collect()
+}
+
+/// A 4.0 frame as the dialogue means it: a message's time of day (hour and minute,
+/// body bytes 4 and 5) zeroed, as the simulator's clock is not the dialogue's.
+fn untimed_frame(bytes: &[u8]) -> Frame {
+    let frames = FrameReader::new().push(bytes);
+    let [frame] = frames.as_slice() else {
+        panic!("one frame: {bytes:02X?}");
+    };
+    let mut frame = frame.clone();
+    if &frame.command == b"TXXX" {
+        for b in frame.body.iter_mut().skip(4).take(2) {
+            *b = 0;
+        }
+    }
+    frame
+}
+
+#[test]
+fn the_bd1_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialogue() {
+    let lines = dialogue(BD1);
+    assert_eq!(lines.len(), 11);
+    let dir = common::scratch("replay-bd1");
+    let scale = SCALE.to_string();
+    // The dialogue's terminal: card 166166, 60 s, comm level 3, which sent for another
+    // host 20 s before the gateway's first send.
+    let (_terminal, link) = common::start_sim(
+        "beidou",
+        "beidou simulator",
+        &dir,
+        "a",
+        &[
+            "--dialect",
+            "4.0",
+            "--card",
+            "166166",
+            "--interval-s",
+            "60",
+            "--sent-ago-s",
+            "20",
+            "--time-scale",
+            &scale,
+        ],
+    );
+    let timing = TerminalTiming {
+        probe_every: Duration::from_secs(40),
+        feedback_timeout: Duration::from_secs(200),
+    };
+    let mut replay = Replay::new(&link, SCALE, |now| {
+        BeidouTerminal::new(BeidouDialect::Bd1, timing, now)
+    });
+    let limit = Duration::from_secs(20);
+
+    // ICJC → ICXX: the card is read.
+    replay.until("the card", limit, |_, e| {
+        e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
+    });
+    let card = replay.driver.card().expect("the card").clone();
+    assert_eq!(card.id, "166166");
+    assert_eq!(card.service_interval, Duration::from_secs(60));
+    assert_eq!(card.comm_level, 3);
+
+    // "hello" refused with flag 4 and 40 s, then sent.
+    let asked = replay.now();
+    replay.enqueue(1, "246006", Body::Bytes(b"hello".to_vec()));
+    replay.until("hello sent", limit, |_, e| {
+        e.contains(&BearerEvent::Sent { id: 1 })
+    });
+    assert_eq!(replay.driver.counters().refusals, 1);
+    let first = replay.sent_at(1).expect("1 sent");
+    assert!(
+        first - asked >= Duration::from_secs(40),
+        "{:?}",
+        first - asked
+    );
+
+    // "12345" to the own card, one interval later, comes back as TXXX.
+    replay.enqueue(2, "166166", Body::Bytes(b"12345".to_vec()));
+    replay.until(
+        "12345 back",
+        limit,
+        received_from("166166", Body::Bytes(b"12345".to_vec())),
+    );
+    assert!(replay.sent_at(2).expect("2 sent") - first >= Duration::from_secs(60));
+    assert!(
+        !replay
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        "{:?}",
+        replay.events
+    );
+    drop(replay);
+
+    // On the wire: the dialogue's frames, host's and terminal's, in order, but for the
+    // card queries the driver makes every 10 s and their answers: the dialogue keeps the
+    // first round, the replay has as many as its time took (at least one between the
+    // refusal and the send that followed).
+    let keepalive = bd1::card_info(166_166);
+    let log = logged(&dir.join("a.jsonl"));
+    let wire: Vec<(bool, Frame)> = log
+        .iter()
+        .filter(|(_, event, _)| event == "in" || event == "out")
+        .map(|(_, event, s)| (event == "in", untimed_frame(&frame_bytes(s))))
+        .collect();
+    let expected: Vec<(bool, Frame)> = lines
+        .iter()
+        .map(|(host, l)| (*host, untimed_frame(&frame_bytes(l))))
+        .collect();
+    let without_keepalives = |frames: &[(bool, Frame)]| -> Vec<(bool, Frame)> {
+        let mut kept = Vec::new();
+        let mut skip_answer = false;
+        for (host, frame) in frames {
+            if *host && *frame == keepalive {
+                skip_answer = true;
+                continue;
+            }
+            if !*host && skip_answer && &frame.command == b"ICXX" {
+                skip_answer = false;
+                continue;
+            }
+            kept.push((*host, frame.clone()));
+        }
+        kept
+    };
+    assert_eq!(without_keepalives(&wire), without_keepalives(&expected));
+    let sends: Vec<usize> = wire
+        .iter()
+        .enumerate()
+        .filter(|(_, (host, f))| *host && &f.command == b"TXSQ")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(sends.len(), 3);
+    assert!(
+        wire[sends[0]..sends[1]]
+            .iter()
+            .any(|(host, f)| *host && *f == keepalive),
+        "the card asked for while the refusal's wait runs"
+    );
+}
+
+/// The SMS dialogue's own number, and its two messages.
+const SMS_OWN: &str = "+8617400012345";
+const SMS_SHORT: &str = "收到，马上转移";
+const SMS_WARNING: &str = "暴雨红色预警：预计未来三小时本村降雨量将超过一百毫米，山洪和泥石流风险极高。\
+    请沿河及低洼地带群众立即转移到村委会或学校等安全地点，带好证件和药品，听从村干部指挥，不要返回取物。";
+
+/// An SMS line as the dialogue means it: a PDU (an SMS-SUBMIT sent with Ctrl-Z, or an
+/// SMS-DELIVER read) as its recipient or sender, text and part, the concatenation
+/// reference left out (the driver draws its own); any other line as it is.
+fn sms_meaning(line: &str) -> String {
+    let without_reference = |d: pdu::Delivered| {
+        (
+            d.body,
+            d.part.map(|p| (p.total, p.sequence)),
+            d.from.clone(),
+        )
+    };
+    if let Some(submit) = line.strip_suffix("<1A>") {
+        let (to, deliver) =
+            pdu::deliver_for_submit(submit, SMS_OWN, [0; 7]).expect("an SMS-SUBMIT");
+        let read = pdu::read_deliver(&deliver).expect("as delivered");
+        return format!(
+            "SUBMIT to {to}, {} octets: {:?}",
+            submit.len() / 2,
+            without_reference(read)
+        );
+    }
+    match pdu::read_deliver(line) {
+        Ok(read) => format!(
+            "DELIVER, {} octets: {:?}",
+            line.len() / 2,
+            without_reference(read)
+        ),
+        Err(_) => line.to_string(),
+    }
+}
+
+/// AT exchanges as (command, answer lines) with every line as [`sms_meaning`] reads it,
+/// and apart the `+CMTI` announcements with the exchange they came in.
+type SmsWire = (Vec<(String, Vec<String>)>, Vec<(usize, String)>);
+
+fn sms_exchange(wire: &mut SmsWire, host: bool, line: &str) {
+    let (exchanges, announced) = wire;
+    if host {
+        exchanges.push((sms_meaning(line), Vec::new()));
+    } else if line.starts_with("+CMTI:") {
+        announced.push((exchanges.len(), line.to_string()));
+    } else if let Some((_, answer)) = exchanges.last_mut() {
+        answer.push(sms_meaning(line));
+    }
+}
+
+/// Leaves out the signal rounds the driver makes on its own schedule: `AT+CSQ` and the
+/// `AT+CREG?` that follows it.
+fn without_signal_rounds(exchanges: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    let mut kept: Vec<(String, Vec<String>)> = Vec::new();
+    let mut after_signal = false;
+    for (command, answer) in exchanges {
+        let signal = command == "AT+CSQ";
+        let signal_round = signal || (after_signal && command == "AT+CREG?");
+        if !signal_round {
+            kept.push((command.clone(), answer.clone()));
+        }
+        after_signal = signal;
+    }
+    kept
+}
+
+#[test]
+fn the_sms_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialogue() {
+    let lines = dialogue(SMS);
+    assert_eq!(lines.len(), 46);
+    let dir = common::scratch("replay-sms");
+    // The dialogue's terminal, its send taking 4 s and a message back 6 s: a tenth here.
+    let (_terminal, link) = common::start_sim(
+        "sms",
+        "sms simulator",
+        &dir,
+        "a",
+        &[
+            "--number",
+            SMS_OWN,
+            "--send-ms",
+            "400",
+            "--delivery-ms",
+            "600",
+        ],
+    );
+    let timing = SmsTiming {
+        signal_every: Duration::from_secs(1),
+        ..SmsTiming::default()
+    };
+    let mut replay = Replay::new(&link, 1, |now| SmsModem::new(timing, now));
+    let limit = Duration::from_secs(20);
+
+    // Start-up and registration; the signal is read.
+    replay.until("registered", limit, |_, e| {
+        e.iter().any(|e| matches!(e, BearerEvent::Up { .. }))
+    });
+
+    // The short message to another number, then the warning to the own number in two
+    // parts, which come back and are put together.
+    replay.enqueue(1, "+8613800138000", Body::Text(SMS_SHORT.into()));
+    replay.enqueue(2, SMS_OWN, Body::Text(SMS_WARNING.into()));
+    replay.until(
+        "the warning back",
+        limit,
+        received_from(SMS_OWN, Body::Text(SMS_WARNING.into())),
+    );
+    // A signal reading after it: the stored copy deleted first, as the driver deletes
+    // before anything else.
+    replay.until("a signal reading after the warning", limit, |_, e| {
+        let warning = BearerEvent::Received {
+            from: SMS_OWN.into(),
+            body: Body::Text(SMS_WARNING.into()),
+        };
+        e.iter()
+            .position(|e| *e == warning)
+            .is_some_and(|k| e[k..].contains(&BearerEvent::Signal { level: 4 }))
+    });
+    let events: Vec<&BearerEvent> = replay.events.iter().map(|(_, e)| e).collect();
+    let sent: Vec<&&BearerEvent> = events
+        .iter()
+        .filter(|e| matches!(e, BearerEvent::Sent { .. }))
+        .collect();
+    assert_eq!(
+        sent,
+        [&&BearerEvent::Sent { id: 1 }, &&BearerEvent::Sent { id: 2 }]
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        "{events:?}"
+    );
+    assert_eq!(replay.driver.counters(), Default::default(), "no fault");
+    drop(replay);
+
+    // On the wire: the dialogue's exchanges, commands and answers, in order, but for the
+    // signal rounds (at least one, answered as in the dialogue) and the concatenation
+    // reference; the parts announced in the dialogue's order, each read after it came.
+    let mut expected: SmsWire = Default::default();
+    for (host, line) in &lines {
+        sms_exchange(&mut expected, *host, line);
+    }
+    let log = logged(&dir.join("a.jsonl"));
+    let mut seen: SmsWire = Default::default();
+    for (_, event, text) in &log {
+        match event.as_str() {
+            "in" => sms_exchange(&mut seen, true, text),
+            "submit" => sms_exchange(&mut seen, true, &format!("{text}<1A>")),
+            "out" => {
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    sms_exchange(&mut seen, false, line);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        without_signal_rounds(&seen.0),
+        without_signal_rounds(&expected.0)
+    );
+    let signal = |wire: &SmsWire| -> Vec<(String, Vec<String>)> {
+        wire.0
+            .iter()
+            .filter(|(c, _)| c == "AT+CSQ")
+            .cloned()
+            .collect()
+    };
+    let (seen_signal, expected_signal) = (signal(&seen), signal(&expected));
+    assert!(!seen_signal.is_empty());
+    assert!(seen_signal.iter().all(|s| *s == expected_signal[0]));
+    let announced =
+        |wire: &SmsWire| -> Vec<String> { wire.1.iter().map(|(_, l)| l.clone()).collect() };
+    assert_eq!(announced(&seen), announced(&expected));
+    for (at, line) in &seen.1 {
+        let index = line.rsplit(',').next().expect("an index");
+        assert!(
+            seen.0[*at..]
+                .iter()
+                .any(|(c, _)| *c == format!("AT+CMGR={index}")),
+            "{line} read after it came"
+        );
+    }
+
+    // The warning's two parts share one reference.
+    let references: Vec<u8> = log
+        .iter()
+        .filter(|(_, event, _)| event == "submit")
+        .filter_map(|(_, _, pdu)| {
+            let (_, deliver) = pdu::deliver_for_submit(pdu, SMS_OWN, [0; 7]).ok()?;
+            Some(pdu::read_deliver(&deliver).ok()?.part?.reference)
+        })
+        .collect();
+    assert_eq!(references.len(), 2);
+    assert_eq!(references[0], references[1]);
+
+    // Each send answered no sooner than 0.4 s after its PDU, each part back no sooner
+    // than 0.6 s after its +CMGS.
+    let at = |event: &str, prefix: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|(_, e, text)| e == event && text.trim_start().starts_with(prefix))
+            .map(|(t, _, _)| *t)
+            .collect()
+    };
+    let (submits, answers, back) = (at("submit", ""), at("out", "+CMGS"), at("out", "+CMTI"));
+    assert_eq!((submits.len(), answers.len(), back.len()), (3, 3, 2));
+    for (submit, answer) in submits.iter().zip(&answers) {
+        assert!(answer - submit >= 400, "{submits:?} {answers:?}");
+    }
+    for (answer, back) in answers[1..].iter().zip(&back) {
+        assert!(back - answer >= 600, "{answers:?} {back:?}");
     }
 }

@@ -62,6 +62,9 @@ pub enum BearerEvent {
     Down { reason: String },
     /// Message `id` left the terminal.
     Sent { id: u64 },
+    /// Message `id` reached its recipient, as the network reported after it was sent
+    /// (an SMS status report); only bearers asked to get such reports say it.
+    Delivered { id: u64 },
     /// Message `id` will not go: too long for the terminal, or refused for good.
     Failed { id: u64, reason: String },
     /// A message from another terminal.

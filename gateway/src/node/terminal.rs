@@ -291,6 +291,11 @@ async fn record(terminal: &str, outbox: &Outbox, change: Change) {
                 .await
                 .map(|_| ())
         }
+        // The outbox keeps a message's leaving, not its arrival: the log says it.
+        Change::Delivered { id } => {
+            info!(terminal = %terminal, message_id = id, "message delivered to its recipient");
+            return;
+        }
         Change::Failed { id, reason } => {
             warn!(terminal = %terminal, message_id = id, %reason, "message failed");
             outbox

@@ -41,6 +41,10 @@ pub enum Change {
     Sent {
         id: u64,
     },
+    /// The network reported the message reached its recipient.
+    Delivered {
+        id: u64,
+    },
     Failed {
         id: u64,
         reason: String,
@@ -288,6 +292,7 @@ impl Session {
                     self.pending.retain(|m| m.id != id);
                     self.changes.push(Change::Sent { id });
                 }
+                BearerEvent::Delivered { id } => self.changes.push(Change::Delivered { id }),
                 BearerEvent::Failed { id, reason } => self.fail(id, reason),
                 BearerEvent::Received { from, body } => {
                     self.changes.push(Change::Received { from, body });

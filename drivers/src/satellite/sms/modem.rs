@@ -18,11 +18,20 @@
 //! * Receive: `+CMTI: "SM",<index>` (it may come between any two lines) queues
 //!   `AT+CMGR=<index>`; the PDU is read, the stored copy deleted with `AT+CMGD=<index>`,
 //!   and the parts of a long message are put back together before it is handed on.
+//! * Delivery, when asked ([`SmsModem::with_status_reports`]): every part asks for a
+//!   status report (TP-SRR), `AT+CNMI=2,1,0,1,0` has the modem pass reports on as
+//!   `+CDS: <length>` and the PDU (TS 27.005 §3.4.1); one stored and announced with
+//!   `+CDSI: <mem>,<index>` is read and deleted as a message is. A report is matched to
+//!   its part by the message reference `+CMGS` gave; once every part's report says
+//!   received (TP-ST 0), the message is [`BearerEvent::Delivered`]. A report of a
+//!   permanent error is counted among the faults.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::pdu::{SmsBody, read_deliver, submit};
+use super::pdu::{
+    DeliveryStatus, PduError, SmsBody, read_deliver, read_status_report, submit, submit_with,
+};
 use crate::satellite::at::AtLines;
 use crate::satellite::bearer::{Bearer, BearerEvent, Body, Outgoing, PriorityQueue, QueueError};
 
@@ -74,6 +83,11 @@ enum Step {
 }
 
 const START: [&str; 3] = ["AT", "AT+CMGF=0", "AT+CNMI=2,1,0,0,0"];
+/// The last start-up command when status reports are asked for: they are passed on
+/// (`ds` 1) as `+CDS`.
+const CNMI_WITH_REPORTS: &str = "AT+CNMI=2,1,0,1,0";
+/// Messages whose delivery is still awaited at once; the oldest is forgotten first.
+const MAX_AWAITED: usize = 64;
 
 /// Faults seen, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,6 +100,8 @@ pub struct SmsCounters {
     pub unread: u64,
     /// Parts of long messages dropped before their message completed.
     pub dropped_parts: u64,
+    /// Status reports of a permanent error: the centre gave the part up.
+    pub undelivered: u64,
 }
 
 /// Reads of one stored message before it is given up.
@@ -135,6 +151,14 @@ pub struct SmsModem {
     partial_order: VecDeque<(String, u8, u8)>,
     next_check_at: Option<Instant>,
     counters: SmsCounters,
+    /// Whether each part asks for a status report.
+    status_reports: bool,
+    /// The next line is the PDU of a `+CDS` report.
+    report_follows: bool,
+    /// Message references `+CMGS` gave, to the message whose part they carried.
+    references: BTreeMap<u8, u64>,
+    /// Parts of each message sent whose delivery has not been reported yet.
+    awaiting_delivery: BTreeMap<u64, usize>,
 }
 
 impl SmsModem {
@@ -161,9 +185,28 @@ impl SmsModem {
             partial_order: VecDeque::new(),
             next_check_at: None,
             counters: SmsCounters::default(),
+            status_reports: false,
+            report_follows: false,
+            references: BTreeMap::new(),
+            awaiting_delivery: BTreeMap::new(),
         };
         modem.command(START[0], Step::Start(0), now);
         modem
+    }
+
+    /// The driver, asking for a status report on every part it sends from now on and
+    /// saying [`BearerEvent::Delivered`] when all of a message's came back received.
+    pub fn with_status_reports(mut self, on: bool) -> SmsModem {
+        self.status_reports = on;
+        self
+    }
+
+    /// Start-up command `k`.
+    fn start_command(&self, k: usize) -> Option<&'static str> {
+        match START.get(k) {
+            Some(_) if k + 1 == START.len() && self.status_reports => Some(CNMI_WITH_REPORTS),
+            other => other.copied(),
+        }
     }
 
     pub fn counters(&self) -> SmsCounters {
@@ -197,6 +240,8 @@ impl SmsModem {
         if *tries >= MAX_TRIES {
             let id = message.id;
             self.current = None;
+            self.awaiting_delivery.remove(&id);
+            self.references.retain(|_, m| *m != id);
             self.events.push(BearerEvent::Failed {
                 id,
                 reason: format!("the modem refused it {MAX_TRIES} times"),
@@ -222,6 +267,24 @@ impl SmsModem {
     }
 
     fn on_line(&mut self, line: &str, now: Instant) {
+        if std::mem::take(&mut self.report_follows) {
+            self.on_status_report(line);
+            return;
+        }
+        // `+CDS: <length>`, the report's PDU on the next line; `+CDSI: <mem>,<index>`, a
+        // report stored (TS 27.005 §3.4.1). Either may come between any two lines.
+        if line.starts_with("+CDS:") {
+            self.report_follows = true;
+            return;
+        }
+        if let Some(index) = line
+            .strip_prefix("+CDSI:")
+            .and_then(|rest| rest.rsplit(',').next())
+            .and_then(|i| i.trim().parse::<u32>().ok())
+        {
+            self.want_read(index);
+            return;
+        }
         // An unsolicited registration report, `+CREG: stat[,lac,ci]` or `+CEREG: stat…`
         // (TS 27.007 §7.2, §10.1.22), outside the answer to `AT+CREG?`.
         if !matches!(self.step, Step::Registration { .. })
@@ -244,7 +307,7 @@ impl SmsModem {
         let error =
             line == "ERROR" || line.starts_with("+CMS ERROR") || line.starts_with("+CME ERROR");
         match std::mem::replace(&mut self.step, Step::Idle) {
-            Step::Start(k) if line == "OK" => match START.get(k + 1) {
+            Step::Start(k) if line == "OK" => match self.start_command(k + 1) {
                 Some(next) => self.command(next, Step::Start(k + 1), now),
                 None => self.command("AT+CMGL=4", Step::Listing, now),
             },
@@ -285,7 +348,19 @@ impl SmsModem {
                 self.set_registered(registered.unwrap_or(false));
                 self.next_check_at = Some(now + self.timing.signal_every);
             }
-            Step::Sending if line.starts_with("+CMGS:") => self.step = Step::Sending,
+            Step::Sending if line.starts_with("+CMGS:") => {
+                let reference = line
+                    .trim_start_matches("+CMGS:")
+                    .split(',')
+                    .next()
+                    .and_then(|r| r.trim().parse::<u8>().ok());
+                if let (true, Some(reference), Some((message, ..))) =
+                    (self.status_reports, reference, &self.current)
+                {
+                    self.references.insert(reference, message.id);
+                }
+                self.step = Step::Sending;
+            }
             Step::Sending if line == "OK" => {
                 self.done();
                 self.backoff = self.timing.first_backoff;
@@ -396,9 +471,47 @@ impl SmsModem {
         self.read_after = Some(now + self.timing.first_backoff);
     }
 
+    /// A status report's PDU: the part it answers is delivered, still on its way, or
+    /// given up.
+    fn on_status_report(&mut self, pdu: &str) {
+        let report = match read_status_report(pdu) {
+            Ok(report) => report,
+            Err(_) => {
+                self.counters.bad_pdus += 1;
+                return;
+            }
+        };
+        if matches!(report.status, DeliveryStatus::StillTrying(_)) {
+            return;
+        }
+        let Some(id) = self.references.remove(&report.reference) else {
+            return;
+        };
+        if !report.status.is_delivered() {
+            if matches!(report.status, DeliveryStatus::Failed(_)) {
+                self.counters.undelivered += 1;
+            }
+            // The message cannot be confirmed whole any more.
+            self.awaiting_delivery.remove(&id);
+            return;
+        }
+        if let Some(left) = self.awaiting_delivery.get_mut(&id) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.awaiting_delivery.remove(&id);
+                self.events.push(BearerEvent::Delivered { id });
+            }
+        }
+    }
+
     fn on_pdu(&mut self, pdu: &str) {
         let delivered = match read_deliver(pdu) {
             Ok(d) => d,
+            // A status report stored and announced with +CDSI.
+            Err(PduError::NotDeliver(2)) => {
+                self.on_status_report(pdu);
+                return;
+            }
             Err(_) => {
                 self.counters.bad_pdus += 1;
                 return;
@@ -499,8 +612,19 @@ impl SmsModem {
                 Body::Bytes(b) => SmsBody::Bytes(b.clone()),
             };
             self.reference = self.reference.wrapping_add(1);
-            match submit(&message.to, &body, self.reference) {
-                Ok(parts) => self.current = Some((message, parts, 0, 0)),
+            match submit_with(&message.to, &body, self.reference, self.status_reports) {
+                Ok(parts) => {
+                    if self.status_reports {
+                        if self.awaiting_delivery.len() >= MAX_AWAITED
+                            && let Some(oldest) = self.awaiting_delivery.keys().next().copied()
+                        {
+                            self.awaiting_delivery.remove(&oldest);
+                            self.references.retain(|_, id| *id != oldest);
+                        }
+                        self.awaiting_delivery.insert(message.id, parts.len());
+                    }
+                    self.current = Some((message, parts, 0, 0));
+                }
                 Err(e) => {
                     self.events.push(BearerEvent::Failed {
                         id: message.id,
@@ -648,6 +772,7 @@ impl Bearer for SmsModem {
                 "parts dropped before their message completed",
                 c.dropped_parts,
             ),
+            ("parts the network could not deliver", c.undelivered),
         ]
     }
 }
@@ -851,6 +976,118 @@ mod tests {
             );
         }
         assert_eq!(modem.drain_events(), vec![BearerEvent::Sent { id: 1 }]);
+    }
+
+    /// A modem asking for status reports, registered.
+    fn reporting(now: Instant) -> SmsModem {
+        let mut modem = SmsModem::new(SmsTiming::default(), now).with_status_reports(true);
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGF=0\r");
+        assert_eq!(
+            exchange(&mut modem, now, "OK\r\n"),
+            "AT+CNMI=2,1,0,1,0\r",
+            "reports passed on as +CDS"
+        );
+        assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT+CMGL=4\r");
+        assert_eq!(
+            exchange(&mut modem, now, "+CREG: 0,1\r\nOK\r\n"),
+            "AT+CREG?\r"
+        );
+        modem.drain_events();
+        modem
+    }
+
+    /// Sends message `id` of `text` to 13800138000 through `modem`, each part answered
+    /// with the next of `references`; gives the PDUs written.
+    fn send_with_references(
+        modem: &mut SmsModem,
+        now: Instant,
+        id: u64,
+        text: &str,
+        references: &[u8],
+    ) -> Vec<String> {
+        modem
+            .enqueue(
+                Outgoing {
+                    id,
+                    to: "13800138000".into(),
+                    urgency: Urgency::Normal,
+                    body: Body::Text(text.into()),
+                },
+                now,
+            )
+            .expect("takes it");
+        modem.poll(now);
+        let mut pdus = Vec::new();
+        for reference in references {
+            let command = exchange(modem, now, "\r\n> ");
+            assert!(command.starts_with("AT+CMGS="), "{command}");
+            let answer = format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n");
+            let pdu = exchange(modem, now, &answer);
+            pdus.push(pdu.trim_end_matches('\u{1a}').to_string());
+        }
+        assert_eq!(modem.drain_events(), vec![BearerEvent::Sent { id }]);
+        pdus
+    }
+
+    fn report(submit: &str, reference: u8, status: u8) -> String {
+        super::super::pdu::status_report_for_submit(submit, reference, [0x62; 7], status)
+            .expect("a SUBMIT")
+            .expect("asking for a report")
+    }
+
+    #[test]
+    fn a_message_is_delivered_once_every_parts_status_report_says_received() {
+        let t0 = Instant::now();
+        let mut modem = reporting(t0);
+        let pdus = send_with_references(&mut modem, t0, 1, &"道路中断".repeat(20), &[7, 8]);
+        assert!(
+            pdus.iter().all(|p| p.starts_with("0071")),
+            "TP-SRR: {pdus:?}"
+        );
+
+        // Part 1 received; part 2 still on its way (0x30), then received.
+        let cds = |pdu: &str| format!("\r\n+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1);
+        modem.on_bytes(cds(&report(&pdus[0], 7, 0x00)).as_bytes(), t0);
+        modem.on_bytes(cds(&report(&pdus[1], 8, 0x30)).as_bytes(), t0);
+        assert_eq!(modem.drain_events(), vec![], "part 2 not yet there");
+        modem.on_bytes(cds(&report(&pdus[1], 8, 0x00)).as_bytes(), t0);
+        assert_eq!(modem.drain_events(), vec![BearerEvent::Delivered { id: 1 }]);
+
+        // A report stored and announced with +CDSI is read, counted and deleted.
+        let pdus = send_with_references(&mut modem, t0, 2, "收到", &[9]);
+        modem.on_bytes(b"\r\n+CDSI: \"SR\",3\r\n", t0);
+        assert_eq!(String::from_utf8_lossy(&modem.take_output()), "AT+CMGR=3\r");
+        let stored = report(&pdus[0], 9, 0x00);
+        let answer = format!("+CMGR: 0,,{}\r\n{stored}\r\nOK\r\n", stored.len() / 2 - 1);
+        assert_eq!(exchange(&mut modem, t0, &answer), "");
+        assert_eq!(String::from_utf8_lossy(&modem.take_output()), "AT+CMGD=3\r");
+        assert_eq!(modem.drain_events(), vec![BearerEvent::Delivered { id: 2 }]);
+        assert_eq!(modem.counters(), SmsCounters::default());
+    }
+
+    #[test]
+    fn a_part_the_network_gave_up_is_counted_and_its_message_never_said_delivered() {
+        let t0 = Instant::now();
+        let mut modem = reporting(t0);
+        let pdus = send_with_references(&mut modem, t0, 1, &"道路中断".repeat(20), &[7, 8]);
+        let cds = |pdu: &str| format!("+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1);
+        modem.on_bytes(cds(&report(&pdus[0], 7, 0x41)).as_bytes(), t0);
+        modem.on_bytes(cds(&report(&pdus[1], 8, 0x00)).as_bytes(), t0);
+        assert_eq!(modem.drain_events(), vec![]);
+        assert_eq!(modem.counters().undelivered, 1);
+
+        // A report of a reference no part of ours carried is passed over.
+        modem.on_bytes(cds(&report(&pdus[1], 99, 0x00)).as_bytes(), t0);
+        assert_eq!(modem.drain_events(), vec![]);
+    }
+
+    #[test]
+    fn without_status_reports_none_is_asked_for() {
+        let t0 = Instant::now();
+        let mut modem = registered(t0);
+        let pdus = send_with_references(&mut modem, t0, 1, "收到", &[5]);
+        assert!(pdus[0].starts_with("0011"), "no TP-SRR: {}", pdus[0]);
     }
 
     #[test]

@@ -11,8 +11,12 @@
 //!   8-bit data; the concatenation header is read from a part so the parts can be put
 //!   back together.
 //!
+//! * A status report may be asked for (TP-SRR, [`submit_with`]); the SMS-STATUS-REPORT
+//!   that answers it (TS 23.040 §9.2.2.3) is read by [`read_status_report`]: the message
+//!   reference it answers, the recipient and what became of the message.
+//!
 //! PDUs travel over AT as upper-case hex; [`submit`] gives them so, and [`read_deliver`]
-//! takes them so.
+//! and [`read_status_report`] take them so.
 
 /// One SMS's user data, octets.
 pub const MAX_USER_DATA: usize = 140;
@@ -30,6 +34,8 @@ pub enum PduError {
     NotDeliver(u8),
     #[error("not an SMS-SUBMIT (message type {0})")]
     NotSubmit(u8),
+    #[error("not an SMS-STATUS-REPORT (message type {0})")]
+    NotStatusReport(u8),
     #[error("unsupported data coding 0x{0:02X}")]
     Coding(u8),
     #[error("UCS-2 text is not valid UTF-16")]
@@ -114,10 +120,57 @@ fn number(raw: &[u8], digits: usize, kind: u8) -> String {
     number
 }
 
+/// What became of a message, as a status report's TP-ST says (TS 23.040 §9.2.3.15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// 0x00–0x1F, transaction completed: 0x00 received by the recipient, 0x01 forwarded
+    /// but not confirmed, 0x02 replaced; the rest reserved or centre-specific.
+    Completed(u8),
+    /// 0x20–0x3F: a temporary error, the centre still trying.
+    StillTrying(u8),
+    /// 0x40–0x7F: a permanent error, or a temporary one the centre gave up on.
+    Failed(u8),
+}
+
+impl DeliveryStatus {
+    fn from_octet(status: u8) -> DeliveryStatus {
+        match status & 0x7F {
+            s @ 0x00..=0x1F => DeliveryStatus::Completed(s),
+            s @ 0x20..=0x3F => DeliveryStatus::StillTrying(s),
+            s => DeliveryStatus::Failed(s),
+        }
+    }
+
+    /// Whether the recipient has the message: "short message received by the SME" (0x00).
+    pub fn is_delivered(self) -> bool {
+        self == DeliveryStatus::Completed(0)
+    }
+}
+
+/// An SMS-STATUS-REPORT, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// TP-MR of the SMS-SUBMIT it answers, as `+CMGS` gave it.
+    pub reference: u8,
+    pub recipient: String,
+    pub status: DeliveryStatus,
+}
+
 /// The SMS-SUBMIT PDUs, as hex, that carry `body` to `to`; with their lengths in
 /// octets after the SMSC field, as `AT+CMGS=` wants them. `reference` tells the parts
 /// of one message from those of another.
 pub fn submit(to: &str, body: &SmsBody, reference: u8) -> Result<Vec<(usize, String)>, PduError> {
+    submit_with(to, body, reference, false)
+}
+
+/// As [`submit`], asking the centre for a status report on each part when
+/// `status_report` (TP-SRR, bit 5 of the first octet; TS 23.040 §9.2.3.5).
+pub fn submit_with(
+    to: &str,
+    body: &SmsBody,
+    reference: u8,
+    status_report: bool,
+) -> Result<Vec<(usize, String)>, PduError> {
     let (coding, parts) = match body {
         SmsBody::Text(text) => (0x08, split_ucs2(text)),
         SmsBody::Bytes(bytes) => {
@@ -151,7 +204,10 @@ pub fn submit(to: &str, body: &SmsBody, reference: u8) -> Result<Vec<(usize, Str
         .enumerate()
         .map(|(k, data)| {
             let concatenated = total > 1;
-            let mut tpdu = vec![if concatenated { 0x51 } else { 0x11 }, 0x00];
+            // SMS-SUBMIT, relative validity period; user-data header; status report.
+            let first =
+                0x11 | if concatenated { 0x40 } else { 0 } | if status_report { 0x20 } else { 0 };
+            let mut tpdu = vec![first, 0x00];
             tpdu.extend(&destination);
             tpdu.extend([0x00, coding, 0xAA]);
             let mut user_data = Vec::with_capacity(MAX_USER_DATA);
@@ -290,6 +346,70 @@ pub fn deliver_for_submit(
     out.extend(timestamp);
     out.extend(user_data);
     Ok((to, hex(&out)))
+}
+
+/// The SMS-STATUS-REPORT, as hex with an empty SMSC field, that the centre sends back for
+/// SMS-SUBMIT `submit_hex` (SMSC field first) when it asked for one: message reference
+/// `reference` (the one `+CMGS` gave), its recipient, time stamps `timestamp` and
+/// status `status` (TS 23.040 §9.2.2.3). What a simulated network does; `None` when the
+/// SUBMIT did not ask (TP-SRR clear).
+pub fn status_report_for_submit(
+    submit_hex: &str,
+    reference: u8,
+    timestamp: [u8; 7],
+    status: u8,
+) -> Result<Option<String>, PduError> {
+    let pdu = unhex(submit_hex)?;
+    let at = |k: usize| pdu.get(k).copied().ok_or(PduError::Truncated(k));
+    let k = 1 + usize::from(at(0)?);
+    let first = at(k)?;
+    if first & 0x03 != 0x01 {
+        return Err(PduError::NotSubmit(first & 0x03));
+    }
+    if first & 0x20 == 0 {
+        return Ok(None);
+    }
+    let digits = usize::from(at(k + 2)?);
+    let recipient = pdu
+        .get(k + 2..k + 4 + digits.div_ceil(2))
+        .ok_or(PduError::Truncated(k + 2))?;
+    // SMS-STATUS-REPORT (TP-MTI 10), no more messages to send (TP-MMS), a report of a
+    // SUBMIT (TP-SRQ 0).
+    let mut out = vec![0x00, 0x06, reference];
+    out.extend(recipient);
+    out.extend(timestamp);
+    out.extend(timestamp);
+    out.push(status);
+    Ok(Some(hex(&out)))
+}
+
+/// Reads an SMS-STATUS-REPORT given as hex, SMSC field first (as `+CDS` and `AT+CMGR`
+/// show it): TP-MTI, TP-MR, TP-RA, TP-SCTS, TP-DT, TP-ST (TS 23.040 §9.2.2.3); the
+/// optional fields after TP-ST are not read.
+pub fn read_status_report(pdu_hex: &str) -> Result<StatusReport, PduError> {
+    let pdu = unhex(pdu_hex)?;
+    let at = |k: usize| pdu.get(k).copied().ok_or(PduError::Truncated(k));
+    let mut k = 1 + usize::from(at(0)?);
+    let first = at(k)?;
+    if first & 0x03 != 0x02 {
+        return Err(PduError::NotStatusReport(first & 0x03));
+    }
+    let reference = at(k + 1)?;
+    k += 2;
+    let digits = usize::from(at(k)?);
+    let kind = at(k + 1)?;
+    let raw = pdu
+        .get(k + 2..k + 2 + digits.div_ceil(2))
+        .ok_or(PduError::Truncated(k + 2))?;
+    let recipient = number(raw, digits, kind);
+    k += 2 + digits.div_ceil(2);
+    // TP-SCTS and TP-DT, seven octets each, then TP-ST.
+    let status = at(k + 14)?;
+    Ok(StatusReport {
+        reference,
+        recipient,
+        status: DeliveryStatus::from_octet(status),
+    })
 }
 
 /// Reads an SMS-DELIVER PDU given as hex, SMSC field first (as `AT+CMGR` shows it).
@@ -451,6 +571,83 @@ mod tests {
             joined.push_str(&piece);
         }
         assert_eq!(joined, text, "every part is valid UTF-16 on its own");
+    }
+
+    #[test]
+    fn a_submit_asks_for_a_status_report_only_when_told() {
+        let body = SmsBody::Text("收到".into());
+        let plain = submit("+8613800138000", &body, 0).expect("writes");
+        let asking = submit_with("+8613800138000", &body, 0, true).expect("writes");
+        assert_eq!(&plain[0].1[..4], "0011");
+        assert_eq!(&asking[0].1[..4], "0031", "TP-SRR, bit 5");
+        assert_eq!(plain[0].1[4..], asking[0].1[4..]);
+        let long = submit_with("10086", &SmsBody::Text("雨".repeat(71)), 3, true).expect("two");
+        assert!(long.iter().all(|(_, pdu)| pdu.starts_with("0071")));
+        assert_eq!(
+            status_report_for_submit(&plain[0].1, 7, [0; 7], 0),
+            Ok(None),
+            "not asked"
+        );
+    }
+
+    #[test]
+    fn a_status_report_reads_its_reference_recipient_and_status() {
+        // SMSC +8613800210500; report of TP-MR 0x2C to +8613800138000, received by it
+        // (TP-ST 00): the layout of TS 23.040 §9.2.2.3 written out by hand.
+        let report = read_status_report(concat!(
+            "0891683108200105F0",
+            "062C0D91683108108300F0",
+            "62214001510023",
+            "62214001520023",
+            "00",
+        ))
+        .expect("reads");
+        assert_eq!(
+            report,
+            StatusReport {
+                reference: 0x2C,
+                recipient: "+8613800138000".into(),
+                status: DeliveryStatus::Completed(0),
+            }
+        );
+        assert!(report.status.is_delivered());
+        assert_eq!(
+            DeliveryStatus::from_octet(0x01),
+            DeliveryStatus::Completed(1)
+        );
+        assert!(
+            !DeliveryStatus::Completed(1).is_delivered(),
+            "not confirmed"
+        );
+        assert_eq!(
+            DeliveryStatus::from_octet(0x30),
+            DeliveryStatus::StillTrying(0x30)
+        );
+        assert_eq!(
+            DeliveryStatus::from_octet(0x41),
+            DeliveryStatus::Failed(0x41)
+        );
+        assert_eq!(
+            DeliveryStatus::from_octet(0x62),
+            DeliveryStatus::Failed(0x62)
+        );
+
+        // What the simulated centre writes reads back the same.
+        let asking =
+            submit_with("+8613800138000", &SmsBody::Text("收到".into()), 0, true).expect("writes");
+        let written = status_report_for_submit(&asking[0].1, 0x2C, [0x62; 7], 0)
+            .expect("a SUBMIT")
+            .expect("asked");
+        assert_eq!(read_status_report(&written).expect("reads"), report);
+
+        assert_eq!(
+            read_status_report("0004"),
+            Err(PduError::NotStatusReport(0))
+        );
+        assert_eq!(
+            read_status_report("00062C0D91"),
+            Err(PduError::Truncated(5))
+        );
     }
 
     #[test]
