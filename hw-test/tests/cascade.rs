@@ -746,7 +746,7 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
 }
 
 #[test]
-fn forged_unknown_expired_and_replayed_alerts_never_reach_a_loudspeaker_and_the_genuine_one_plays_once()
+fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeaker_and_the_genuine_one_plays_once()
  {
     let _serial = one_at_a_time();
     use gateway::alert::model::Level;
@@ -830,7 +830,37 @@ fn forged_unknown_expired_and_replayed_alerts_never_reach_a_loudspeaker_and_the_
     socket
         .send_to(frames[3].as_ref().expect("sealed"), &at.street)
         .expect("replayed");
-    std::thread::sleep(Duration::from_secs(4));
+    // The same alert again under a new sequence number (a district that restarted between
+    // sending it and recording that it did): the relay takes it as new, the store as
+    // the same alert.
+    let again = seal(
+        &header("410503", 503, 0, 600),
+        &alert(4, "【红色预警】山洪预警，立即转移。"),
+        Sealer::Sm2(&district_key),
+    );
+    // A cancel that overtakes its alert: the alert, when it comes, never plays.
+    let cancel = seal(
+        &header("410503", 504, 0, 600),
+        &Body::Cancel(gateway::cascade::frame::Cancel { number: 5 }),
+        Sealer::Sm2(&district_key),
+    );
+    let cancelled = seal(
+        &header("410503", 505, 0, 600),
+        &alert(5, "【红色预警】已撤销的预警。"),
+        Sealer::Sm2(&district_key),
+    );
+    for frame in [&again, &cancel, &cancelled] {
+        socket
+            .send_to(frame.as_ref().expect("sealed"), &at.street)
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until(
+        "the late alert refused as cancelled at the village",
+        Duration::from_secs(30),
+        || logged(&dir, "village", "already cancelled by its origin") == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
 
     for node in ["street", "village"] {
         assert_eq!(
@@ -839,6 +869,11 @@ fn forged_unknown_expired_and_replayed_alerts_never_reach_a_loudspeaker_and_the_
             "{node}"
         );
         assert_eq!(logged(&dir, node, "play started"), 1, "{node} played once");
+        assert_eq!(
+            logged(&dir, node, "already cancelled by its origin"),
+            1,
+            "{node}"
+        );
     }
     let street_log = std::fs::read_to_string(dir.join("street/daemon.log")).expect("log");
     assert!(street_log.contains("山洪预警，立即转移"), "{street_log}");

@@ -179,9 +179,10 @@ pub enum Output {
         bearer: Option<BearerKind>,
     },
     /// A neighbour's fresh frame (a heartbeat or acknowledgement, stamped when it was
-    /// made) was refused for its time: the two clocks differ by `offset_s` seconds (the
-    /// peer ahead when positive), beyond the allowed skew, so the peer's frames are all
-    /// refused until they agree. Said once until a frame of the link is accepted again.
+    /// made) came from the future: the peer's clock is `offset_s` seconds ahead of this
+    /// node's, beyond the allowed skew, so its frames are all refused until the clocks
+    /// agree. Which of the two is wrong the relay cannot tell. Said once until a frame
+    /// of the link is accepted again.
     ClockOff {
         link: String,
         offset_s: i64,
@@ -424,7 +425,9 @@ impl Relay {
         };
         match self.acceptor.accept(&bytes, link_name, utc) {
             Err(refusal) => {
-                if matches!(refusal.reason(), "not_yet_valid" | "expired") {
+                // Only a frame from the future tells of clocks apart: one that expired
+                // may be an old copy replayed, or a late one from a slow bearer.
+                if refusal.reason() == "not_yet_valid" {
                     self.clock_check(l, &bytes, utc);
                 }
                 self.out.push(Output::Refused {
@@ -953,6 +956,11 @@ impl Relay {
     ) -> Result<(), &'static str> {
         let link = &self.links[l];
         let route = &link.routes[r].route;
+        // A grant is leave for RTP, which only IP carries: over a narrow bearer it would
+        // only hold up the frames behind it.
+        if matches!(frame.body, Body::StreamGrant(_)) && route.bearer != BearerKind::Ip {
+            return Err("a stream grant goes over IP only, where the voice goes");
+        }
         // IP carries SM2: this node's own frames signed afresh, others as their origin
         // signed them. A narrow bearer, or a frame that lost its signature on a narrow
         // hop before, takes the link's tag; without a link key an SM2 frame goes as it

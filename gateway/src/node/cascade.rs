@@ -131,8 +131,10 @@ pub enum Delivered {
         number: u32,
         stored: oneshot::Sender<bool>,
     },
-    /// How an alert played at a node below.
+    /// How an alert played at a node below: `origin` signed it as its `sequence`.
     Receipt {
+        origin: AreaCode,
+        sequence: u32,
         receipt: crate::cascade::frame::Receipt,
         stored: oneshot::Sender<bool>,
     },
@@ -836,13 +838,8 @@ impl Task {
                     None => warn!(%link, "cascade link has no route up"),
                 },
                 Output::ClockOff { link, offset_s } => {
-                    let (how, by) = if offset_s > 0 {
-                        ("behind", offset_s)
-                    } else {
-                        ("ahead of", -offset_s)
-                    };
                     error!(%link, offset_s, skew_s = self.skew_s,
-                        "THIS NODE'S CLOCK IS {by} s {how} its neighbour's on link {link}, beyond the allowed skew: every frame from there is refused until the clocks agree; check the system time and NTP");
+                        "THIS NODE'S CLOCK IS {offset_s} s behind its neighbour's on link {link} (or the neighbour's is ahead), beyond the allowed skew: every frame from there is refused until the clocks agree; check the system time and NTP on both");
                 }
             }
         }
@@ -969,8 +966,17 @@ impl Task {
                 info!(%origin, alert_origin = %receipt.alert_origin, number = receipt.alert_number,
                     played = receipt.played, loudspeakers = receipt.loudspeakers,
                     over = receipt.bearer.as_str(), %link, "receipt received up the cascade");
-                self.to_playout(|stored| Delivered::Receipt { receipt, stored }, "receipt")
-                    .await
+                let origin = frame.header.origin.clone();
+                self.to_playout(
+                    |stored| Delivered::Receipt {
+                        origin,
+                        sequence,
+                        receipt,
+                        stored,
+                    },
+                    "receipt",
+                )
+                .await
             }
             Body::StreamGrant(grant) => {
                 let valid_until = frame.header.valid_until.to_datetime();

@@ -335,6 +335,9 @@ pub async fn run(
         }
     }
 
+    // The cascade waits on nothing from here any more: what it hands over now is not
+    // acknowledged, and comes again after the restart.
+    drop(from_cascade.take());
     playout.send_sender_reports(Instant::now(), Some("node stopped"), None);
     let _ = stop_api.send(());
     match api_task.await {
@@ -1079,8 +1082,13 @@ impl Playout {
             } => {
                 let _ = stored.send(self.take_frame_cancel(origin, number, rendered).await);
             }
-            Delivered::Receipt { receipt, stored } => {
-                let _ = stored.send(self.take_frame_receipt(receipt).await);
+            Delivered::Receipt {
+                origin,
+                sequence,
+                receipt,
+                stored,
+            } => {
+                let _ = stored.send(self.take_frame_receipt(origin, sequence, receipt).await);
             }
         }
     }
@@ -1093,6 +1101,22 @@ impl Playout {
         frame: FrameAlert,
         rendered: &mpsc::UnboundedSender<Rendered>,
     ) -> bool {
+        match self
+            .store
+            .cancelled_in_cascade(frame.origin.to_string(), frame.number)
+            .await
+        {
+            Ok(true) => {
+                info!(origin = %frame.origin, number = frame.number,
+                    "alert from the cascade already cancelled by its origin: not played");
+                return true;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                error!(error = %e, "cannot read the alert database");
+                return false;
+            }
+        }
         let sender = FrameAlert::sender_of(&frame.origin);
         match self.store.find(sender.clone(), frame.identifier()).await {
             Ok(Some(id)) => {
@@ -1175,11 +1199,21 @@ impl Playout {
         number: u32,
         rendered: &mpsc::UnboundedSender<Rendered>,
     ) -> bool {
+        // Remembered first, so the alert itself, should it come later (a lost datagram
+        // retried, a slow terminal), never plays.
+        if let Err(e) = self
+            .store
+            .cancel_from_cascade(origin.to_string(), number, self.clock.now())
+            .await
+        {
+            error!(%origin, number, error = %e, "cannot record a cancel from the cascade");
+            return false;
+        }
         let sender = FrameAlert::sender_of(&origin);
         let id = match self.store.find(sender, number.to_string()).await {
             Ok(Some(id)) => id,
             Ok(None) => {
-                info!(%origin, number, "cancel from the cascade for an alert not played here");
+                info!(%origin, number, "cancel from the cascade for an alert not here (yet): it will not play");
                 return true;
             }
             Err(e) => {
@@ -1209,9 +1243,21 @@ impl Playout {
 
     /// Records a receipt from a node below for one of this node's own alerts; `false`
     /// only when the store failed.
-    async fn take_frame_receipt(&mut self, receipt: FrameReceipt) -> bool {
+    async fn take_frame_receipt(
+        &mut self,
+        origin: AreaCode,
+        sequence: u32,
+        receipt: FrameReceipt,
+    ) -> bool {
         if receipt.alert_origin != self.area {
             // On its way to another origin: the relay passes it on.
+            return true;
+        }
+        // A node speaks for its own loudspeakers only: a receipt for another place, even
+        // one signed by a node this one trusts, is no confirmation.
+        if receipt.area != origin {
+            warn!(alert = receipt.alert_number, area = %receipt.area, signed_by = %origin,
+                "receipt from the cascade for a place other than its sender's: not counted");
             return true;
         }
         let id = i64::from(receipt.alert_number);
@@ -1220,6 +1266,7 @@ impl Playout {
             played: receipt.played,
             loudspeakers: receipt.loudspeakers,
             bearer: receipt.bearer.as_str().to_string(),
+            sequence,
             updated_at: self.clock.now(),
         };
         match self.store.put_area_receipt(id, area).await {

@@ -435,7 +435,7 @@ impl Rules {
             kind: Kind::Alert,
             identifier: frame.identifier(),
             sender: FrameAlert::sender_of(&frame.origin),
-            sent: frame.valid_from,
+            sent: frame.valid_from.min(now),
             purpose,
             msg_type: if frame.update { "Update" } else { "Alert" }.into(),
             replaces,
@@ -449,7 +449,9 @@ impl Rules {
             areas: frame.targets.clone(),
             targets,
             skipped,
-            effective: frame.valid_from,
+            // The origin's clock may run a little ahead (within the skew): an alert that
+            // came is played now, not held until the origin's time.
+            effective: frame.valid_from.min(now),
             expires: frame.valid_until,
             repeat: self.default_repeat,
             attention: default_attention.into(),

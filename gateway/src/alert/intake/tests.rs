@@ -383,3 +383,19 @@ fn an_update_frame_is_its_own_record_and_replaces_the_alert_it_updates() {
     assert_eq!(admitted.replaces, [3]);
     assert_eq!(admitted.language, "en", "English text on a Chinese node");
 }
+
+#[test]
+fn an_alert_frame_stamped_by_a_clock_a_little_ahead_plays_now() {
+    let ahead = FrameAlert {
+        valid_from: during() + Duration::seconds(20),
+        ..frame("山洪预警。", &["410503001001"])
+    };
+    let admitted = village_rules()
+        .admit_frame(&ahead, vec![], "chime", during())
+        .expect("admitted");
+    assert_eq!(
+        admitted.effective,
+        during(),
+        "not held for the origin's time"
+    );
+}

@@ -90,8 +90,15 @@ CREATE TABLE IF NOT EXISTS area_receipts (
     played INTEGER NOT NULL,
     loudspeakers INTEGER NOT NULL,
     bearer TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (alert_id, area)
+);
+CREATE TABLE IF NOT EXISTS cascade_cancels (
+    origin TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (origin, number)
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -219,6 +226,8 @@ pub struct AreaReceipt {
     pub loudspeakers: u16,
     /// The bearer the alert reached that node over: ip, radio, beidou, iridium, sms.
     pub bearer: String,
+    /// The receipt frame's sequence number: a higher one is the newer count.
+    pub sequence: u32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -531,23 +540,26 @@ impl Store {
     }
 
     /// Records the receipt a node down the cascade sent for alert `id`, replacing its
-    /// earlier one: a later receipt from the same area is the newer count.
+    /// earlier one when this one is newer (a higher frame sequence): a retried copy of
+    /// an older receipt that arrives late changes nothing.
     pub async fn put_area_receipt(&self, id: i64, receipt: AreaReceipt) -> Result<(), StoreError> {
         self.call(move |db| {
             if read_alert(db, id)?.is_none() {
                 return Err(StoreError::NotFound(id));
             }
             db.execute(
-                "INSERT INTO area_receipts (alert_id, area, played, loudspeakers, bearer, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO area_receipts (alert_id, area, played, loudspeakers, bearer, sequence, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (alert_id, area) DO UPDATE SET played = ?3, loudspeakers = ?4,
-                 bearer = ?5, updated_at = ?6",
+                 bearer = ?5, sequence = ?6, updated_at = ?7
+                 WHERE ?6 > area_receipts.sequence",
                 params![
                     id,
                     receipt.area,
                     receipt.played,
                     receipt.loudspeakers,
                     receipt.bearer,
+                    receipt.sequence,
                     time(receipt.updated_at)
                 ],
             )?;
@@ -556,11 +568,48 @@ impl Store {
         .await
     }
 
+    /// Records that `origin` cancelled its alert `number`, before that alert is here or
+    /// after: an alert frame that comes later for it is not played.
+    pub async fn cancel_from_cascade(
+        &self,
+        origin: String,
+        number: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.call(move |db| {
+            db.execute(
+                "INSERT OR IGNORE INTO cascade_cancels (origin, number, at) VALUES (?1, ?2, ?3)",
+                params![origin, number, time(now)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether `origin` cancelled its alert `number`.
+    pub async fn cancelled_in_cascade(
+        &self,
+        origin: String,
+        number: u32,
+    ) -> Result<bool, StoreError> {
+        self.call(move |db| {
+            Ok(db
+                .query_row(
+                    "SELECT 1 FROM cascade_cancels WHERE origin = ?1 AND number = ?2",
+                    params![origin, number],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
     /// The receipts of the nodes down the cascade for alert `id`, by area.
     pub async fn area_receipts(&self, id: i64) -> Result<Vec<AreaReceipt>, StoreError> {
         self.call(move |db| {
             let mut statement = db.prepare(
-                "SELECT area, played, loudspeakers, bearer, updated_at FROM area_receipts
+                "SELECT area, played, loudspeakers, bearer, sequence, updated_at FROM area_receipts
                  WHERE alert_id = ?1 ORDER BY area",
             )?;
             let rows = statement.query_map(params![id], |r| {
@@ -569,17 +618,19 @@ impl Store {
                     r.get::<_, u16>(1)?,
                     r.get::<_, u16>(2)?,
                     r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (area, played, loudspeakers, bearer, at) = row?;
+                let (area, played, loudspeakers, bearer, sequence, at) = row?;
                 out.push(AreaReceipt {
                     area,
                     played,
                     loudspeakers,
                     bearer,
+                    sequence,
                     updated_at: parse_time(&at)?,
                 });
             }

@@ -396,7 +396,7 @@ fn an_expired_alert_cannot_be_confirmed() {
 }
 
 #[test]
-fn a_later_receipt_from_the_same_area_replaces_the_earlier_one() {
+fn a_newer_receipt_from_the_same_area_replaces_the_older_one_whatever_order_they_come_in() {
     let dir = scratch("area-receipts");
     let rt = runtime();
     let receipts = rt.block_on(async {
@@ -409,23 +409,26 @@ fn a_later_receipt_from_the_same_area_replaces_the_earlier_one() {
             .await
             .expect("insert")
             .id;
-        let receipt = |area: &str, played, bearer: &str| AreaReceipt {
+        let receipt = |area: &str, played, bearer: &str, sequence| AreaReceipt {
             area: area.into(),
             played,
             loudspeakers: 3,
             bearer: bearer.into(),
+            sequence,
             updated_at: now(),
         };
         for r in [
-            receipt("410503001001", 1, "beidou"),
-            receipt("410503001002", 3, "ip"),
-            receipt("410503001001", 3, "beidou"),
+            receipt("410503001001", 1, "beidou", 7),
+            receipt("410503001002", 3, "ip", 2),
+            receipt("410503001001", 3, "beidou", 8),
+            // A retried copy of the first, arriving last: older, so nothing changes.
+            receipt("410503001001", 1, "beidou", 7),
         ] {
             store.put_area_receipt(id, r).await.expect("put");
         }
         assert!(matches!(
             store
-                .put_area_receipt(id + 1, receipt("410503001001", 1, "ip"))
+                .put_area_receipt(id + 1, receipt("410503001001", 1, "ip", 9))
                 .await,
             Err(StoreError::NotFound(_))
         ));
@@ -439,5 +442,50 @@ fn a_later_receipt_from_the_same_area_replaces_the_earlier_one() {
         counts,
         [("410503001001", 3, "beidou"), ("410503001002", 3, "ip")]
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_cancel_from_the_cascade_is_remembered_across_reopening() {
+    let dir = scratch("cascade-cancels");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open(&dir).expect("open");
+        assert!(
+            !store
+                .cancelled_in_cascade("410503".into(), 7)
+                .await
+                .expect("read")
+        );
+        store
+            .cancel_from_cascade("410503".into(), 7, now())
+            .await
+            .expect("stored");
+        store
+            .cancel_from_cascade("410503".into(), 7, now())
+            .await
+            .expect("twice is once");
+    });
+    rt.block_on(async {
+        let store = Store::open(&dir).expect("reopen");
+        assert!(
+            store
+                .cancelled_in_cascade("410503".into(), 7)
+                .await
+                .expect("read")
+        );
+        assert!(
+            !store
+                .cancelled_in_cascade("410503".into(), 8)
+                .await
+                .expect("read")
+        );
+        assert!(
+            !store
+                .cancelled_in_cascade("410599".into(), 7)
+                .await
+                .expect("read")
+        );
+    });
     let _ = std::fs::remove_dir_all(dir);
 }
