@@ -16,8 +16,8 @@ use crate::cascade::keys::{LinkKey, NodeKey};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
-    /// Make a node's SM2 key pair (NODE.sm2.key, NODE.sm2.pub) and print the public key
-    /// line for the neighbours' configuration.
+    /// Make a node's SM2 key pair (NODE.sm2.key, NODE.sm2.pub) and print the
+    /// `[[cascade.origin]]` table its neighbours configure with a copy of NODE.sm2.pub.
     Generate {
         /// The folder to write the files into (created if missing).
         #[arg(long)]
@@ -115,7 +115,11 @@ fn generate(out: &Path, node: &str, with_link_key: bool, json: bool) -> Outcome 
         }
     }
 
-    let line = format!("{node} = \"{public}\"");
+    // What a neighbour puts in its configuration: the public key file, copied over.
+    let line = format!(
+        "[[cascade.origin]]\narea = \"...\"  # {node}'s area code\npublic_key = \"{}\"  # a copy of this file",
+        public_path.display()
+    );
     if json {
         let document = json!({
             "node": node,
@@ -138,7 +142,10 @@ fn generate(out: &Path, node: &str, with_link_key: bool, json: bool) -> Outcome 
                 link_path.display()
             );
         }
-        say!("paste this line into the neighbours' configuration:");
+        say!(
+            "give every node that takes this node's frames a copy of {} (public: no secret) and, in its configuration:",
+            public_path.display()
+        );
         say!("{line}");
     }
     Outcome::Done

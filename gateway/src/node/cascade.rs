@@ -224,16 +224,16 @@ impl Cascade {
             return Ok(None);
         };
         let me: AreaCode = config.area.parse().map_err(setup)?;
-        let node_key = NodeKey::load(&cascade.key).map_err(setup)?;
+        let node_key =
+            NodeKey::load(&cascade.key).map_err(|e| setup(format!("cascade.key: {e}")))?;
         let mut keys = Keyring::default();
         // This node accepts its own frames back (an acknowledgement's echo never is,
         // but a loop must not be taken for a stranger).
         keys.add_origin(me.clone(), node_key.public());
-        for origin in &cascade.origins {
-            keys.add_origin(
-                origin.area.clone(),
-                NodePublicKey::load(&origin.public_key).map_err(setup)?,
-            );
+        for (i, origin) in cascade.origins.iter().enumerate() {
+            let key = NodePublicKey::load(&origin.public_key)
+                .map_err(|e| setup(format!("cascade.origin[{i}].public_key: {e}")))?;
+            keys.add_origin(origin.area.clone(), key);
         }
         std::fs::create_dir_all(&cascade.state_dir).map_err(|e| {
             setup(format!(
@@ -332,9 +332,12 @@ fn links(
 ) -> Result<(Vec<LinkConfig>, Vec<TerminalRoute>), NodeError> {
     let mut links = Vec::new();
     let mut routes_out = Vec::new();
-    for link in &cascade.links {
+    for (i, link) in cascade.links.iter().enumerate() {
         let key = match &link.link_key {
-            Some(path) => Some(LinkKey::load(path).map_err(setup)?),
+            Some(path) => Some(
+                LinkKey::load(path)
+                    .map_err(|e| setup(format!("cascade.link[{i}].link_key: {e}")))?,
+            ),
             None => None,
         };
         if let Some(key) = &key {
