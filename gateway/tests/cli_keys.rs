@@ -30,7 +30,8 @@ fn mode(path: &Path) -> u32 {
 }
 
 #[test]
-fn generate_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key_line() {
+fn generate_writes_a_private_key_only_its_owner_reads_and_prints_the_table_that_names_its_public_key()
+ {
     let dir = scratch("pair");
     let out = generate(&dir, &[]);
     assert_eq!(
@@ -47,9 +48,18 @@ fn generate_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key_
     let public = NodePublicKey::load(&public_path).expect("loads");
     assert_eq!(private.public(), public);
 
+    // It ends with the table a neighbour configures, naming the public key file.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a line");
-    assert_eq!(last, format!("street-410503001 = \"{}\"", public.to_hex()));
+    let table = stdout
+        .split_once("[[cascade.origin]]")
+        .map(|(_, t)| format!("[[cascade.origin]]{t}"))
+        .expect("the origin table");
+    let parsed: toml::Value = toml::from_str(&table).expect("TOML a configuration takes");
+    let named = parsed["cascade"]["origin"][0]["public_key"]
+        .as_str()
+        .expect("public_key");
+    assert_eq!(std::path::Path::new(named), public_path);
+    assert_eq!(NodePublicKey::load(named.as_ref()).expect("loads"), public);
     assert!(!dir.join("street-410503001.link.key").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
