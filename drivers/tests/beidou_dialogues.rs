@@ -3,6 +3,8 @@
 //! exactly what emcomm's builders write, the terminal's mean what the comments say, and
 //! the times between them are the ones the exchanges need.
 
+mod common;
+
 use std::time::Duration;
 
 use drivers::satellite::beidou::bd1::{self, Bd1Card, Bd1Feedback, Bd1Inbound, Frame, FrameReader};
@@ -10,43 +12,10 @@ use drivers::satellite::beidou::bds3::{self, Bds3Inbound, Refusal};
 use drivers::satellite::beidou::nmea::{MessageForm, Sentence, SentenceReader};
 use drivers::satellite::beidou::payload::{self, Content};
 
+use common::{Line, dialogue};
+
 const BDS3: &str = include_str!("fixtures/serial/beidou-bds3.txt");
 const BD1: &str = include_str!("fixtures/serial/beidou-bd1-4.0.txt");
-
-/// One line of a timed dialogue.
-#[derive(Debug, Clone, Copy)]
-struct Line {
-    host: bool,
-    /// Since the previous line.
-    after: Duration,
-    text: &'static str,
-}
-
-/// A dialogue's lines in order, comments left out; panics on a line that is not
-/// direction, `+seconds`, text.
-fn dialogue(text: &'static str) -> Vec<Line> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let host = match l.get(..2) {
-                Some("> ") => true,
-                Some("< ") => false,
-                _ => panic!("no direction: {l:?}"),
-            };
-            let (time, text) = l[2..].split_once(' ').expect("a time and a line");
-            let seconds: f64 = time
-                .strip_prefix('+')
-                .and_then(|t| t.parse().ok())
-                .expect("+seconds");
-            Line {
-                host,
-                // To the millisecond, as the dialogue writes it.
-                after: Duration::from_millis((seconds * 1000.0).round() as u64),
-                text,
-            }
-        })
-        .collect()
-}
 
 /// The time from line `from` to line `to`.
 fn between(lines: &[Line], from: usize, to: usize) -> Duration {

@@ -3,10 +3,14 @@
 //! are exactly what emcomm's SMS driver writes, the terminal's answers mean what the
 //! comments say, and the times between them are the dialogue's.
 
+mod common;
+
 use std::time::Duration;
 
 use drivers::satellite::sms::modem::signal_level;
 use drivers::satellite::sms::pdu::{self, Delivered, Part, SmsBody};
+
+use common::Line;
 
 const DIALOGUE: &str = include_str!("fixtures/serial/sms-tiantong.txt");
 
@@ -15,37 +19,8 @@ const SHORT: &str = "收到，马上转移";
 const WARNING: &str = "暴雨红色预警：预计未来三小时本村降雨量将超过一百毫米，山洪和泥石流风险极高。\
     请沿河及低洼地带群众立即转移到村委会或学校等安全地点，带好证件和药品，听从村干部指挥，不要返回取物。";
 
-/// One line of the dialogue.
-#[derive(Debug, Clone, Copy)]
-struct Line {
-    host: bool,
-    /// Since the previous line.
-    after: Duration,
-    text: &'static str,
-}
-
 fn dialogue() -> Vec<Line> {
-    DIALOGUE
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let host = match l.get(..2) {
-                Some("> ") => true,
-                Some("< ") => false,
-                _ => panic!("no direction: {l:?}"),
-            };
-            let (time, text) = l[2..].split_once(' ').expect("a time and a line");
-            let seconds: f64 = time
-                .strip_prefix('+')
-                .and_then(|t| t.parse().ok())
-                .expect("+seconds");
-            Line {
-                host,
-                after: Duration::from_millis((seconds * 1000.0).round() as u64),
-                text,
-            }
-        })
-        .collect()
+    common::dialogue(DIALOGUE)
 }
 
 /// Where the line `text` is, the first at or after `from`.
