@@ -159,6 +159,19 @@ fn received_from<B>(from: &str, body: Body) -> impl Fn(&B, &[BearerEvent]) -> bo
     move |_, events| events.contains(&wanted)
 }
 
+/// A driver event a clean replay never has.
+fn failed_or_down(event: &BearerEvent) -> bool {
+    matches!(event, BearerEvent::Failed { .. } | BearerEvent::Down { .. })
+}
+
+/// What the host wrote to the simulator, in order, from its log.
+fn host_lines(log: &[(u64, String, String)]) -> Vec<&str> {
+    log.iter()
+        .filter(|(_, event, _)| event == "in")
+        .map(|(_, _, s)| s.as_str())
+        .collect()
+}
+
 /// A simulator's log: (time in ms, the event, the sentence, command, text or PDU), in
 /// order.
 fn logged(path: &Path) -> Vec<(u64, String, String)> {
@@ -282,10 +295,7 @@ fn the_beidou_2_1_transcript_replayed_through_the_driver_ends_each_exchange_as_t
         "the position refusal is not ours"
     );
     assert!(
-        !replay
-            .events
-            .iter()
-            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        !replay.events.iter().any(|(_, e)| failed_or_down(e)),
         "{:?}",
         replay.events
     );
@@ -295,11 +305,7 @@ fn the_beidou_2_1_transcript_replayed_through_the_driver_ends_each_exchange_as_t
     // leaves the choice of beams to the terminal); the terminal's are the transcript's,
     // beam reports apart, with two differences named below.
     let log = logged(&dir.join("a.jsonl"));
-    let host: Vec<&str> = log
-        .iter()
-        .filter(|(_, event, _)| event == "in")
-        .map(|(_, _, s)| s.as_str())
-        .collect();
+    let host = host_lines(&log);
     let expected_host: Vec<&str> = lines
         .iter()
         .filter(|(host, line)| *host && !line.starts_with("$CCBSS"))
@@ -487,11 +493,7 @@ fn the_iridium_transcript_replayed_through_the_driver_ends_each_exchange_as_the_
         events.contains(&&BearerEvent::Signal { level: 3 }),
         "+CSQ:4"
     );
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. }))
-    );
+    assert!(!events.iter().any(|e| failed_or_down(e)));
     let counters = replay.driver.counters();
     assert_eq!((counters.transient_failures, counters.write_errors), (1, 0));
     drop(replay);
@@ -630,10 +632,7 @@ fn the_bds3_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialo
     let second = replay.sent_at(2).expect("2 sent");
     assert!(second - first >= Duration::from_secs(60));
     assert!(
-        !replay
-            .events
-            .iter()
-            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        !replay.events.iter().any(|(_, e)| failed_or_down(e)),
         "{:?}",
         replay.events
     );
@@ -643,11 +642,7 @@ fn the_bds3_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialo
     // with their time of day blank and beam reports apart (one a second on the module's
     // clock, as many as the replay took).
     let log = logged(&dir.join("a.jsonl"));
-    let host: Vec<&str> = log
-        .iter()
-        .filter(|(_, event, _)| event == "in")
-        .map(|(_, _, s)| s.as_str())
-        .collect();
+    let host = host_lines(&log);
     let expected_host: Vec<&str> = lines.iter().filter(|(h, _)| *h).map(|(_, l)| *l).collect();
     assert_eq!(host, expected_host);
     let module: Vec<Sentence> = log
@@ -780,10 +775,7 @@ fn the_bd1_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialog
     );
     assert!(replay.sent_at(2).expect("2 sent") - first >= Duration::from_secs(60));
     assert!(
-        !replay
-            .events
-            .iter()
-            .any(|(_, e)| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
+        !replay.events.iter().any(|(_, e)| failed_or_down(e)),
         "{:?}",
         replay.events
     );
@@ -965,12 +957,7 @@ fn the_sms_dialogue_replayed_through_the_driver_ends_each_exchange_as_the_dialog
         sent,
         [&&BearerEvent::Sent { id: 1 }, &&BearerEvent::Sent { id: 2 }]
     );
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, BearerEvent::Failed { .. } | BearerEvent::Down { .. })),
-        "{events:?}"
-    );
+    assert!(!events.iter().any(|e| failed_or_down(e)), "{events:?}");
     assert_eq!(replay.driver.counters(), Default::default(), "no fault");
     drop(replay);
 

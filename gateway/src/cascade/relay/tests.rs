@@ -598,28 +598,37 @@ fn a_plan_names_the_route_and_messages_an_alert_would_take_and_sends_nothing() {
     );
 }
 
-#[test]
-fn a_neighbour_whose_clock_is_ahead_beyond_the_skew_is_said_once_and_healed_by_an_accepted_frame() {
-    let mut net = Net::new();
-    // The district's clock runs two minutes ahead of the street's (skew: 30 s).
-    let ahead = net.utc + chrono::Duration::seconds(120);
-    net.relays[DISTRICT].poll(net.now, ahead);
-    let heartbeats: Vec<Vec<u8>> = net.relays[DISTRICT]
+/// What the district sends when polled `after` the net's time, its clock reading `utc`.
+fn district_sends(net: &mut Net, after: Duration, utc: DateTime<Utc>) -> Vec<Vec<u8>> {
+    let now = net.now + after;
+    net.relays[DISTRICT].poll(now, utc);
+    net.relays[DISTRICT]
         .drain()
         .into_iter()
         .filter_map(|o| match o {
             Output::Send { message, .. } => Some(message),
             _ => None,
         })
-        .collect();
-    assert!(!heartbeats.is_empty(), "the district sent its heartbeat");
-    for _ in 0..2 {
-        for message in &heartbeats {
-            net.relays[STREET].on_message("district", BearerKind::Ip, message, net.now, net.utc);
-        }
+        .collect()
+}
+
+/// The street's outputs after it hears `messages` from the district, on its own clock.
+fn street_hears(net: &mut Net, messages: &[Vec<u8>]) -> Vec<Output> {
+    for message in messages {
+        net.relays[STREET].on_message("district", BearerKind::Ip, message, net.now, net.utc);
     }
-    let said: Vec<(String, i64)> = net.relays[STREET]
-        .drain()
+    net.relays[STREET].drain()
+}
+
+#[test]
+fn a_neighbour_whose_clock_is_ahead_beyond_the_skew_is_said_once_and_healed_by_an_accepted_frame() {
+    let mut net = Net::new();
+    // The district's clock runs two minutes ahead of the street's (skew: 30 s).
+    let ahead = net.utc + chrono::Duration::seconds(120);
+    let heartbeats = district_sends(&mut net, Duration::ZERO, ahead);
+    assert!(!heartbeats.is_empty(), "the district sent its heartbeat");
+    let twice: Vec<Vec<u8>> = heartbeats.iter().chain(&heartbeats).cloned().collect();
+    let said: Vec<(String, i64)> = street_hears(&mut net, &twice)
         .into_iter()
         .filter_map(|o| match o {
             Output::ClockOff { link, offset_s } => Some((link, offset_s)),
@@ -643,20 +652,9 @@ fn a_neighbour_whose_clock_is_ahead_beyond_the_skew_is_said_once_and_healed_by_a
     // A heartbeat from the past (an old copy replayed, or one late from a slow bearer)
     // says nothing of the clocks: refused as expired, and no more.
     let behind = net.utc - chrono::Duration::seconds(300);
-    net.relays[DISTRICT].poll(net.now + Duration::from_secs(30), behind);
-    let old: Vec<Vec<u8>> = net.relays[DISTRICT]
-        .drain()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Send { message, .. } => Some(message),
-            _ => None,
-        })
-        .collect();
+    let old = district_sends(&mut net, Duration::from_secs(30), behind);
     assert!(!old.is_empty());
-    for message in &old {
-        net.relays[STREET].on_message("district", BearerKind::Ip, message, net.now, net.utc);
-    }
-    let outputs = net.relays[STREET].drain();
+    let outputs = street_hears(&mut net, &old);
     assert!(
         outputs.iter().any(|o| matches!(
             o,
@@ -674,13 +672,8 @@ fn a_neighbour_whose_clock_is_ahead_beyond_the_skew_is_said_once_and_healed_by_a
 
     // The clocks healed above; a clock ahead again is said again.
     let ahead = net.utc + chrono::Duration::seconds(300);
-    net.relays[DISTRICT].poll(net.now + Duration::from_secs(60), ahead);
-    for output in net.relays[DISTRICT].drain() {
-        if let Output::Send { message, .. } = output {
-            net.relays[STREET].on_message("district", BearerKind::Ip, &message, net.now, net.utc);
-        }
-    }
-    let outputs = net.relays[STREET].drain();
+    let sent = district_sends(&mut net, Duration::from_secs(60), ahead);
+    let outputs = street_hears(&mut net, &sent);
     assert!(
         outputs
             .iter()
