@@ -479,7 +479,7 @@ fn a_street_killed_with_a_report_queued_sends_it_after_its_restart_and_the_distr
 fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_district() {
     let _serial = one_at_a_time();
     use gateway::cascade::auth::{Sealer, seal};
-    use gateway::cascade::frame::{Body, FieldReport, Header, Timestamp};
+    use gateway::cascade::frame::{Body, FieldReport};
     use gateway::cascade::keys::NodeKey;
 
     let dir = common::scratch("cascade-forged");
@@ -493,11 +493,8 @@ fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_
     let village_key = NodeKey::load(&dir.join("keys/village.sm2.key")).expect("the village's key");
     let stranger = NodeKey::generate().expect("a key nobody trusts");
     let now = chrono::Utc::now();
-    let header = |origin: &str, sequence: u32, from: i64, until: i64| Header {
-        origin: origin.parse().expect("area"),
-        sequence,
-        valid_from: Timestamp::from_datetime(now + chrono::Duration::seconds(from)).expect("t"),
-        valid_until: Timestamp::from_datetime(now + chrono::Duration::seconds(until)).expect("t"),
+    let header = |origin: &str, sequence: u32, from: i64, until: i64| {
+        header_at(now, origin, sequence, from, until)
     };
     let report = |text: &str| Body::FieldReport(FieldReport { text: text.into() });
     let frames = [
@@ -527,12 +524,7 @@ fn forged_unknown_expired_and_replayed_reports_sent_to_a_street_never_reach_the_
         ),
     ];
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
-    for frame in &frames {
-        socket
-            .send_to(frame.as_ref().expect("sealed"), &at.street)
-            .expect("sent");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    inject(&socket, &at.street, &frames);
     wait_until(
         "the genuine report at the district",
         Duration::from_secs(30),
@@ -585,6 +577,39 @@ fn an_alert_accepted_at_the_district_goes_down_the_cascade_as_a_frame_once() {
     district.kill_and_restart("district");
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(received("village"), 1);
+}
+
+/// A frame header for `origin`, valid from `from` to `until` seconds after `now`.
+fn header_at(
+    now: chrono::DateTime<chrono::Utc>,
+    origin: &str,
+    sequence: u32,
+    from: i64,
+    until: i64,
+) -> gateway::cascade::frame::Header {
+    use gateway::cascade::frame::Timestamp;
+    let at = |s: i64| Timestamp::from_datetime(now + chrono::Duration::seconds(s)).expect("t");
+    gateway::cascade::frame::Header {
+        origin: origin.parse().expect("area"),
+        sequence,
+        valid_from: at(from),
+        valid_until: at(until),
+    }
+}
+
+/// Sends sealed frames straight to a node's frame port from `socket`, as anyone on its
+/// network could, 200 ms apart.
+fn inject<E: std::fmt::Debug>(
+    socket: &std::net::UdpSocket,
+    to: &str,
+    frames: &[Result<Vec<u8>, E>],
+) {
+    for frame in frames {
+        socket
+            .send_to(frame.as_ref().expect("sealed"), to)
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `[alerts]` for a node that plays alerts itself, and one `[[downstream]]` table.
@@ -751,7 +776,7 @@ fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeake
     let _serial = one_at_a_time();
     use gateway::alert::model::Level;
     use gateway::cascade::auth::{Sealer, seal};
-    use gateway::cascade::frame::{Alert, Body, Content, Header, Timestamp};
+    use gateway::cascade::frame::{Alert, Body, Content};
     use gateway::cascade::keys::NodeKey;
 
     let dir = common::scratch("cascade-forged-alerts");
@@ -774,11 +799,8 @@ fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeake
     let district_key = NodeKey::load(&dir.join("keys/district.sm2.key")).expect("district key");
     let stranger = NodeKey::generate().expect("a key nobody trusts");
     let now = chrono::Utc::now();
-    let header = |origin: &str, sequence: u32, from: i64, until: i64| Header {
-        origin: origin.parse().expect("area"),
-        sequence,
-        valid_from: Timestamp::from_datetime(now + chrono::Duration::seconds(from)).expect("t"),
-        valid_until: Timestamp::from_datetime(now + chrono::Duration::seconds(until)).expect("t"),
+    let header = |origin: &str, sequence: u32, from: i64, until: i64| {
+        header_at(now, origin, sequence, from, until)
     };
     let alert = |number: u32, text: &str| {
         Body::Alert(Alert {
@@ -816,12 +838,7 @@ fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeake
     ];
     // Sent straight to the street's frame port, as an attacker on its network would.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
-    for frame in &frames {
-        socket
-            .send_to(frame.as_ref().expect("sealed"), &at.street)
-            .expect("sent");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    inject(&socket, &at.street, &frames);
     wait_until(
         "the genuine alert played at the village",
         Duration::from_secs(60),
@@ -849,12 +866,7 @@ fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeake
         &alert(5, "【红色预警】已撤销的预警。"),
         Sealer::Sm2(&district_key),
     );
-    for frame in [&again, &cancel, &cancelled] {
-        socket
-            .send_to(frame.as_ref().expect("sealed"), &at.street)
-            .expect("sent");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    inject(&socket, &at.street, &[again, cancel, cancelled]);
     wait_until(
         "the late alert refused as cancelled at the village",
         Duration::from_secs(30),

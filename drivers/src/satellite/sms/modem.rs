@@ -800,6 +800,16 @@ mod tests {
         registered_with(SmsTiming::default(), now)
     }
 
+    /// A registered modem that asks for the signal only once an hour, so no check falls
+    /// among a test's exchanges.
+    fn registered_without_signal_checks(t0: Instant) -> SmsModem {
+        let timing = SmsTiming {
+            signal_every: Duration::from_secs(3600),
+            ..SmsTiming::default()
+        };
+        registered_with(timing, t0)
+    }
+
     fn registered_with(timing: SmsTiming, now: Instant) -> SmsModem {
         let mut modem = SmsModem::new(timing, now);
         assert_eq!(exchange(&mut modem, now, "OK\r\n"), "AT\r");
@@ -832,11 +842,7 @@ mod tests {
     fn a_message_the_modem_refuses_five_times_fails_after_doubling_waits() {
         let t0 = Instant::now();
         // No signal check falls among the tries.
-        let timing = SmsTiming {
-            signal_every: Duration::from_secs(3600),
-            ..SmsTiming::default()
-        };
-        let mut modem = registered_with(timing, t0);
+        let mut modem = registered_without_signal_checks(t0);
         modem.enqueue(alert(1), t0).expect("takes it");
         let mut at = t0;
         let mut waits = Vec::new();
@@ -894,11 +900,7 @@ mod tests {
     #[test]
     fn no_network_service_takes_the_bearer_down_and_the_message_waits_for_registration() {
         let t0 = Instant::now();
-        let timing = SmsTiming {
-            signal_every: Duration::from_secs(3600),
-            ..SmsTiming::default()
-        };
-        let mut modem = registered_with(timing, t0);
+        let mut modem = registered_without_signal_checks(t0);
         modem.enqueue(alert(1), t0).expect("takes it");
         let command = exchange(&mut modem, t0, "\r\n+CMS ERROR: 331\r\n");
         assert!(command.starts_with("AT+CMGS="), "{command}");
