@@ -7,7 +7,7 @@ packages=(
   build-essential pkg-config cmake   # the opus crate builds or links libopus
   libopus-dev                        # system libopus, found through pkg-config
   libasound2-dev                     # cpal talks to ALSA
-  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # third-party RTP peer
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad  # third-party RTP and SRTP peer
   sox socat                          # test signals, pseudo-terminals
   multimon-ng                        # a reference DTMF decoder for the tests
   espeak-ng                          # text-to-speech for alerts without recorded audio

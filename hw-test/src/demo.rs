@@ -144,20 +144,36 @@ pub fn run(options: &DemoOptions) -> Result<Vec<Verdict>, DemoError> {
         options.gap.as_millis(),
         options.repeat
     );
-    for (street, port) in streets.iter().zip(&street_ports) {
+    // Voice between the district and each street goes as SRTP, under a key per link.
+    let mut link_keys = Vec::new();
+    for street in &streets {
+        link_keys.push(srtp_key(
+            &options.emcomm,
+            &out.join("keys"),
+            &format!("district-{street}"),
+        )?);
+    }
+    for ((street, port), key) in streets.iter().zip(&street_ports).zip(&link_keys) {
         let _ = writeln!(
             district,
-            "[[downstream]]\nname = \"{street}\"\naddress = \"127.0.0.1:{port}\"\nkind = \"gateway\"\n"
+            "[[downstream]]\nname = \"{street}\"\naddress = \"127.0.0.1:{port}\"\nkind = \"gateway\"\nsrtp_key = \"{}\"\n",
+            toml_path(key)
         );
     }
     let district_config = out.join("district.toml");
     std::fs::write(&district_config, district).map_err(io("writing district.toml"))?;
 
     let mut street_configs = Vec::new();
-    for (s, (street, port)) in streets.iter().zip(&street_ports).enumerate() {
+    for (s, ((street, port), key)) in streets
+        .iter()
+        .zip(&street_ports)
+        .zip(&link_keys)
+        .enumerate()
+    {
         let mut text = format!(
-            "[node]\nname = \"{street}\"\ntier = \"street\"\narea = \"41050300{}\"\n\n[rtp]\nlisten = \"127.0.0.1:{port}\"\nrtcp_interval_ms = 1000\ninput_timeout_ms = 3000\n\n[upstream]\nallow = [\"127.0.0.1\"]\n\n",
-            s + 1
+            "[node]\nname = \"{street}\"\ntier = \"street\"\narea = \"41050300{}\"\n\n[rtp]\nlisten = \"127.0.0.1:{port}\"\nrtcp_interval_ms = 1000\ninput_timeout_ms = 3000\n\n[upstream]\nallow = [\"127.0.0.1\"]\nsrtp_key = \"{}\"\n\n",
+            s + 1,
+            toml_path(key)
         );
         for speaker in speakers.iter().filter(|sp| sp.name.starts_with(street)) {
             let _ = writeln!(
@@ -352,4 +368,29 @@ pub fn table(verdicts: &[Verdict]) -> String {
         );
     }
     out
+}
+
+/// A fresh SRTP key for voice link `link`, made in `dir` by `emcomm keys srtp` as an
+/// operator would; the key of an earlier run is removed first (a key is never
+/// overwritten).
+fn srtp_key(emcomm: &Path, dir: &Path, link: &str) -> Result<PathBuf, DemoError> {
+    let path = dir.join(format!("{link}.srtp.key"));
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", path.display()))(e)),
+    }
+    let out = Command::new(emcomm)
+        .args(["keys", "srtp", "--out"])
+        .arg(dir)
+        .args(["--link", link])
+        .output()
+        .map_err(io(format!("starting {}", emcomm.display())))?;
+    if !out.status.success() {
+        return Err(DemoError::Process(format!(
+            "emcomm keys srtp --link {link}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(path)
 }

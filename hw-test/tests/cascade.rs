@@ -911,7 +911,8 @@ fn rtp_listen(config: &str) -> String {
 }
 
 /// Sends one second of Opus speech-band tone as RTP stream `ssrc` to `to`, at real pace.
-fn send_opus(to: &str, ssrc: u32) {
+/// One second of Opus RTP under `ssrc` to `to`, as SRTP under `srtp` where given.
+fn send_opus(to: &str, ssrc: u32, mut srtp: Option<&mut gateway::voice::srtp::SrtpLink>) {
     use drivers::rtp::packetizer::Packetizer;
     use drivers::rtp::payload::PayloadFormat;
     let mut encoder =
@@ -923,33 +924,54 @@ fn send_opus(to: &str, ssrc: u32) {
             .map(|i| (((k * 960 + i) as f32 * 0.0575).sin() * 9000.0) as i16)
             .collect();
         let payload = encoder.encode(&frame).expect("encode").to_vec();
-        let datagram = stream.packetize(&payload, Instant::now());
+        let mut datagram = stream.packetize(&payload, Instant::now()).to_vec();
+        if let Some(link) = srtp.as_deref_mut() {
+            datagram = link.protect_rtp(&datagram).expect("protected");
+        }
         socket.send_to(&datagram, to).expect("sent");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Makes the SRTP key of voice link `link` in `dir` with `emcomm keys srtp`.
+fn srtp_key(dir: &Path, link: &str) -> std::path::PathBuf {
+    let (emcomm, _) = common::binaries();
+    let out = Command::new(emcomm)
+        .args(["keys", "srtp", "--out"])
+        .arg(dir)
+        .args(["--link", link])
+        .output()
+        .expect("emcomm keys srtp");
+    assert!(out.status.success(), "{out:?}");
+    dir.join(format!("{link}.srtp.key"))
+}
+
 #[test]
-fn a_street_in_the_cascade_forwards_the_districts_granted_voice_and_no_stream_without_a_grant() {
+fn a_street_in_the_cascade_forwards_the_districts_granted_srtp_and_no_stream_without_a_grant_or_the_key()
+ {
     let _serial = one_at_a_time();
     let dir = common::scratch("cascade-grants");
     let (_relays, at) = loopback(&dir);
     let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
     let (district, street, _) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
     let (_pole, pole_port) = common::spawn_speaker(&dir, "street-pole", "opus");
-    // The street relays voice as before (no [alerts]); the district sends it its voice.
+    // The street relays voice as before (no [alerts]); the district sends it its voice
+    // as SRTP under their link's key.
+    let key = srtp_key(&dir.join("keys"), "district-street-1");
     let street_rtp: u16 = rtp_listen(&street)
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
     let district = format!(
-        "{district}{ALERTS}{}",
-        downstream("street-1", street_rtp, "410503001", "gateway")
+        "{district}{ALERTS}{}srtp_key = \"{}\"\n",
+        downstream("street-1", street_rtp, "410503001", "gateway"),
+        key.display()
     );
     let street = format!(
-        "{street}{}",
-        downstream("street-pole", pole_port, "410503001", "loudspeaker")
+        "{street}{}\n[upstream]\nsrtp_key = \"{}\"\n",
+        downstream("street-pole", pole_port, "410503001", "loudspeaker"),
+        key.display()
     );
     let district = start(&dir.join("district"), "district", &district, None);
     let _street = start(&dir.join("street"), "street", &street, None);
@@ -959,11 +981,17 @@ fn a_street_in_the_cascade_forwards_the_districts_granted_voice_and_no_stream_wi
             .matches("stream started")
             .count()
     };
+    let to_street = format!("127.0.0.1:{street_rtp}");
 
-    // A stream from an allowed address, but with no grant: the loudspeaker hears nothing.
-    send_opus(&format!("127.0.0.1:{street_rtp}"), 0x5eed);
+    // Plain RTP, as anyone on the path could send: refused before any grant is asked.
+    send_opus(&to_street, 0x5eed, None);
+    // SRTP under the link's key, but with no grant: refused too.
+    let key = gateway::cascade::keys::SrtpKey::load(&key).expect("key");
+    let mut link = gateway::voice::srtp::SrtpLink::new(&key).expect("link");
+    send_opus(&to_street, 0x5eee, Some(&mut link));
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(heard(), 0, "an ungranted stream reached the loudspeaker");
+    assert_eq!(heard(), 0, "a stream reached the loudspeaker");
+    assert_eq!(logged(&dir, "street", "RTP from above refused"), 1);
     assert_eq!(
         logged(&dir, "street", "voice stream without a stream grant"),
         1
@@ -982,6 +1010,7 @@ fn a_street_in_the_cascade_forwards_the_districts_granted_voice_and_no_stream_wi
         1,
         "the granted stream was never refused"
     );
+    assert_eq!(logged(&dir, "street", "RTP from above refused"), 1);
 }
 
 #[test]

@@ -700,9 +700,21 @@ fn patches_made_from_the_cli_carry_audio_are_listed_and_survive_a_restart() {
 }
 
 #[test]
-fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_rtp_link() {
+fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_srtp_link() {
     let near = hw_test::process::free_port_pair().expect("port");
     let far = hw_test::process::free_port_pair().expect("port");
+    // Both gateways hold the link's SRTP key.
+    let keys = common::scratch("radio-link-keys");
+    let key = keys.join("street-1-street-2.srtp.key");
+    let _ = std::fs::remove_file(&key);
+    let (emcomm, _) = common::binaries();
+    let made = Command::new(&emcomm)
+        .args(["keys", "srtp", "--out"])
+        .arg(&keys)
+        .args(["--link", "street-1-street-2"])
+        .output()
+        .expect("emcomm keys srtp");
+    assert!(made.status.success(), "{made:?}");
     let mut b = RadioSpec::new("tg-b", "");
     b.far = true;
     let mut rig = Rig::start(
@@ -710,8 +722,10 @@ fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_rtp_link() {
         &[RadioSpec::new("tg-a", "2 transmit tone-3s.wav\n"), b],
         &format!(
             "[patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n\
-             [[link]]\nname = \"to-street-2\"\nlisten = \"127.0.0.1:{near}\"\nsend_to = \"127.0.0.1:{far}\"\n\n\
-             [[patch]]\nname = \"across\"\nmembers = [\"tg-a\", \"to-street-2\"]\n\n"
+             [[link]]\nname = \"to-street-2\"\nlisten = \"127.0.0.1:{near}\"\nsend_to = \"127.0.0.1:{far}\"\n\
+             srtp_key = \"{key}\"\n\n\
+             [[patch]]\nname = \"across\"\nmembers = [\"tg-a\", \"to-street-2\"]\n\n",
+            key = key.display()
         ),
         &[],
     );
@@ -721,12 +735,13 @@ fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_rtp_link() {
         "[node]\nname = \"street-2\"\ntier = \"street\"\narea = \"410503002\"\n\n\
          [rtp]\nlisten = \"127.0.0.1:5996\"\n\n\
          [patching]\nstate_dir = \"state-2\"\nhang_ms = 300\n\n\
-         [[link]]\nname = \"to-street-1\"\nlisten = \"127.0.0.1:{far}\"\nsend_to = \"127.0.0.1:{near}\"\n\n\
+         [[link]]\nname = \"to-street-1\"\nlisten = \"127.0.0.1:{far}\"\nsend_to = \"127.0.0.1:{near}\"\n\
+         srtp_key = \"{}\"\n\n\
          [[patch]]\nname = \"across\"\nmembers = [\"to-street-1\", \"tg-b\"]\n\n{}",
+        key.display(),
         radio_table(&far_b)
     );
     std::fs::write(rig.dir.join("street-2.toml"), config).expect("config");
-    let (emcomm, _) = common::binaries();
     let mut second = Command::new(&emcomm);
     second
         .args(["run", "--config"])
@@ -759,6 +774,10 @@ fn a_patch_reaches_a_talkgroup_on_another_gateway_over_an_rtp_link() {
         log.contains("floor granted patch=across port=to-street-1"),
         "{log}"
     );
+    assert!(log.contains("RTP link up link=to-street-1"), "{log}");
+    assert!(log.contains("srtp=true"), "{log}");
+    assert!(!log.contains("RTP on the link refused"), "{log}");
+    let _ = std::fs::remove_dir_all(keys);
 }
 
 #[test]

@@ -6,11 +6,14 @@
 //!   configuration to verify that node's frames.
 //! * [`LinkKey`]: a 32-byte secret shared by the two ends of one link, for the
 //!   truncated HMAC-SM3 tag of the bearers too narrow for a signature.
+//! * [`SrtpKey`]: the SRTP master key and salt (16 and 14 bytes) shared by the two
+//!   gateways of one voice link (RFC 3711 §8.2, suite `AES_CM_128_HMAC_SHA1_80`).
 //!
 //! Every key file is text: lines starting with `#` are comments, and the rest is the key
 //! in hexadecimal (white space ignored). A private key is 64 digits (the 32-byte
 //! scalar); a public key 66 or 130 digits (the SEC1 compressed or uncompressed point,
-//! GB/T 32918.1 §4.2.9); a link key 64 digits. A private or link key file that group or
+//! GB/T 32918.1 §4.2.9); a link key 64 digits; an SRTP key 60 digits, the master key
+//! then the master salt, as in an SDES `inline:` key (RFC 4568 §6.1). A private or link key file that group or
 //! others may read is refused, as ssh refuses such an identity file.
 //!
 //! SM2 signatures use the default distinguishing identifier of GM/T 0009-2012 §10,
@@ -31,6 +34,10 @@ pub const DISTINGUISHING_ID: &str = "1234567812345678";
 
 /// Bytes of a link key.
 pub const LINK_KEY_BYTES: usize = 32;
+
+/// Bytes of an SRTP master key (AES-128) and of its master salt (RFC 3711 §8.2).
+pub const SRTP_MASTER_KEY_BYTES: usize = 16;
+pub const SRTP_MASTER_SALT_BYTES: usize = 14;
 
 /// A node's SM2 private key, with its distinguishing identifier.
 #[derive(Clone)]
@@ -55,6 +62,13 @@ impl Eq for NodePublicKey {}
 /// The secret of one link's HMAC-SM3 tags.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LinkKey([u8; LINK_KEY_BYTES]);
+
+/// The SRTP master key and master salt of one voice link between two gateways.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKey {
+    key: [u8; SRTP_MASTER_KEY_BYTES],
+    salt: [u8; SRTP_MASTER_SALT_BYTES],
+}
 
 /// Why text is not a key.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -201,6 +215,66 @@ impl fmt::Debug for LinkKey {
     }
 }
 
+impl SrtpKey {
+    pub fn generate() -> Result<SrtpKey, KeyError> {
+        let mut bytes = [0; SRTP_MASTER_KEY_BYTES + SRTP_MASTER_SALT_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(SrtpKey::from_bytes(&bytes))
+    }
+
+    pub fn from_hex(text: &str) -> Result<SrtpKey, KeyError> {
+        let bytes = hex_digits(
+            text,
+            &[SRTP_MASTER_KEY_BYTES + SRTP_MASTER_SALT_BYTES],
+            "60",
+        )?;
+        Ok(SrtpKey::from_bytes(&bytes))
+    }
+
+    /// The key from its first 16 bytes and the salt from the 14 after; zeros where
+    /// `bytes` is shorter (only [`Self::from_hex`] and [`Self::generate`] call it, with 30).
+    fn from_bytes(bytes: &[u8]) -> SrtpKey {
+        let mut key = [0; SRTP_MASTER_KEY_BYTES];
+        let mut salt = [0; SRTP_MASTER_SALT_BYTES];
+        for (k, b) in key.iter_mut().zip(bytes) {
+            *k = *b;
+        }
+        for (s, b) in salt
+            .iter_mut()
+            .zip(bytes.iter().skip(SRTP_MASTER_KEY_BYTES))
+        {
+            *s = *b;
+        }
+        SrtpKey { key, salt }
+    }
+
+    /// Reads an SRTP key file, refusing one that group or others may read.
+    pub fn load(path: &Path) -> Result<SrtpKey, KeyFileError> {
+        let text = read_secret(path)?;
+        SrtpKey::from_hex(&text).map_err(|source| invalid(path, source))
+    }
+
+    /// The master key then the master salt, in hexadecimal: the form GStreamer's
+    /// `srtpenc key=` and libsrtp's test tools take.
+    pub fn to_hex(&self) -> String {
+        format!("{}{}", to_hex(&self.key), to_hex(&self.salt))
+    }
+
+    pub fn master_key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub fn master_salt(&self) -> &[u8] {
+        &self.salt
+    }
+}
+
+impl fmt::Debug for SrtpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SrtpKey(…)")
+    }
+}
+
 /// The bytes of a key file's hexadecimal, which must be one of `sizes` bytes long.
 /// Comment lines (`#`) and white space are skipped; `position` in an error counts the
 /// characters of the whole text from 1.
@@ -310,6 +384,27 @@ mod tests {
         );
         let error = NodeKey::from_hex("00").expect_err("too short").to_string();
         assert_eq!(error, "2 hexadecimal digits where 64 are expected");
+        let error = SrtpKey::from_hex(&"ab".repeat(32)).expect_err("a link key's length");
+        assert_eq!(
+            error.to_string(),
+            "64 hexadecimal digits where 60 are expected"
+        );
+    }
+
+    #[test]
+    fn an_srtp_key_is_the_master_key_then_the_master_salt() {
+        let hex = "# voice link street-1\n\
+                   000102030405060708090a0b0c0d0e0f\n\
+                   101112131415161718191a1b1c1d\n";
+        let key = SrtpKey::from_hex(hex).expect("60 digits");
+        assert_eq!(key.master_key(), (0u8..16).collect::<Vec<_>>());
+        assert_eq!(key.master_salt(), (16u8..30).collect::<Vec<_>>());
+        assert_eq!(
+            key.to_hex(),
+            hex.lines().skip(1).map(str::trim).collect::<String>()
+        );
+        let fresh = SrtpKey::generate().expect("random");
+        assert_eq!(SrtpKey::from_hex(&fresh.to_hex()), Ok(fresh));
     }
 
     #[test]

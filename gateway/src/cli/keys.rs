@@ -1,4 +1,5 @@
-//! `emcomm keys generate`: a node's SM2 key pair, and optionally a link key, as files.
+//! `emcomm keys generate`: a node's SM2 key pair, and optionally a link key, as files;
+//! `emcomm keys srtp`: the SRTP key of one voice link between two gateways.
 //!
 //! The files are those `cascade::keys` reads (hexadecimal text, `#` comments). Secret
 //! files are created with mode 0600 and never overwritten: a key that exists stays, and
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::Outcome;
-use crate::cascade::keys::{LinkKey, NodeKey};
+use crate::cascade::keys::{LinkKey, NodeKey, SrtpKey};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
@@ -31,6 +32,19 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the SRTP key of one voice link (LINK.srtp.key, 30 random bytes: master key
+    /// and salt), for `srtp_key` in the sender's [[downstream]] and the receiver's
+    /// [upstream].
+    Srtp {
+        /// The folder to write the file into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The link's name, such as the two gateways': letters, digits, '-', '_', '.'.
+        #[arg(long)]
+        link: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a keys command.
@@ -42,16 +56,71 @@ pub fn run(command: KeysCommand) -> Outcome {
             link_key,
             json,
         } => generate(&out, &node, link_key, json),
+        KeysCommand::Srtp { out, link, json } => srtp(&out, &link, json),
     }
 }
 
-fn generate(out: &Path, node: &str, with_link_key: bool, json: bool) -> Outcome {
-    let valid_name = !node.is_empty()
-        && !node.starts_with('.')
-        && node
+/// Whether `name` can name a key file: letters, digits, '-', '_' and '.', not leading.
+fn file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid_name {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn srtp(out: &Path, link: &str, json: bool) -> Outcome {
+    if !file_name(link) {
+        eprintln!("{link:?} is not a link name: letters, digits, '-', '_' and '.' only");
+        return Outcome::Refused;
+    }
+    let path = out.join(format!("{link}.srtp.key"));
+    if path.exists() {
+        eprintln!("{}: exists; a key is never overwritten", path.display());
+        return Outcome::Refused;
+    }
+    let key = match SrtpKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("{e}");
+            return Outcome::Failed;
+        }
+    };
+    let text = format!(
+        "# SRTP master key and salt (AES_CM_128_HMAC_SHA1_80) of voice link {link}:\n\
+         # both gateways of the link hold this file, nobody else\n{}\n",
+        key.to_hex()
+    );
+    if let Err(e) = std::fs::create_dir_all(out).and_then(|()| write_new(&path, 0o600, &text)) {
+        eprintln!("{}: cannot write: {e}", path.display());
+        return Outcome::Failed;
+    }
+    let sender = format!(
+        "srtp_key = \"{}\"  # in the sender's [[downstream]] table",
+        path.display()
+    );
+    let receiver = format!(
+        "srtp_key = \"{}\"  # in the receiver's [upstream] table",
+        path.display()
+    );
+    if json {
+        say!(
+            "{:#}",
+            json!({ "link": link, "srtp_key": path, "sender": sender, "receiver": receiver })
+        );
+    } else {
+        say!(
+            "wrote {} (mode 0600): copy it to the gateway at the other end of the link by a safe way",
+            path.display()
+        );
+        say!("{sender}");
+        say!("{receiver}");
+    }
+    Outcome::Done
+}
+
+fn generate(out: &Path, node: &str, with_link_key: bool, json: bool) -> Outcome {
+    if !file_name(node) {
         eprintln!("{node:?} is not a node name: letters, digits, '-', '_' and '.' only");
         return Outcome::Refused;
     }

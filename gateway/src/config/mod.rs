@@ -166,6 +166,8 @@ struct RawUpstream {
     api: Option<Spanned<String>>,
     /// A file holding this node's token for the parent's API (role `node`).
     token_file: Option<Spanned<PathBuf>>,
+    /// The SRTP key file of the voice link from the parent gateway.
+    srtp_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +182,8 @@ struct RawDownstream {
     area: Option<Spanned<String>>,
     #[serde(default)]
     exercises: bool,
+    /// The SRTP key file of the voice link to this destination.
+    srtp_key: Option<Spanned<PathBuf>>,
 }
 
 /// Where a district's voice comes from.
@@ -209,6 +213,9 @@ pub struct Downstream {
     pub area: AreaCode,
     /// Whether it plays `Exercise` and `Test` alerts.
     pub exercises: bool,
+    /// The SRTP key file of the link (`crate::voice::srtp`): voice and RTCP to and from
+    /// this destination are SRTP under it. Plain RTP without one.
+    pub srtp_key: Option<PathBuf>,
 }
 
 /// Where a node reports its loudspeakers' receipts: its parent's control API.
@@ -238,6 +245,9 @@ pub struct Config {
     pub source: Option<VoiceSource>,
     /// Hosts whose RTP is accepted; empty accepts any (see docs/limitations.md).
     pub upstream_allow: Vec<IpAddr>,
+    /// The SRTP key file of the voice link from the parent: with one, only SRTP under it
+    /// is taken from above.
+    pub upstream_srtp_key: Option<PathBuf>,
     pub downstream: Vec<Downstream>,
     /// The parent's control API, to report receipts to; `None` when not reporting.
     pub upstream_api: Option<UpstreamApi>,
@@ -588,6 +598,7 @@ impl Config {
                 kind: d.kind,
                 area,
                 exercises: d.exercises,
+                srtp_key: d.srtp_key.as_ref().map(|k| base.join(k.get_ref())),
             });
         }
 
@@ -644,13 +655,20 @@ impl Config {
                     "a node with [alerts] relays no voice from above, so it has no receipts to post here: its receipts go up the cascade",
                 ));
             }
-            if !raw.upstream.allow.is_empty() {
+            if !raw.upstream.allow.is_empty() || raw.upstream.srtp_key.is_some() {
                 return Err(at.error(
                     a.span(),
                     "upstream.allow",
                     "a node with [alerts] relays no voice from above: remove [upstream], or [alerts] to relay the district's voice",
                 ));
             }
+        }
+        if let (Some(key), Tier::District) = (&raw.upstream.srtp_key, tier) {
+            return Err(at.error(
+                key.span(),
+                "upstream.srtp_key",
+                "a district has no voice from above: an SRTP key goes on each [[downstream]] gateway",
+            ));
         }
         let api = raw.api.as_ref().map(|a| alerts::api(a, base));
         let alerts = match &raw.alerts {
@@ -698,6 +716,11 @@ impl Config {
             input_timeout,
             source,
             upstream_allow: raw.upstream.allow.clone(),
+            upstream_srtp_key: raw
+                .upstream
+                .srtp_key
+                .as_ref()
+                .map(|k| base.join(k.get_ref())),
             upstream_api,
             downstream,
             api,
@@ -782,6 +805,40 @@ codec = "pcmu"
         let e = parse(&relaying).expect_err("invalid");
         assert_eq!(e.key, "upstream.allow");
         assert!(e.message.contains("relays no voice from above"), "{e}");
+        let keyed = format!("{STREET}{alerts}\n[upstream]\nsrtp_key = \"k.srtp.key\"\n");
+        assert!(
+            parse(&keyed).is_err(),
+            "an SRTP key for voice it never takes"
+        );
+    }
+
+    #[test]
+    fn srtp_keys_name_files_beside_the_configuration() {
+        let text = STREET.replace(
+            "address = \"127.0.0.1:6000\"\n",
+            "address = \"127.0.0.1:6000\"\nkind = \"gateway\"\nsrtp_key = \"keys/street-village.srtp.key\"\n",
+        );
+        let text = format!("{text}\n[upstream]\nsrtp_key = \"keys/district-street.srtp.key\"\n");
+        let config = Config::parse(Path::new("/etc/emcomm/street.toml"), &text).expect("valid");
+        assert_eq!(
+            config.downstream[0].srtp_key.as_deref(),
+            Some(Path::new("/etc/emcomm/keys/street-village.srtp.key"))
+        );
+        assert_eq!(config.downstream[1].srtp_key, None);
+        assert_eq!(
+            config.upstream_srtp_key.as_deref(),
+            Some(Path::new("/etc/emcomm/keys/district-street.srtp.key"))
+        );
+
+        let district = format!(
+            "{}\n[source]\ndevice = \"default\"\n",
+            STREET
+                .replace("\"street\"", "\"district\"")
+                .replace("\n[rtp]\nlisten = \"127.0.0.1:5010\"\n", "")
+        );
+        parse(&district).expect("a district without an upstream key");
+        let e = parse(&format!("{district}\n[upstream]\nsrtp_key = \"k\"\n")).expect_err("invalid");
+        assert_eq!(e.key, "upstream.srtp_key");
     }
 
     #[test]

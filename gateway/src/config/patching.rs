@@ -89,6 +89,8 @@ pub(super) struct RawLink {
     send_to: Spanned<SocketAddr>,
     #[serde(default)]
     priority: bool,
+    /// The SRTP key file shared with the far gateway.
+    srtp_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +187,9 @@ pub struct LinkConfig {
     /// The far gateway's link address.
     pub send_to: SocketAddr,
     pub priority: bool,
+    /// The SRTP key file shared with the far gateway (`crate::voice::srtp`): with one,
+    /// the link sends and takes only SRTP and SRTCP under it.
+    pub srtp_key: Option<PathBuf>,
 }
 
 /// One loudspeaker of a zone: where its RTP goes and in which format.
@@ -362,6 +367,7 @@ pub(super) fn patching(
             listen,
             send_to,
             priority: l.priority,
+            srtp_key: l.srtp_key.as_ref().map(|k| base.join(k.get_ref())),
         });
     }
 

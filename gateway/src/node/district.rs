@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use codecs::opus::FRAME_SAMPLES;
-use drivers::net::fanout::Fanout;
 use drivers::rtp::ntp::NtpAnchor;
 use drivers::rtp::packetizer::Packetizer;
 use drivers::rtp::payload::{PACKET_DURATION, PayloadFormat};
@@ -30,6 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use super::cascade::Delivered;
 use super::live::{self, LiveEvent, LiveSource};
+use super::srtp::{Destinations, Packet, SrtpLinks};
 use super::{NodeError, bind, rtcp_address, stop_requested};
 use crate::alert::clock::Clock;
 use crate::alert::intake::{CascadeSource, Destination, FrameAlert, Rules};
@@ -63,7 +63,7 @@ struct Group {
     encoder: FrameEncoder,
     packetizer: Packetizer,
     outputs: Vec<OutputId>,
-    rtp: Fanout,
+    rtp: Destinations,
     first_sequence: Option<u16>,
 }
 
@@ -237,6 +237,7 @@ pub async fn run(
     let mut playout = Playout {
         rtp: bind("RTP", rtp_addr)?,
         rtcp: bind("RTCP", rtcp_addr)?,
+        srtp: SrtpLinks::load(&config)?,
         outputs,
         by_rtcp: HashMap::new(),
         sessions: HashMap::new(),
@@ -350,14 +351,20 @@ pub async fn run(
 }
 
 /// Encodes one frame for `group` and sends it to the group's outputs.
-fn send_frame(group: &mut Group, frame: &[i16], at: Instant, rtp: &UdpSocket, session: SessionId) {
+fn send_frame(
+    group: &mut Group,
+    frame: &[i16],
+    at: Instant,
+    (rtp, links): (&UdpSocket, &mut SrtpLinks),
+    session: SessionId,
+) {
     match group.encoder.encode(frame) {
         Ok(payload) => {
             let datagram = group.packetizer.packetize(payload, at);
             if group.first_sequence.is_none() {
                 group.first_sequence = datagram.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
             }
-            group.rtp.send(rtp, &datagram);
+            group.rtp.send(rtp, &datagram, links);
         }
         Err(e) => warn!(session, error = %e, "frame not encoded"),
     }
@@ -383,6 +390,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Playout {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// The SRTP links to the gateways below that have a key.
+    srtp: SrtpLinks,
     outputs: Vec<Output>,
     by_rtcp: HashMap<SocketAddr, OutputId>,
     sessions: HashMap<SessionId, Session>,
@@ -744,7 +753,7 @@ impl Playout {
                         encoder,
                         packetizer: Packetizer::new(o.format),
                         outputs: vec![*output],
-                        rtp: Fanout::new(&[]),
+                        rtp: Destinations::none(Packet::Rtp),
                         first_sequence: None,
                     }),
                     Err(e) => error!(alert, error = %e, "cannot create an encoder"),
@@ -754,7 +763,7 @@ impl Playout {
         for group in &mut groups {
             let addresses: Vec<SocketAddr> =
                 group.outputs.iter().map(|o| self.outputs[*o].rtp).collect();
-            group.rtp = Fanout::new(&addresses);
+            group.rtp = Destinations::new(Packet::Rtp, &addresses, &self.srtp);
         }
         self.grant_streams(alert, &groups);
         let names: Vec<&str> = outputs
@@ -846,7 +855,11 @@ impl Playout {
                 if let Ok(datagram) = build_compound(&spec) {
                     let rtcp: Vec<SocketAddr> =
                         leaving.iter().map(|o| self.outputs[*o].rtcp).collect();
-                    Fanout::new(&rtcp).send(&self.rtcp, &datagram);
+                    Destinations::new(Packet::Rtcp, &rtcp, &self.srtp).send(
+                        &self.rtcp,
+                        &datagram,
+                        &mut self.srtp,
+                    );
                 }
             }
             // A live broadcast ends by being stopped: what was sent counts as its play.
@@ -869,7 +882,7 @@ impl Playout {
             group.outputs.retain(|o| !leaving.contains(o));
             let addresses: Vec<SocketAddr> =
                 group.outputs.iter().map(|o| self.outputs[*o].rtp).collect();
-            group.rtp = Fanout::new(&addresses);
+            group.rtp = Destinations::new(Packet::Rtp, &addresses, &self.srtp);
             let names: Vec<&str> = leaving
                 .iter()
                 .map(|o| self.outputs[*o].name.as_str())
@@ -901,7 +914,7 @@ impl Playout {
                 continue;
             }
             for group in &mut session.groups {
-                send_frame(group, &frame, now, &self.rtp, *id);
+                send_frame(group, &frame, now, (&self.rtp, &mut self.srtp), *id);
             }
         }
     }
@@ -919,7 +932,7 @@ impl Playout {
                 session.next = end;
                 for group in &mut session.groups {
                     // The stream's clock runs from the frame's nominal time.
-                    send_frame(group, &frame, due, &self.rtp, *id);
+                    send_frame(group, &frame, due, (&self.rtp, &mut self.srtp), *id);
                 }
             }
         }
@@ -951,7 +964,11 @@ impl Playout {
                         .iter()
                         .map(|o| self.outputs[*o].rtcp)
                         .collect();
-                    Fanout::new(&rtcp).send(&self.rtcp, &datagram);
+                    Destinations::new(Packet::Rtcp, &rtcp, &self.srtp).send(
+                        &self.rtcp,
+                        &datagram,
+                        &mut self.srtp,
+                    );
                 }
             }
         }
@@ -962,7 +979,10 @@ impl Playout {
             debug!(%from, "RTCP from an address that is no destination");
             return;
         };
-        let events = match parse_compound(datagram) {
+        let Some(datagram) = self.srtp.open_from_downstream(datagram, from) else {
+            return;
+        };
+        let events = match parse_compound(&datagram) {
             Ok(events) => events,
             Err(e) => {
                 debug!(%from, error = %e, "RTCP dropped");

@@ -19,9 +19,11 @@ use tracing::{info, warn};
 
 use super::radio::{PortCommand, PortEvent, PortHandle};
 use super::rtcp_address;
+use crate::cascade::keys::SrtpKey;
 use crate::config::{LinkConfig, ZoneConfig};
 use crate::patch::MemberId;
 use crate::voice::link::{LinkEvent, LinkReceiver, LinkSender};
+use crate::voice::srtp::{SrtpLink, SrtpRefusal};
 
 /// What a network member's task needs besides its own table.
 #[derive(Debug, Clone)]
@@ -139,7 +141,14 @@ async fn run_link(
         LinkSender::new(PayloadFormat::OPUS, settings.opus_bitrate).map_err(|e| e.to_string())?;
     let mut receiver =
         LinkReceiver::new(settings.opus_payload_type, Instant::now()).map_err(|e| e.to_string())?;
-    info!(link = %name, listen = %config.listen, send_to = %config.send_to, "RTP link up");
+    let mut srtp = match &config.srtp_key {
+        Some(path) => {
+            let key = SrtpKey::load(path).map_err(|e| e.to_string())?;
+            Some(SrtpLink::new(&key).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    info!(link = %name, listen = %config.listen, send_to = %config.send_to, srtp = srtp.is_some(), "RTP link up");
     let _ = events.send(PortEvent::Up(name.clone()));
 
     let mut rtp_buffer = vec![0u8; 1500];
@@ -149,27 +158,37 @@ async fn run_link(
     // is not authenticated beyond this).
     let peer = config.send_to.ip();
     let mut foreign: u64 = 0;
+    let mut refused: u64 = 0;
     let result = loop {
         let deadline = receiver.next_deadline();
         tokio::select! {
             command = inbox.recv() => match command {
                 Some(PortCommand::Transmit(frame)) => {
                     match sender.send(&frame, Instant::now()) {
-                        Ok(packet) => {
-                            let _ = rtp.send_to(&packet, config.send_to).await;
-                        }
+                        Ok(packet) => match seal(srtp.as_mut(), &packet, false) {
+                            Some(packet) => {
+                                let _ = rtp.send_to(&packet, config.send_to).await;
+                            }
+                            None => warn!(link = %name, "cannot protect a packet for the link"),
+                        },
                         Err(e) => warn!(link = %name, error = %e, "cannot encode for the link"),
                     }
                 }
                 None | Some(PortCommand::Stop) => {
-                    send_bye(&rtcp, sender.ssrc(), rtcp_address(config.send_to)).await;
+                    send_bye(&rtcp, sender.ssrc(), rtcp_address(config.send_to), srtp.as_mut()).await;
                     break Ok(());
                 }
             },
             read = rtp.recv_from(&mut rtp_buffer) => match read {
-                Ok((n, from)) if from.ip() == peer => {
-                    receiver.on_rtp(&rtp_buffer[..n], Instant::now());
-                }
+                Ok((n, from)) if from.ip() == peer => match open(srtp.as_mut(), &rtp_buffer[..n], false) {
+                    Ok(packet) => receiver.on_rtp(&packet, Instant::now()),
+                    Err(e) => {
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            warn!(link = %name, %from, reason = %e, refused, "RTP on the link refused: not SRTP under its key");
+                        }
+                    }
+                },
                 Ok((_, from)) => {
                     foreign += 1;
                     if foreign.is_power_of_two() {
@@ -179,7 +198,10 @@ async fn run_link(
                 Err(e) => break Err(format!("link socket: {e}")),
             },
             read = rtcp.recv_from(&mut rtcp_buffer) => match read {
-                Ok((n, from)) if from.ip() == peer => receiver.on_rtcp(&rtcp_buffer[..n]),
+                Ok((n, from)) if from.ip() == peer => match open(srtp.as_mut(), &rtcp_buffer[..n], true) {
+                    Ok(packet) => receiver.on_rtcp(&packet),
+                    Err(_) => refused += 1,
+                },
                 Ok(_) => foreign += 1,
                 Err(e) => break Err(format!("link socket: {e}")),
             },
@@ -201,7 +223,25 @@ async fn run_link(
     result
 }
 
-async fn send_bye(socket: &UdpSocket, ssrc: u32, to: SocketAddr) {
+/// `packet` as it goes on the link: protected under its SRTP key where it has one.
+fn seal(srtp: Option<&mut SrtpLink>, packet: &[u8], rtcp: bool) -> Option<Vec<u8>> {
+    match srtp {
+        None => Some(packet.to_vec()),
+        Some(link) if rtcp => link.protect_rtcp(packet).ok(),
+        Some(link) => link.protect_rtp(packet).ok(),
+    }
+}
+
+/// `packet` as it came on the link, unprotected where the link has an SRTP key.
+fn open(srtp: Option<&mut SrtpLink>, packet: &[u8], rtcp: bool) -> Result<Vec<u8>, SrtpRefusal> {
+    match srtp {
+        None => Ok(packet.to_vec()),
+        Some(link) if rtcp => link.unprotect_rtcp(packet),
+        Some(link) => link.unprotect_rtp(packet),
+    }
+}
+
+async fn send_bye(socket: &UdpSocket, ssrc: u32, to: SocketAddr, srtp: Option<&mut SrtpLink>) {
     let spec = CompoundSpec {
         ssrc,
         sender: None,
@@ -210,7 +250,10 @@ async fn send_bye(socket: &UdpSocket, ssrc: u32, to: SocketAddr) {
         bye_reason: Some("patch ended"),
         note: None,
     };
-    if let Ok(bye) = build_compound(&spec) {
+    if let Some(bye) = build_compound(&spec)
+        .ok()
+        .and_then(|b| seal(srtp, &b, true))
+    {
         let _ = socket.send_to(&bye, to).await;
     }
 }
@@ -349,6 +392,6 @@ fn byes(streams: &[FormatStream]) -> Vec<(u32, SocketAddr)> {
 /// Says BYE for every zone stream, so loudspeakers end it at once.
 async fn end_streams(socket: &UdpSocket, byes: Vec<(u32, SocketAddr)>) {
     for (ssrc, to) in byes {
-        send_bye(socket, ssrc, to).await;
+        send_bye(socket, ssrc, to, None).await;
     }
 }

@@ -14,6 +14,7 @@ mod radio;
 mod recorder;
 pub mod relay;
 pub mod report;
+mod srtp;
 pub mod terminal;
 
 use std::net::SocketAddr;
@@ -201,15 +202,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
 /// The destinations of one payload format: an output group.
 pub(crate) struct DestinationGroup {
     pub format: drivers::rtp::payload::PayloadFormat,
-    /// Fan-out to the group's RTP addresses.
-    pub rtp: drivers::net::fanout::Fanout,
-    /// Fan-out to the group's RTCP addresses (RTP port + 1).
-    pub rtcp: drivers::net::fanout::Fanout,
+    /// The group's RTP addresses.
+    pub rtp: srtp::Destinations,
+    /// The group's RTCP addresses (RTP port + 1).
+    pub rtcp: srtp::Destinations,
 }
 
 /// Groups the downstream destinations by payload format, in order of first appearance,
 /// so each format is encoded once and sent to all its destinations together.
-pub(crate) fn destination_groups(config: &Config) -> Vec<DestinationGroup> {
+pub(crate) fn destination_groups(
+    config: &Config,
+    links: &srtp::SrtpLinks,
+) -> Vec<DestinationGroup> {
     let mut formats = Vec::new();
     for d in &config.downstream {
         if !formats.contains(&d.format) {
@@ -228,8 +232,8 @@ pub(crate) fn destination_groups(config: &Config) -> Vec<DestinationGroup> {
             let rtcp: Vec<SocketAddr> = members.iter().map(|a| rtcp_address(*a)).collect();
             DestinationGroup {
                 format,
-                rtp: drivers::net::fanout::Fanout::new(&members),
-                rtcp: drivers::net::fanout::Fanout::new(&rtcp),
+                rtp: srtp::Destinations::new(srtp::Packet::Rtp, &members, links),
+                rtcp: srtp::Destinations::new(srtp::Packet::Rtcp, &rtcp, links),
             }
         })
         .collect()

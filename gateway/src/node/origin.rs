@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use codecs::opus::FRAME_SAMPLES;
-use drivers::net::fanout::Fanout;
 use drivers::rtp::ntp::NtpAnchor;
 use drivers::rtp::packetizer::Packetizer;
 use drivers::rtp::payload::PACKET_DURATION;
@@ -21,6 +20,7 @@ use drivers::rtp::session::RtcpSchedule;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::srtp::{Destinations, SrtpLinks};
 use super::{
     NodeError, ReceiverTable, bind, destination_groups, log_last_reports, names_by_rtcp_address,
     rtcp_address, stop_requested,
@@ -33,8 +33,8 @@ use crate::voice::programme;
 struct Group {
     encoder: FrameEncoder,
     packetizer: Packetizer,
-    rtp: Fanout,
-    rtcp: Fanout,
+    rtp: Destinations,
+    rtcp: Destinations,
 }
 
 /// Where the frames come from.
@@ -119,8 +119,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let rtp = bind("RTP", rtp_addr)?;
     let rtcp = bind("RTCP", rtcp_addr)?;
 
+    let mut links = SrtpLinks::load(&config)?;
     let mut groups = Vec::new();
-    for destinations in destination_groups(&config) {
+    for destinations in destination_groups(&config, &links) {
         groups.push(Group {
             encoder: FrameEncoder::new(destinations.format, config.opus_bitrate)?,
             packetizer: Packetizer::new(destinations.format),
@@ -156,12 +157,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             }
             received = rtcp.recv_from(&mut rtcp_buf) => {
                 let (len, from) = received?;
-                on_rtcp(&rtcp_buf[..len], from, &groups, &names, &mut reports);
+                if let Some(datagram) = links.open_from_downstream(&rtcp_buf[..len], from) {
+                    on_rtcp(&datagram, from, &groups, &names, &mut reports);
+                }
             }
             _ = sleep_until_opt(schedule.next_deadline()) => {
                 let now = Instant::now();
                 if schedule.poll(now) {
-                    send_reports(&mut groups, &rtcp, now, &anchor, &cname, None);
+                    send_reports(&mut groups, &rtcp, &mut links, now, &anchor, &cname, None);
                 }
             }
             frame = frames.next(start) => {
@@ -172,13 +175,13 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
                     // The stream's clock runs from the frame's nominal time, so any
                     // pacing or encoding delay shows up in the receivers' latency.
                     let datagram = group.packetizer.packetize(payload, captured);
-                    group.rtp.send(&rtp, &datagram);
+                    group.rtp.send(&rtp, &datagram, &mut links);
                 }
                 if !started {
                     started = true;
                     schedule.start(now);
                     // An early report lets receivers map the stream to wall-clock time.
-                    send_reports(&mut groups, &rtcp, now, &anchor, &cname, None);
+                    send_reports(&mut groups, &rtcp, &mut links, now, &anchor, &cname, None);
                     for group in &groups {
                         info!(ssrc = group.packetizer.ssrc(), codec = %group.packetizer.format(), "voice stream started");
                     }
@@ -191,6 +194,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     send_reports(
         &mut groups,
         &rtcp,
+        &mut links,
         now,
         &anchor,
         &cname,
@@ -221,6 +225,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 fn send_reports(
     groups: &mut [Group],
     rtcp: &tokio::net::UdpSocket,
+    links: &mut SrtpLinks,
     now: Instant,
     anchor: &NtpAnchor,
     cname: &str,
@@ -240,7 +245,7 @@ fn send_reports(
         };
         match build_compound(&spec) {
             Ok(datagram) => {
-                let report = group.rtcp.send(rtcp, &datagram);
+                let report = group.rtcp.send(rtcp, &datagram, links);
                 debug!(
                     ssrc = sender.ssrc,
                     bye = bye.is_some(),

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use drivers::net::batch_recv::BatchReceiver;
-use drivers::net::fanout::Fanout;
 use drivers::rtp::payload::PayloadFormat;
 use serde::Serialize;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
+use super::srtp::{Destinations, Packet, SrtpLinks};
 use super::{
     NodeError, ReceiverTable, RunOptions, bind, destination_groups, log_last_reports,
     names_by_rtcp_address, rtcp_address, stop_requested,
@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::voice::forward::{
     EndReason, ForwardCounters, ForwardEvent, Forwarder, ForwarderConfig, GroupSpec, Transmit,
 };
+use crate::voice::srtp::SrtpRefusal;
 
 /// RTP datagrams taken per receive call when several are waiting.
 const RECEIVE_BATCH: usize = 32;
@@ -34,8 +35,9 @@ const RECEIVE_BATCH: usize = 32;
 struct Outputs {
     rtp: UdpSocket,
     rtcp: UdpSocket,
-    rtp_groups: Vec<Fanout>,
-    rtcp_groups: Vec<Fanout>,
+    rtp_groups: Vec<Destinations>,
+    rtcp_groups: Vec<Destinations>,
+    links: SrtpLinks,
     datagrams_sent: u64,
     send_failures: u64,
 }
@@ -44,22 +46,25 @@ impl Outputs {
     fn transmit(&mut self, transmit: Transmit<'_>) {
         let report = match transmit {
             Transmit::Rtp { group, datagram } => match self.rtp_groups.get_mut(group) {
-                Some(fanout) => fanout.send(&self.rtp, datagram),
+                Some(destinations) => destinations.send(&self.rtp, datagram, &mut self.links),
                 None => return,
             },
             Transmit::GroupRtcp { group, datagram } => match self.rtcp_groups.get_mut(group) {
-                Some(fanout) => {
+                Some(destinations) => {
                     debug!(
                         group,
                         bytes = datagram.len(),
                         "RTCP to the group's destinations"
                     );
-                    fanout.send(&self.rtcp, &datagram)
+                    destinations.send(&self.rtcp, &datagram, &mut self.links)
                 }
                 None => return,
             },
             Transmit::UpstreamRtcp { to, datagram } => {
                 debug!(%to, "receiver report to the upstream");
+                let Some(datagram) = self.links.seal_for_upstream(&datagram) else {
+                    return;
+                };
                 if let Err(e) = self.rtcp.try_send_to(&datagram, to) {
                     debug!(%to, error = %e, "RTCP to upstream not sent");
                 }
@@ -128,9 +133,10 @@ pub async fn run(
     let rtp = bind("RTP", listen)?;
     let rtcp = bind("RTCP", rtcp_address(listen))?;
 
-    let groups = destination_groups(&config);
+    let links = SrtpLinks::load(&config)?;
+    let groups = destination_groups(&config, &links);
     let formats: Vec<PayloadFormat> = groups.iter().map(|g| g.format).collect();
-    let (rtp_groups, rtcp_groups): (Vec<Fanout>, Vec<Fanout>) =
+    let (rtp_groups, rtcp_groups): (Vec<Destinations>, Vec<Destinations>) =
         groups.into_iter().map(|g| (g.rtp, g.rtcp)).unzip();
     let names = names_by_rtcp_address(&config);
     let specs: Vec<GroupSpec> = formats.iter().map(|f| GroupSpec { format: *f }).collect();
@@ -154,6 +160,7 @@ pub async fn run(
         rtcp,
         rtp_groups,
         rtcp_groups,
+        links,
         datagrams_sent: 0,
         send_failures: 0,
     };
@@ -178,6 +185,7 @@ pub async fn run(
     let measure = options.stats_out.is_some();
     let mut buf = vec![0u8; 2048];
     let mut rtp_batch = BatchReceiver::new(RECEIVE_BATCH, 2048);
+    let mut refused = Refusals::default();
     let stop = stop_requested();
     tokio::pin!(stop);
 
@@ -210,6 +218,13 @@ pub async fn run(
                         let Some((datagram, Some(from))) = rtp_batch.datagram(index) else {
                             continue;
                         };
+                        if outputs.links.upstream_protected() {
+                            match outputs.links.open_from_upstream(datagram, Packet::Rtp) {
+                                Ok(plain) => forwarder.on_rtp(&plain, from, received, &mut |t| outputs.transmit(t)),
+                                Err(refusal) => refused.note(from, &refusal),
+                            }
+                            continue;
+                        }
                         forwarder.on_rtp(datagram, from, received, &mut |t| outputs.transmit(t));
                         if measure {
                             let done = Instant::now();
@@ -228,7 +243,21 @@ pub async fn run(
                 loop {
                     match outputs.rtcp.try_recv_from(&mut buf) {
                         Ok((len, from)) => {
-                            forwarder.on_rtcp(&buf[..len], from, Instant::now(), &mut |t| outputs.transmit(t));
+                            let now = Instant::now();
+                            let datagram = &buf[..len];
+                            if outputs.links.protects(from) {
+                                if let Some(plain) = outputs.links.open_from_downstream(datagram, from) {
+                                    forwarder.on_rtcp(&plain, from, now, &mut |t| outputs.transmit(t));
+                                }
+                            } else if outputs.links.upstream_protected() {
+                                // The parent's SRTCP, or a loudspeaker's plain report.
+                                match outputs.links.open_from_upstream(datagram, Packet::Rtcp) {
+                                    Ok(plain) => forwarder.on_rtcp(&plain, from, now, &mut |t| outputs.transmit(t)),
+                                    Err(_) => forwarder.on_downstream_rtcp(datagram, from, now, &mut |t| outputs.transmit(t)),
+                                }
+                            } else {
+                                forwarder.on_rtcp(datagram, from, now, &mut |t| outputs.transmit(t));
+                            }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -280,6 +309,8 @@ pub async fn run(
         ungranted = counters.ungranted,
         transcode_errors = counters.transcode_errors,
         rtcp_malformed = counters.rtcp_malformed,
+        srtp_refused = refused.count,
+        srtcp_refused = outputs.links.refused,
         datagrams_sent = outputs.datagrams_sent,
         send_failures = outputs.send_failures,
         "relay node stopped"
@@ -315,6 +346,22 @@ pub async fn run(
         })?;
     }
     Ok(())
+}
+
+/// RTP from above refused by the SRTP link, said to the operator at the first and then
+/// at every thousandth, so a flood of forged packets does not flood the journal.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, from: SocketAddr, refusal: &SrtpRefusal) {
+        self.count += 1;
+        if self.count % 1000 == 1 {
+            warn!(%from, reason = %refusal, refused = self.count, "RTP from above refused: not SRTP under the link's key");
+        }
+    }
 }
 
 /// Hands the reporter what it needs of a forwarding event.

@@ -454,11 +454,38 @@ impl Forwarder {
         now: Instant,
         out: &mut dyn FnMut(Transmit<'_>),
     ) {
+        self.take_rtcp(datagram, from, now, out, true);
+    }
+
+    /// Takes an RTCP datagram whose sender is not authenticated where the input is (a
+    /// loudspeaker's plain report beside an SRTP input): only its reception reports are
+    /// read; sender reports, BYE and notes about the input are ignored.
+    pub fn on_downstream_rtcp(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+    ) {
+        self.take_rtcp(datagram, from, now, out, false);
+    }
+
+    fn take_rtcp(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit<'_>),
+        from_input: bool,
+    ) {
         let Ok(events) = parse_compound(datagram) else {
             self.counters.rtcp_malformed += 1;
             return;
         };
         for event in events {
+            if !from_input && !matches!(event, RtcpEvent::ReceptionReport { .. }) {
+                continue;
+            }
             match event {
                 RtcpEvent::SenderReport(info) => self.on_sender_report(info, from, now, out),
                 RtcpEvent::ReceptionReport { reporter, block } => {

@@ -7,3 +7,4 @@ pub mod grants;
 pub mod link;
 pub mod live;
 pub mod programme;
+pub mod srtp;
