@@ -1063,9 +1063,13 @@ fn a_street_whose_beidou_time_differs_from_its_system_clock_says_so_and_stamps_f
         || logged(&dir, "district", "CLOCK IS 1") == 1,
     );
     let district_log = std::fs::read_to_string(dir.join("district/daemon.log")).expect("log");
-    assert!(
-        district_log.contains("CLOCK IS 120 s behind its neighbour's on link street-1"),
-        "{district_log}"
-    );
+    // Frames are stamped in whole seconds, so the offset read from one is 120 s give or
+    // take the second each clock was into when it stamped or read.
+    let said = ["119", "120", "121"].iter().any(|s| {
+        district_log.contains(&format!(
+            "CLOCK IS {s} s behind its neighbour's on link street-1"
+        ))
+    });
+    assert!(said, "{district_log}");
     assert!(district_log.contains("not_yet_valid"), "{district_log}");
 }

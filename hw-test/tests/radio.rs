@@ -932,3 +932,105 @@ fn talkgroup_selection_and_ptt_by_command_go_over_the_radios_command_channel() {
     assert_eq!(commands.last(), Some(&"AT+PTT=0"), "{commands:?}");
     assert!(log.contains("talkgroup selected"), "{log}");
 }
+
+/// The cascade's 370 MHz bearer: a street that plays alerts, whose link to a village
+/// has no IP (nothing is heard from the village), speaks an alert for that village on
+/// the radio its link names; the talkgroup gets the whole alert and PTT drops after it.
+#[test]
+fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() {
+    let dir = common::scratch("radio-alert");
+    for state in ["state", "alerts", "cascade"] {
+        let _ = std::fs::remove_dir_all(dir.join(state));
+    }
+    std::fs::write(
+        dir.join("operators.toml"),
+        "[[operator]]\nname = \"li.na\"\nrole = \"operator\"\ntoken = \"operator-token-0123456789\"\n",
+    )
+    .expect("operators");
+    std::fs::write(dir.join("operator.token"), "operator-token-0123456789").expect("token");
+    let (emcomm, _) = common::binaries();
+    let _ = std::fs::remove_dir_all(dir.join("keys"));
+    let made = Command::new(&emcomm)
+        .args(["keys", "generate", "--out"])
+        .arg(dir.join("keys"))
+        .args(["--node", "street"])
+        .output()
+        .expect("emcomm keys");
+    assert!(made.status.success(), "{made:?}");
+    let port = |_| hw_test::process::free_port_pair().expect("port");
+    let [api, rtp, frames, pole, village] = [0; 5].map(port);
+    let rig = Rig::start(
+        "radio-alert",
+        &[RadioSpec::new("tg-v", "")],
+        &format!(
+            "[rtp]\nlisten = \"127.0.0.1:{rtp}\"\n\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\noperators = \"operators.toml\"\n\n\
+             [alerts]\nstate_dir = \"alerts\"\nattention = \"chime\"\nrepeat = 1\n\n\
+             [[downstream]]\nname = \"pole\"\naddress = \"127.0.0.1:{pole}\"\narea = \"410503001001\"\n\n\
+             [cascade]\nkey = \"keys/street.sm2.key\"\nstate_dir = \"cascade\"\n\
+             listen = \"127.0.0.1:{frames}\"\nheartbeat_s = 1\n\n\
+             [[cascade.link]]\nname = \"village-1\"\npeer = \"410503001001\"\ndirection = \"down\"\n\
+             ip = \"127.0.0.1:{village}\"\nradio = \"tg-v\"\n\n\
+             [patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n"
+        ),
+        &[],
+    );
+    let log = rig.gateway_log.clone();
+    let logged = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    assert!(
+        logged("alerts for this link go out on the radio while it has no IP"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let send = |extra: &[&str]| {
+        Command::new(&emcomm)
+            .args([
+                "alert",
+                "send",
+                "--text",
+                "山洪预警：沿河村民立即转移到高处。",
+            ])
+            .args(["--level", "blue", "--area", "410503001001"])
+            .args(extra)
+            .args(["--node", &format!("http://127.0.0.1:{api}"), "--token-file"])
+            .arg(dir.join("operator.token"))
+            .output()
+            .expect("emcomm alert send")
+    };
+    // The preview names the radio before anything is sent.
+    let preview = send(&["--dry-run"]);
+    let said = String::from_utf8_lossy(&preview.stdout);
+    assert!(preview.status.success(), "{preview:?}");
+    assert!(said.contains("as voice on radio tg-v"), "{said}");
+    assert!(!logged("alert sent as voice on the radio"));
+
+    let sent = send(&["--json"]);
+    assert!(sent.status.success(), "{sent:?}");
+
+    let keyed = rig.wait_for("tg-v", Duration::from_secs(30), is_ptt(true));
+    rig.wait_after("tg-v", Some(&keyed), Duration::from_secs(60), is_ptt(false));
+    assert!(logged(
+        "the link below has no IP: the alert goes out on its radio"
+    ));
+    assert!(logged("alert sent as voice on the radio"));
+    let dir = rig.dir.clone();
+    let (reports, _) = rig.finish();
+    assert_eq!(keyed_ms(&reports[0]).len(), 1, "one over: {}", reports[0]);
+
+    // What went out is the chime and the speech: seconds of sound, not silence.
+    let heard = codecs::audio_file::read_audio(dir.join("tg-v-tx.wav")).expect("tx recording");
+    let seconds = heard.duration().as_secs_f64();
+    assert!(seconds > 3.0, "transmitted {seconds:.2} s");
+    let samples = heard.to_i16();
+    let loud = samples.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(
+        loud as f64 > samples.len() as f64 * 0.1,
+        "{loud} of {} samples above -30 dBFS",
+        samples.len()
+    );
+}

@@ -476,8 +476,12 @@ fn print_preview(p: &Value) {
             (Some(bearer), Some(s)) => format!("over {bearer}, about {}", duration(s)),
             (Some(bearer), None) => format!("over {bearer}, time not yet known"),
         };
+        let voice = match c["radio"].as_str() {
+            Some(radio) => format!("; as voice on radio {radio} while played here"),
+            None => String::new(),
+        };
         say!(
-            "  => {:<24} {:<13} {} message(s) of a {}-byte frame, {over}",
+            "  => {:<24} {:<13} {} message(s) of a {}-byte frame, {over}{voice}",
             text(&c["link"]),
             text(&c["peer"]),
             c["messages"],

@@ -48,6 +48,8 @@ struct RawLink {
     terminal_to: Option<Spanned<String>>,
     /// Seconds a frame over the terminal waits for its acknowledgement.
     terminal_ack_s: Option<u64>,
+    /// A `[[radio]]` of this node that the neighbour's radio hears.
+    radio: Option<Spanned<String>>,
 }
 
 /// An origin whose frames this node accepts.
@@ -70,6 +72,10 @@ pub struct CascadeLink {
     /// A `[[terminal]]` that reaches the neighbour, and the neighbour's terminal.
     pub terminal: Option<(String, String)>,
     pub terminal_ack: Duration,
+    /// A `[[radio]]` of this node on a talkgroup the neighbour's radio receives: while
+    /// the link has no IP, an alert this node plays for the neighbour's area goes out
+    /// on it as voice (370 MHz).
+    pub radio: Option<String>,
 }
 
 /// This node's part in the cascade.
@@ -97,6 +103,7 @@ pub struct CascadeConfig {
 pub(super) fn cascade(
     raw: &RawCascade,
     terminals: &[String],
+    radios: &[String],
     at: &Locator,
     base: &Path,
 ) -> Result<CascadeConfig, ConfigError> {
@@ -172,6 +179,23 @@ pub(super) fn cascade(
                 "a terminal carries tagged frames: add the link's link_key",
             ));
         }
+        let radio = match &l.radio {
+            Some(r) if !radios.contains(r.get_ref()) => {
+                return Err(at.error(
+                    r.span(),
+                    &key("radio"),
+                    format!("no [[radio]] named {:?}", r.get_ref()),
+                ));
+            }
+            Some(r) if up => {
+                return Err(at.error(
+                    r.span(),
+                    &key("radio"),
+                    "alerts go down: a radio serves a link with direction = \"down\"",
+                ));
+            }
+            r => r.as_ref().map(|r| r.get_ref().clone()),
+        };
         links.push(CascadeLink {
             name: name.clone(),
             peer: area(&l.peer, &key("peer"))?,
@@ -180,6 +204,7 @@ pub(super) fn cascade(
             link_key: l.link_key.as_ref().map(|k| base.join(k.get_ref())),
             terminal,
             terminal_ack: Duration::from_secs(l.terminal_ack_s.unwrap_or(180)),
+            radio,
         });
     }
     // A frame that came over a terminal has lost its origin's signature and goes on

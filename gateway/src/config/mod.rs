@@ -701,7 +701,13 @@ impl Config {
             .flat_map(|s| s.terminals.iter().map(|t| t.name.clone()))
             .collect();
         let cascade = match &raw.cascade {
-            Some(c) => Some(cascade::cascade(c, &terminal_names, &at, base)?),
+            Some(c) => {
+                let radios: Vec<String> = patching
+                    .iter()
+                    .flat_map(|p| p.radios.iter().map(|r| r.name.clone()))
+                    .collect();
+                Some(cascade::cascade(c, &terminal_names, &radios, &at, base)?)
+            }
             None => None,
         };
 
@@ -809,6 +815,34 @@ codec = "pcmu"
         assert!(
             parse(&keyed).is_err(),
             "an SRTP key for voice it never takes"
+        );
+    }
+
+    #[test]
+    fn a_cascade_link_names_a_radio_of_this_node_only_going_down() {
+        let text = format!(
+            "{STREET}\n[patching]\nstate_dir = \"state\"\n\n\
+             [[radio]]\nname = \"tg-v\"\nlines = \"external:tg-v.sock\"\nptt = \"rts\"\n\n\
+             [cascade]\nkey = \"street.sm2.key\"\nstate_dir = \"cascade\"\nlisten = \"127.0.0.1:7400\"\n\n\
+             [[cascade.link]]\nname = \"village-1\"\npeer = \"410503001001\"\n\
+             direction = \"down\"\nip = \"127.0.0.1:7401\"\nradio = \"tg-v\"\n"
+        );
+        let config = parse(&text).expect("valid");
+        let links = &config.cascade.expect("cascade").links;
+        assert_eq!(links[0].radio.as_deref(), Some("tg-v"));
+
+        let e = parse(&text.replace("radio = \"tg-v\"", "radio = \"tg-x\"")).expect_err("invalid");
+        assert_eq!(e.key, "cascade.link[0].radio");
+        assert!(e.message.contains("no [[radio]] named \"tg-x\""), "{e}");
+        let up = text.replace(
+            "410503001001\"\ndirection = \"down\"",
+            "410503\"\ndirection = \"up\"",
+        );
+        let e = parse(&up).expect_err("invalid");
+        assert!(
+            e.message
+                .contains("a radio serves a link with direction = \"down\""),
+            "{e}"
         );
     }
 

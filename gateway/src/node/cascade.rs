@@ -90,6 +90,9 @@ pub struct CascadePlan {
     /// at the terminal ahead of it; none when no route is up or the terminal has not yet
     /// said its pacing.
     pub seconds: Option<f64>,
+    /// The `[[radio]]` on which the alert also goes out as voice, while the link has no
+    /// IP and names one (the 370 MHz bearer).
+    pub radio: Option<String>,
 }
 
 impl CascadeHandle {
@@ -299,6 +302,11 @@ impl Cascade {
             learned: Vec::new(),
             ip_links,
             has_up_link: cascade.links.iter().any(|l| l.up),
+            radio_links: cascade
+                .links
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), l.radio.clone()?)))
+                .collect(),
             terminals: terminal_routes,
             outbox,
             store: store.clone(),
@@ -394,6 +402,8 @@ struct Task {
     ip_links: Vec<(String, AreaCode)>,
     /// Whether reports made here have somewhere to go.
     has_up_link: bool,
+    /// Links down whose neighbour hears a radio of this node, and that radio.
+    radio_links: Vec<(String, String)>,
     terminals: Vec<TerminalRoute>,
     outbox: Option<crate::satellite::outbox::Outbox>,
     store: Arc<Mutex<CascadeStore>>,
@@ -1022,7 +1032,16 @@ impl Task {
                     )
                 }),
         };
+        let radio = match plan.bearer {
+            Some(BearerKind::Ip) => None,
+            _ => self
+                .radio_links
+                .iter()
+                .find(|(link, _)| *link == plan.link)
+                .map(|(_, radio)| radio.clone()),
+        };
         CascadePlan {
+            radio,
             link: plan.link,
             peer: plan.peer.to_string(),
             bearer: plan.bearer.map(|b| b.as_str().to_string()),

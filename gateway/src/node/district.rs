@@ -149,11 +149,14 @@ pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
 /// Runs the node until SIGINT or SIGTERM.
 /// Runs an alert node; `routes` are the other routes of its API, when it patches
 /// radios or has satellite terminals too.
+/// With `patching`, alerts for a neighbour below whose link has no IP also go out as
+/// voice on the radio its `[[cascade.link]]` names.
 pub async fn run(
     config: Config,
     routes: Option<axum::Router>,
     cascade: Option<super::cascade::CascadeHandle>,
     mut from_cascade: Option<mpsc::UnboundedReceiver<Delivered>>,
+    patching: Option<mpsc::UnboundedSender<super::patching::PatchRequest>>,
 ) -> Result<(), NodeError> {
     let (Some(api), Some(alerts)) = (config.api.clone(), config.alerts.clone()) else {
         return Err(NodeError::Config("an alert node needs [api] and [alerts]"));
@@ -275,6 +278,7 @@ pub async fn run(
         from_cascade: HashMap::new(),
         receipts_sent: HashMap::new(),
         grant_terms: HashMap::new(),
+        radio: RadioBearer::new(&config, patching),
     };
     playout.by_rtcp = playout
         .outputs
@@ -433,6 +437,48 @@ struct Playout {
     receipts_sent: HashMap<i64, (u16, u16)>,
     /// Each held alert's level and end, which its streams' grants carry.
     grant_terms: HashMap<i64, (crate::alert::model::Level, DateTime<Utc>)>,
+    /// The links below that a radio of this node reaches, where there are any.
+    radio: Option<RadioBearer>,
+}
+
+/// The cascade's 370 MHz bearer at an alert node: each play of an alert that concerns
+/// a neighbour below whose link has no IP now and names a radio (the cascade's plan
+/// says which) goes out on that radio too, ahead of any patch on it.
+struct RadioBearer {
+    patching: mpsc::UnboundedSender<super::patching::PatchRequest>,
+    /// What the cascade's plan needs of each held alert: level, areas, text, end.
+    terms: HashMap<i64, RadioTerms>,
+}
+
+type RadioTerms = (
+    crate::alert::model::Level,
+    Vec<AreaCode>,
+    String,
+    DateTime<Utc>,
+);
+
+impl RadioBearer {
+    fn new(
+        config: &Config,
+        patching: Option<mpsc::UnboundedSender<super::patching::PatchRequest>>,
+    ) -> Option<RadioBearer> {
+        let links: Vec<_> = config
+            .cascade
+            .iter()
+            .flat_map(|c| &c.links)
+            .filter_map(|l| Some((&l.name, l.radio.as_ref()?)))
+            .collect();
+        if links.is_empty() {
+            return None;
+        }
+        for (link, radio) in links {
+            info!(%link, %radio, "alerts for this link go out on the radio while it has no IP");
+        }
+        Some(RadioBearer {
+            patching: patching?,
+            terms: HashMap::new(),
+        })
+    }
 }
 
 impl Playout {
@@ -607,6 +653,17 @@ impl Playout {
         self.purposes.insert(id, record.alert.purpose);
         self.grant_terms
             .insert(id, (record.alert.level, record.alert.expires));
+        if let (Some(radio), None) = (&mut self.radio, &record.alert.broadcast) {
+            radio.terms.insert(
+                id,
+                (
+                    record.alert.level,
+                    record.alert.areas.clone(),
+                    crate::alert::shorten::cascade_text(&record.alert),
+                    record.alert.expires,
+                ),
+            );
+        }
         self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());
         self.apply(events).await;
@@ -686,6 +743,12 @@ impl Playout {
                     if state.is_final() {
                         self.programmes.remove(&alert);
                         self.grant_terms.remove(&alert);
+                        if let Some(radio) = &mut self.radio {
+                            radio.terms.remove(&alert);
+                            let _ = radio
+                                .patching
+                                .send(super::patching::PatchRequest::EndAnnouncement { alert });
+                        }
                         // Dropping a live source stops it.
                         self.broadcasts.remove(&alert);
                     }
@@ -783,7 +846,7 @@ impl Playout {
             session,
             Session {
                 alert,
-                samples,
+                samples: samples.clone(),
                 next: 0,
                 start: Instant::now(),
                 groups,
@@ -793,6 +856,49 @@ impl Playout {
         self.send_due_frames(Instant::now());
         // An early sender report lets receivers map the stream to wall-clock time.
         self.send_sender_reports(Instant::now(), None, Some(session));
+        self.speak_on_radio(alert, samples).await;
+    }
+
+    /// Speaks this play of `alert` on the radio of every link below that concerns it
+    /// and has no IP now.
+    async fn speak_on_radio(&self, alert: i64, samples: Arc<Vec<i16>>) {
+        let (Some(radio), Some(cascade)) = (&self.radio, &self.cascade) else {
+            return;
+        };
+        let Some((level, areas, text, until)) = radio.terms.get(&alert).cloned() else {
+            return;
+        };
+        for plan in cascade.plan(level, areas, text, until).await {
+            let Some(port) = plan.radio else {
+                continue;
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let request = super::patching::PatchRequest::Announce {
+                port: port.clone(),
+                alert,
+                samples: samples.clone(),
+                reply,
+            };
+            if radio.patching.send(request).is_err() {
+                return;
+            }
+            match answer.await {
+                Ok(Ok(())) => info!(
+                    alert,
+                    link = %plan.link,
+                    radio = %port,
+                    "the link below has no IP: the alert goes out on its radio"
+                ),
+                Ok(Err(reason)) => error!(
+                    alert,
+                    link = %plan.link,
+                    radio = %port,
+                    %reason,
+                    "the link below has no IP and its radio cannot send the alert"
+                ),
+                Err(_) => return,
+            }
+        }
     }
 
     /// In a cascade, grants each stream of a play that goes to a gateway below, before
@@ -824,6 +930,12 @@ impl Playout {
             return;
         };
         let alert = session.alert;
+        // A play cut short (pre-empted, cancelled, expired) stops on the radio too.
+        if let (Some(radio), false) = (&self.radio, reason == StopReason::Finished) {
+            let _ = radio
+                .patching
+                .send(super::patching::PatchRequest::EndAnnouncement { alert });
+        }
         let now = Instant::now();
         for group in &mut session.groups {
             let leaving: Vec<OutputId> = group

@@ -139,6 +139,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
         api_server = Some((stop, task));
     }
 
+    let patch_requests = patching.as_ref().map(|p| p.requests.clone());
     let voice = async {
         if config.downstream.is_empty() {
             stop_requested().await;
@@ -159,6 +160,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), NodeError> {
                     routes,
                     cascade.as_ref().map(|c| c.handle.clone()),
                     from_cascade,
+                    patch_requests,
                 )
                 .await
             }

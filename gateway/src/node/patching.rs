@@ -27,6 +27,7 @@ use super::link::{self, NetSettings};
 use super::radio::{self, MemberConfig, PortCommand, PortEvent, PortHandle};
 use super::recorder::{Recorder, RecorderConfig};
 use crate::config::{Config, PatchingConfig};
+use crate::patch::announce::{AnnounceEvent, Announcements};
 use crate::patch::bus::{BusOutput, PatchBus, PatchError};
 use crate::patch::dtmf::{DtmfCommands, PatchCommand};
 use crate::patch::floor::FloorEvent;
@@ -72,6 +73,18 @@ pub enum PatchRequest {
     Remove(String, oneshot::Sender<Result<PatchStatus, PatchError>>),
     /// Re-read the configuration, as SIGHUP does.
     Reload(oneshot::Sender<Result<String, String>>),
+    /// Speak alert `alert`'s programme on radio `port`, ahead of any patch; answers
+    /// why not when the port is unknown or down.
+    Announce {
+        port: String,
+        alert: i64,
+        samples: std::sync::Arc<Vec<i16>>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop every announcement of alert `alert`.
+    EndAnnouncement {
+        alert: i64,
+    },
 }
 
 /// The running patching task.
@@ -134,6 +147,7 @@ struct State {
     receiving: BTreeMap<MemberId, bool>,
     recorder: Option<Recorder>,
     net: NetSettings,
+    announcements: Announcements,
 }
 
 async fn run(
@@ -174,6 +188,7 @@ async fn run(
         faults: BTreeMap::new(),
         receiving: BTreeMap::new(),
         config: config.clone(),
+        announcements: Announcements::default(),
     };
     state.load_patches()?;
     for member in members_of(&config) {
@@ -182,7 +197,13 @@ async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
 
     let result = loop {
-        let deadline = state.bus.next_deadline();
+        let deadline = [
+            state.bus.next_deadline(),
+            state.announcements.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             _ = &mut stopped => break Ok(()),
             Some(event) = port_events.recv() => state.on_port_event(event),
@@ -193,7 +214,11 @@ async fn run(
                     Err(e) => error!(error = %e, "reload refused; the running configuration stays"),
                 }
             }
-            _ = sleep_until(deadline) => state.bus.poll(Instant::now()),
+            _ = sleep_until(deadline) => {
+                let now = Instant::now();
+                state.bus.poll(now);
+                state.announce(now);
+            }
             Some(ended) = state.tasks.join_next() => {
                 if let Err(e) = ended && e.is_panic() {
                     break Err(NodeError::Setup(
@@ -207,6 +232,27 @@ async fn run(
 
     state.stop_ports().await;
     result
+}
+
+fn log_announcements(events: &[AnnounceEvent]) {
+    for event in events {
+        match event {
+            AnnounceEvent::Started {
+                port,
+                alert,
+                seconds,
+            } => info!(%port, alert, seconds, "alert going out as voice on the radio"),
+            AnnounceEvent::Replaced { port, alert } => {
+                info!(%port, alert, "alert on the radio replaced by a higher one")
+            }
+            AnnounceEvent::Finished { port, alert } => {
+                info!(%port, alert, "alert sent as voice on the radio")
+            }
+            AnnounceEvent::Stopped { port, alert } => {
+                info!(%port, alert, "alert on the radio stopped")
+            }
+        }
+    }
 }
 
 /// Every member task the configuration asks for.
@@ -404,6 +450,44 @@ impl State {
             PatchRequest::List(reply) => {
                 let _ = reply.send((self.patch_statuses(), self.port_statuses()));
             }
+            PatchRequest::Announce {
+                port,
+                alert,
+                samples,
+                reply,
+            } => {
+                let id = MemberId(port);
+                let timeout = match self.ports.get(&id).map(|p| &p.config) {
+                    Some(MemberConfig::Radio(r)) => Some(r.tx.timeout),
+                    _ => None,
+                };
+                let radio = timeout.is_some();
+                let length = Duration::from_secs_f64(samples.len() as f64 / 48_000.0);
+                if let Some(timeout) = timeout.filter(|t| length > *t) {
+                    warn!(
+                        port = %id,
+                        alert,
+                        seconds = length.as_secs(),
+                        timeout_s = timeout.as_secs(),
+                        "the alert is longer than the radio's transmit time-out: the talkgroup hears only its start"
+                    );
+                }
+                let answer = match self.faults.get(&id).cloned().flatten() {
+                    _ if !radio => Err(format!("no radio port named {id}")),
+                    Some(fault) => Err(format!("radio port {id} is down: {fault}")),
+                    None => {
+                        let events = self.announcements.start(id, alert, samples, now);
+                        log_announcements(&events);
+                        self.announce(now);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            PatchRequest::EndAnnouncement { alert } => {
+                let events = self.announcements.end(alert);
+                log_announcements(&events);
+            }
             PatchRequest::Upsert(mut spec, reply) => {
                 if spec.number == 0 {
                     spec.number = self
@@ -585,6 +669,8 @@ impl State {
         let outputs: Vec<BusOutput> = self.bus.drain().collect();
         for output in outputs {
             match output {
+                // An alert being spoken on a port outranks the patch.
+                BusOutput::Transmit { to, .. } if self.announcements.is_announcing(&to) => {}
                 BusOutput::Transmit { to, frame, .. } => {
                     if let Some(port) = self.ports.get(&to) {
                         let _ = port.commands.send(PortCommand::Transmit(frame));
@@ -608,6 +694,17 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Sends the announcements' frames that are due to their ports.
+    fn announce(&mut self, now: Instant) {
+        let (frames, events) = self.announcements.poll(now);
+        for (port, frame) in frames {
+            if let Some(handle) = self.ports.get(&port) {
+                let _ = handle.commands.send(PortCommand::Transmit(frame));
+            }
+        }
+        log_announcements(&events);
     }
 
     fn record(&mut self, patch: &str, event: &FloorEvent) {

@@ -7,10 +7,13 @@
 //!   a time, no echo back to a source, no loops between patches, simulselect.
 //! * [`dtmf`]: patch join and leave commands keyed on a radio's keypad.
 //! * [`store`]: live patches kept across restarts.
+//! * [`announce`]: alerts spoken on a radio port, ahead of any patch (the cascade's
+//!   370 MHz bearer).
 //!
 //! Everything here but [`store`] is sans-IO: the node feeds carrier and audio events
 //! with `now` and carries out what the bus returns.
 
+pub mod announce;
 pub mod bus;
 pub mod dtmf;
 pub mod floor;
