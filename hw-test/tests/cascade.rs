@@ -770,6 +770,8 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
     }
 }
 
+/// Frames an attacker or a broken district sends to a street: only the genuine alert
+/// plays, once at each node; one cancelled mid-play still earns each node's receipt.
 #[test]
 fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeaker_and_the_genuine_one_plays_once()
  {
@@ -900,6 +902,42 @@ fn forged_unknown_expired_replayed_and_cancelled_alerts_never_reach_a_loudspeake
             street_log.contains(&format!("code=\"{code}\""))
                 || street_log.contains(&format!("code={code}")),
             "{code}: {street_log}"
+        );
+    }
+
+    // A genuine alert cancelled while it plays: each node still tells the district
+    // that none of its loudspeakers played it whole.
+    let long = seal(
+        &header("410503", 506, 0, 600),
+        &alert(
+            6,
+            "【红色预警】水库泄洪，沿河两岸群众立即向高处转移，不要返回取物。",
+        ),
+        Sealer::Sm2(&district_key),
+    );
+    inject(&socket, &at.street, &[long]);
+    wait_until(
+        "the long alert playing at the village",
+        Duration::from_secs(60),
+        || logged(&dir, "village", "play started") == 2,
+    );
+    let stop = seal(
+        &header("410503", 507, 0, 600),
+        &Body::Cancel(gateway::cascade::frame::Cancel { number: 6 }),
+        Sealer::Sm2(&district_key),
+    );
+    inject(&socket, &at.street, &[stop]);
+    for node in ["street", "village"] {
+        wait_until(
+            &format!("the {node}'s receipt for the cancelled alert"),
+            Duration::from_secs(30),
+            || {
+                logged(
+                    &dir,
+                    node,
+                    "sent up the cascade number=6 played=0 loudspeakers=1",
+                ) == 1
+            },
         );
     }
 }

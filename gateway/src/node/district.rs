@@ -583,6 +583,9 @@ impl Playout {
                 }
                 let events = self.scheduler.cancel(id, self.clock.now());
                 self.apply(events).await;
+                // Its pending receipts are closed as missed: the origin hears what
+                // played before the cancel.
+                self.send_receipt_up(id).await;
             }
         }
     }
@@ -757,7 +760,7 @@ impl Playout {
                     if state != AlertState::Cancelled {
                         let store = self.store.clone();
                         let now = self.clock.now();
-                        tokio::spawn(async move {
+                        let recorded = tokio::spawn(async move {
                             if let Err(e) = store
                                 .set_progress(alert, state, plays_started, None, now)
                                 .await
@@ -765,6 +768,12 @@ impl Playout {
                                 error!(alert, error = %e, "cannot record the alert's progress");
                             }
                         });
+                        // An alert that ended short (expired) has closed its pending
+                        // receipts by now: the origin hears what played.
+                        if state.is_final() && state != AlertState::Done {
+                            let _ = recorded.await;
+                            self.send_receipt_up(alert).await;
+                        }
                     }
                 }
             }
@@ -1159,8 +1168,9 @@ impl Playout {
     }
 
     /// Tells the origin of `alert`, when it came down the cascade, how many of this
-    /// node's loudspeakers played it: once every loudspeaker has a verdict, and again
-    /// when a later play changes the count.
+    /// node's loudspeakers played it: once every loudspeaker has a verdict (a cancel or
+    /// expiry gives the ones that had not played theirs), and again when a later play
+    /// changes the count.
     async fn send_receipt_up(&mut self, alert: i64) {
         let (Some(source), Some(cascade)) = (self.from_cascade.get(&alert), &self.cascade) else {
             return;
