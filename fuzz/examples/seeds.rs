@@ -495,7 +495,8 @@ fn cascade_frames() -> Vec<(&'static str, Vec<u8>)> {
     use gateway::alert::model::Level;
     use gateway::cascade::auth::{Sealer, seal};
     use gateway::cascade::frame::{
-        Acknowledgement, Alert, Body, Cancel, Content, FieldReport, Header, Heartbeat, StreamGrant,
+        Acknowledgement, Alert, BearerKind, Body, Cancel, Content, FieldReport, Header, Heartbeat,
+        LinkState, StreamGrant,
         TagLength, Timestamp,
     };
     use gateway::cascade::keys::{LinkKey, NodeKey};
@@ -536,7 +537,32 @@ fn cascade_frames() -> Vec<(&'static str, Vec<u8>)> {
                 text: "河堤出现管涌".to_string(),
             }),
         ),
-        ("heartbeat", Body::Heartbeat(Heartbeat)),
+        ("heartbeat", Body::Heartbeat(Heartbeat::default())),
+        (
+            "heartbeat-up",
+            Body::Heartbeat(Heartbeat {
+                below: vec![
+                    LinkState {
+                        peer: area("410503001001"),
+                        bearer: Some(BearerKind::Beidou),
+                        planned_bearer: BearerKind::Beidou,
+                        message_bytes: 78,
+                        pacing: Some((2, 60)),
+                        queued: 1,
+                        radio: true,
+                    },
+                    LinkState {
+                        peer: area("410503001002"),
+                        bearer: None,
+                        planned_bearer: BearerKind::Ip,
+                        message_bytes: 1200,
+                        pacing: None,
+                        queued: 0,
+                        radio: false,
+                    },
+                ],
+            }),
+        ),
         (
             "stream-grant",
             Body::StreamGrant(StreamGrant {

@@ -770,6 +770,60 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
     }
 }
 
+/// The district's preview reaches one hop further than its own links: from the street's
+/// heartbeats it says how the street would pass the alert on to its village, and that
+/// there is no route there once the village's IP is cut.
+#[test]
+fn the_districts_preview_says_per_village_how_the_street_would_pass_the_alert_on() {
+    let _serial = one_at_a_time();
+    let dir = common::scratch("cascade-preview-beyond");
+    let (_relays, at) = loopback(&dir);
+    let ((_bd_d, bd_d_link), (_bd_s, bd_s_link)) = common::paired_beidou(&dir);
+    let (district, street, village) = configs(&dir, &at, (&bd_d_link, &bd_s_link));
+    let dead = free_port_pair().expect("port");
+    let district = format!(
+        "{district}{ALERTS}{}",
+        downstream("street-1", dead, "410503001", "gateway")
+    );
+    let district = start(&dir.join("district"), "district", &district, None);
+    let _street = start(&dir.join("street"), "street", &street, None);
+    let _village = start(&dir.join("village"), "village", &village, None);
+
+    let village_plan = || {
+        let (code, out, err) = flood_warning(&district, &["--json", "--dry-run"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let preview: Value = serde_json::from_str(&out).expect("json");
+        let plan = preview["cascade"][0].clone();
+        assert_eq!(plan["bearer"], "ip", "{preview}");
+        plan["beyond"][0].clone()
+    };
+    wait_until(
+        "the street's heartbeat telling of its village over IP",
+        Duration::from_secs(30),
+        || village_plan()["bearer"] == "ip",
+    );
+    let village = village_plan();
+    assert_eq!(village["peer"], "410503001001", "{village}");
+    assert_eq!(village["total_seconds"], 0.0, "{village}");
+    let (_, human, _) = flood_warning(&district, &["--dry-run"]);
+    assert!(
+        human.contains("then 410503001001") && human.contains("over ip, at once"),
+        "{human}"
+    );
+
+    for cut in ["street-village.cut", "village-street.cut"] {
+        std::fs::write(dir.join(cut), b"").expect("cut");
+    }
+    wait_until(
+        "the street's heartbeat telling its village has no route",
+        Duration::from_secs(30),
+        || village_plan()["bearer"].is_null(),
+    );
+    let (_, human, _) = flood_warning(&district, &["--dry-run"]);
+    assert!(human.contains("no route up there now"), "{human}");
+    assert_eq!(logged(&dir, "district", "sent down the cascade"), 0);
+}
+
 /// Frames an attacker or a broken district sends to a street: only the genuine alert
 /// plays, once at each node; one cancelled mid-play still earns each node's receipt.
 #[test]

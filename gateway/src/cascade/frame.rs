@@ -270,9 +270,40 @@ pub struct FieldReport {
     pub text: String,
 }
 
-/// A sign of life on a link; its arrival is the link's health.
+/// A sign of life on a link; its arrival is the link's health. A node's heartbeat up
+/// also says how each of its own links down would carry a frame now, so that the node
+/// above can preview the hop beyond it; a heartbeat down says nothing of the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Heartbeat {
+    /// At most [`MAX_TARGETS`].
+    pub below: Vec<LinkState>,
+}
+
+/// How a node's link down to one neighbour would carry a frame now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heartbeat;
+pub struct LinkState {
+    /// The neighbour's area code.
+    pub peer: AreaCode,
+    /// The route up now; `None` while no route of the link is up.
+    pub bearer: Option<BearerKind>,
+    /// The route the other figures are for: the one up, or else the link's first.
+    pub planned_bearer: BearerKind,
+    /// Bytes one message of that route holds.
+    pub message_bytes: u16,
+    /// Seconds until a frame's first message has left that route's terminal, and each
+    /// message after it; `None` over IP, or while the terminal has not said.
+    pub pacing: Option<(u16, u16)>,
+    /// Messages queued at that route's terminal.
+    pub queued: u16,
+    /// The node speaks alerts for the neighbour on a radio while the link has no IP.
+    pub radio: bool,
+}
+
+/// `pacing` on the wire while it is not known.
+const PACING_UNKNOWN: u16 = u16::MAX;
+
+/// `bearer` on the wire while no route is up.
+const NO_BEARER: u8 = u8::MAX;
 
 /// Leave for one RTP stream to be forwarded or played during the frame's validity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,7 +472,27 @@ pub fn encode_authenticated(header: &Header, body: &Body) -> Result<Vec<u8>, Enc
             out.push(receipt.bearer.code());
         }
         Body::FieldReport(report) => put_text(&mut out, Field::ReportText, &report.text)?,
-        Body::Heartbeat(Heartbeat) => {}
+        Body::Heartbeat(heartbeat) => {
+            let count = u8::try_from(heartbeat.below.len())
+                .map_err(|_| EncodeError::LinkCount(heartbeat.below.len()))?;
+            out.push(count);
+            for link in &heartbeat.below {
+                put_area(&mut out, &link.peer);
+                out.push(link.bearer.map_or(NO_BEARER, BearerKind::code));
+                out.push(link.planned_bearer.code());
+                out.extend_from_slice(&link.message_bytes.to_be_bytes());
+                let known = |s: u16| s.min(PACING_UNKNOWN - 1);
+                let (first, each) = link
+                    .pacing
+                    .map_or((PACING_UNKNOWN, PACING_UNKNOWN), |(f, e)| {
+                        (known(f), known(e))
+                    });
+                out.extend_from_slice(&first.to_be_bytes());
+                out.extend_from_slice(&each.to_be_bytes());
+                out.extend_from_slice(&link.queued.to_be_bytes());
+                out.push(u8::from(link.radio));
+            }
+        }
         Body::StreamGrant(grant) => {
             out.extend_from_slice(&grant.ssrc.to_be_bytes());
             out.push(level_code(grant.level));
@@ -457,6 +508,8 @@ pub enum EncodeError {
     TooLong(Field),
     #[error("an alert names 1 to {MAX_TARGETS} targets, not {0}")]
     TargetCount(usize),
+    #[error("a heartbeat tells of at most {MAX_TARGETS} links below, not {0}")]
+    LinkCount(usize),
     #[error("the validity window ends before it starts")]
     EmptyValidity,
 }
@@ -485,6 +538,12 @@ pub enum Field {
     Bearer,
     ReportText,
     Ssrc,
+    /// A heartbeat's count of links below, and each one's fields.
+    LinkCount,
+    LinkPeer,
+    LinkBearer,
+    LinkPacing,
+    LinkFlags,
     Scheme,
     Tag,
 }
@@ -513,6 +572,11 @@ impl fmt::Display for Field {
             Field::Bearer => "bearer",
             Field::ReportText => "report text",
             Field::Ssrc => "SSRC",
+            Field::LinkCount => "count of links below",
+            Field::LinkPeer => "link peer",
+            Field::LinkBearer => "link bearer",
+            Field::LinkPacing => "link pacing",
+            Field::LinkFlags => "link flags",
             Field::Scheme => "authentication scheme",
             Field::Tag => "authentication tag",
         })
@@ -857,11 +921,7 @@ fn receipt(input: &[u8]) -> Parsed<'_, Receipt> {
     let (rest, area) = area(rest, Field::ReceiptArea)?;
     let (rest, played) = u16_field(rest, Field::Played)?;
     let (rest, loudspeakers) = u16_field(rest, Field::Loudspeakers)?;
-    let bearer_at = rest;
-    let (rest, code) = u8_field(rest, Field::Bearer)?;
-    let Some(bearer) = BearerKind::ALL.into_iter().find(|b| b.code() == code) else {
-        return fail(bearer_at, Field::Bearer, What::Value(u64::from(code)));
-    };
+    let (rest, bearer) = bearer_code(rest, Field::Bearer)?;
     let receipt = Receipt {
         alert_origin,
         alert_number,
@@ -871,6 +931,62 @@ fn receipt(input: &[u8]) -> Parsed<'_, Receipt> {
         bearer,
     };
     Ok((rest, receipt))
+}
+
+fn bearer_code(input: &[u8], field: Field) -> Parsed<'_, BearerKind> {
+    let (rest, code) = u8_field(input, field)?;
+    match BearerKind::ALL.into_iter().find(|b| b.code() == code) {
+        Some(bearer) => Ok((rest, bearer)),
+        None => fail(input, field, What::Value(u64::from(code))),
+    }
+}
+
+fn heartbeat(input: &[u8]) -> Parsed<'_, Heartbeat> {
+    let (mut rest, count) = u8_field(input, Field::LinkCount)?;
+    let mut below = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let (r, peer) = area(rest, Field::LinkPeer)?;
+        let bearer = match r.first() {
+            Some(&NO_BEARER) => {
+                rest = &r[1..];
+                None
+            }
+            _ => {
+                let (r, bearer) = bearer_code(r, Field::LinkBearer)?;
+                rest = r;
+                Some(bearer)
+            }
+        };
+        let (r, planned_bearer) = bearer_code(rest, Field::LinkBearer)?;
+        let (r, message_bytes) = u16_field(r, Field::LinkPacing)?;
+        let pacing_at = r;
+        let (r, first) = u16_field(r, Field::LinkPacing)?;
+        let (r, each) = u16_field(r, Field::LinkPacing)?;
+        let pacing = match (first, each) {
+            (PACING_UNKNOWN, PACING_UNKNOWN) => None,
+            (PACING_UNKNOWN, _) | (_, PACING_UNKNOWN) => {
+                return fail(pacing_at, Field::LinkPacing, What::Value(u64::from(first)));
+            }
+            known => Some(known),
+        };
+        let (r, queued) = u16_field(r, Field::LinkPacing)?;
+        let flags_at = r;
+        let (r, flags) = u8_field(r, Field::LinkFlags)?;
+        if flags > 1 {
+            return fail(flags_at, Field::LinkFlags, What::Value(u64::from(flags)));
+        }
+        rest = r;
+        below.push(LinkState {
+            peer,
+            bearer,
+            planned_bearer,
+            message_bytes,
+            pacing,
+            queued,
+            radio: flags == 1,
+        });
+    }
+    Ok((rest, Heartbeat { below }))
 }
 
 fn body(input: &[u8], kind: Kind) -> Parsed<'_, Body> {
@@ -892,7 +1008,7 @@ fn body(input: &[u8], kind: Kind) -> Parsed<'_, Body> {
             let (rest, text) = text(input, Field::ReportText)?;
             Ok((rest, Body::FieldReport(FieldReport { text })))
         }
-        Kind::Heartbeat => Ok((input, Body::Heartbeat(Heartbeat))),
+        Kind::Heartbeat => heartbeat(input).map(|(rest, h)| (rest, Body::Heartbeat(h))),
         Kind::StreamGrant => {
             let (rest, ssrc) = u32_field(input, Field::Ssrc)?;
             let (rest, level) = level(rest)?;

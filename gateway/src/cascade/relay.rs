@@ -34,6 +34,12 @@
 //!   and queued for the upward link;
 //! * acknowledgements end the matching queued frame; heartbeats mark their route up.
 //!
+//! **The hop beyond.** A node's heartbeats up carry the state of each of its links down
+//! (the route up, its message size, its terminal's pacing and queue: [`LinkState`]),
+//! and the node above keeps the latest from each neighbour below, so that its preview
+//! ([`Relay::plan`]) can say how an alert would go on from there. The state is only as
+//! fresh as the neighbour's last heartbeat over IP; with no IP to it, it is not given.
+//!
 //! **Durability.** The relay does no I/O: it says what to store ([`Output::Persist`])
 //! and the caller stores it, in the order given, before acting on what follows. A
 //! received frame's onward copies and the replay state come before its
@@ -50,12 +56,13 @@ use super::accept::{Accepted, Acceptor};
 use super::auth::{SealError, Sealer, reseal, seal};
 use super::fragment::{Pushed, Reassembler, ReassemblyConfig, fragment};
 use super::frame::{
-    Acknowledgement, BearerKind, Body, Frame, Header, Heartbeat, Kind, TagLength, Timestamp,
-    Trailer, decode,
+    Acknowledgement, BearerKind, Body, Frame, Header, Heartbeat, Kind, LinkState, MAX_TARGETS,
+    SIGNATURE_BYTES, TagLength, Timestamp, Trailer, decode,
 };
 use super::keys::{LinkKey, NodeKey};
 use super::replay::{ReplayState, SequenceAllocator};
 use crate::alert::model::AreaCode;
+use crate::satellite::session::Pacing;
 
 /// One bearer of a link.
 #[derive(Debug, Clone)]
@@ -88,6 +95,9 @@ pub struct LinkConfig {
     pub routes: Vec<Route>,
     /// The key of the link's tags; `None` where every route is IP with SM2.
     pub key: Option<LinkKey>,
+    /// Alerts for the neighbour also go out as voice on a radio while the link has no
+    /// IP (the node's playout does it; the relay only tells the node above).
+    pub radio: bool,
 }
 
 /// The relay's timing.
@@ -224,6 +234,9 @@ struct RouteState {
     /// is tried again); cleared by a new frame heard over it.
     failing_until: Option<Instant>,
     reassembler: Reassembler,
+    /// The terminal's pacing, once it has said it, and the messages queued at it.
+    pacing: Option<Pacing>,
+    queued: usize,
 }
 
 /// How a frame would go down one link now: see [`Relay::plan`].
@@ -241,6 +254,30 @@ pub struct LinkPlan {
     pub frame_bytes: usize,
     /// Messages (fragments) it takes there; 0 when it would need too many.
     pub messages: usize,
+    /// How the neighbour would pass it on to each node below it that the alert
+    /// concerns, as its last heartbeat said; empty while the link has no IP.
+    pub beyond: Vec<BeyondPlan>,
+}
+
+/// How a neighbour below would pass a frame on over one of its own links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeyondPlan {
+    /// The area code of the neighbour's neighbour (a village).
+    pub peer: AreaCode,
+    /// The route up there; `None` while none is.
+    pub bearer: Option<BearerKind>,
+    pub planned_bearer: BearerKind,
+    /// The frame's bytes on that route: the origin's SM2 over IP, the link's 8-byte tag
+    /// over a narrow bearer.
+    pub frame_bytes: usize,
+    /// Messages it takes there; 0 when it would need too many.
+    pub messages: usize,
+    /// The time until its last message has left the neighbour, from the pacing and
+    /// queue it told; zero over IP, `None` while no route is up or the pacing is not
+    /// known.
+    pub time: Option<Duration>,
+    /// The neighbour speaks the alert on a radio for this node too.
+    pub radio: bool,
 }
 
 #[derive(Debug)]
@@ -253,6 +290,8 @@ struct Link {
     next_heartbeat: Instant,
     /// A clock difference with the peer has been said and not yet healed.
     clock_off: bool,
+    /// A link down: the state of the peer's own links down, from its last heartbeat.
+    below: Vec<LinkState>,
 }
 
 /// The relay of one node; see the [module](self) notes.
@@ -293,6 +332,8 @@ impl Relay {
                         bearer_up: route.bearer == BearerKind::Ip,
                         failing_until: None,
                         reassembler: Reassembler::new(ReassemblyConfig::default()),
+                        pacing: None,
+                        queued: 0,
                     })
                     .collect(),
                 config,
@@ -300,6 +341,7 @@ impl Relay {
                 active: None,
                 next_heartbeat: now,
                 clock_off: false,
+                below: Vec::new(),
             })
             .collect();
         Relay {
@@ -394,16 +436,71 @@ impl Relay {
             let Ok(sealed) = seal(&header, body, sealer) else {
                 continue;
             };
+            let ip_up = link
+                .routes
+                .iter()
+                .any(|r| r.route.bearer == BearerKind::Ip && self.route_up(r, now));
+            let beyond = if ip_up {
+                let signed = match &sealer {
+                    Sealer::Sm2(_) => sealed.len(),
+                    Sealer::Hmac(_, length) => sealed.len() - length.bytes() + SIGNATURE_BYTES,
+                };
+                beyond(&link.below, &alert.targets, signed)
+            } else {
+                Vec::new()
+            };
             plans.push(LinkPlan {
                 link: link.config.name.clone(),
                 peer: link.config.peer.clone(),
                 bearer: active.map(|_| route.bearer),
                 planned_bearer: route.bearer,
                 frame_bytes: sealed.len(),
-                messages: fragment(&sealed, route.message_bytes).map_or(0, |m| m.len()),
+                messages: messages(sealed.len(), route.message_bytes),
+                beyond,
             });
         }
         plans
+    }
+
+    /// A terminal's pacing on `link`, once it has said it, and the messages queued at it:
+    /// what this node's heartbeats up tell of that route.
+    pub fn terminal_load(
+        &mut self,
+        link: &str,
+        bearer: BearerKind,
+        pacing: Option<Pacing>,
+        queued: usize,
+    ) {
+        if let Some((l, r)) = self.route_of(link, bearer) {
+            let route = &mut self.links[l].routes[r];
+            route.pacing = pacing;
+            route.queued = queued;
+        }
+    }
+
+    /// What this node's heartbeats up say of its links down.
+    fn links_below(&self, now: Instant) -> Vec<LinkState> {
+        let seconds = |d: Duration| u16::try_from(d.as_secs()).unwrap_or(u16::MAX - 1);
+        self.links
+            .iter()
+            .filter(|link| link.config.direction == Direction::Down)
+            .take(MAX_TARGETS)
+            .map(|link| {
+                let active = self.active_route(link, now);
+                let route = &link.routes[active.unwrap_or(0)];
+                LinkState {
+                    peer: link.config.peer.clone(),
+                    bearer: active.map(|_| route.route.bearer),
+                    planned_bearer: route.route.bearer,
+                    message_bytes: u16::try_from(route.route.message_bytes).unwrap_or(u16::MAX),
+                    pacing: route
+                        .pacing
+                        .map(|p| (seconds(p.first), seconds(p.each_more))),
+                    queued: u16::try_from(route.queued).unwrap_or(u16::MAX),
+                    radio: link.config.radio,
+                }
+            })
+            .collect()
     }
 
     /// A message that arrived over `bearer` of `link`.
@@ -769,7 +866,12 @@ impl Relay {
                 self.acknowledged(l, &ack.origin, ack.sequence);
                 return;
             }
-            Body::Heartbeat(_) => return,
+            Body::Heartbeat(heartbeat) => {
+                if self.links[l].config.direction == Direction::Down {
+                    self.links[l].below = heartbeat.below.clone();
+                }
+                return;
+            }
             _ => {}
         }
         let here = match &frame.body {
@@ -823,7 +925,11 @@ impl Relay {
             return;
         };
         let until = utc + chrono::Duration::from_std(self.timing.dead_after).unwrap_or_default();
-        if let Ok(frame) = self.own_frame(Body::Heartbeat(Heartbeat), until, utc) {
+        let below = match self.links[l].config.direction {
+            Direction::Up => self.links_below(now),
+            Direction::Down => Vec::new(),
+        };
+        if let Ok(frame) = self.own_frame(Body::Heartbeat(Heartbeat { below }), until, utc) {
             let _ = self.send_on(l, r, &frame, None, true, now);
         }
     }
@@ -997,6 +1103,49 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// Messages a sealed frame of `bytes` takes on a route of `message_bytes`; 0 when it
+/// would need more fragments than a frame may have.
+fn messages(bytes: usize, message_bytes: usize) -> usize {
+    fragment(&vec![0; bytes], message_bytes).map_or(0, |m| m.len())
+}
+
+/// How a neighbour whose links are `below` would pass on a frame for `targets` that is
+/// `signed` bytes with its origin's SM2 signature.
+fn beyond(below: &[LinkState], targets: &[AreaCode], signed: usize) -> Vec<BeyondPlan> {
+    let tagged = signed.saturating_sub(SIGNATURE_BYTES) + TagLength::Eight.bytes();
+    below
+        .iter()
+        .filter(|state| targets.iter().any(|t| t.concerns(&state.peer)))
+        .map(|state| {
+            let frame_bytes = match state.planned_bearer {
+                BearerKind::Ip => signed,
+                _ => tagged,
+            };
+            let messages = messages(frame_bytes, usize::from(state.message_bytes));
+            let time = match (state.bearer, state.pacing) {
+                (Some(BearerKind::Ip), _) => Some(Duration::ZERO),
+                (Some(_), Some((first, each))) => Some(
+                    Pacing {
+                        first: Duration::from_secs(first.into()),
+                        each_more: Duration::from_secs(each.into()),
+                    }
+                    .time_for(usize::from(state.queued), messages),
+                ),
+                _ => None,
+            };
+            BeyondPlan {
+                peer: state.peer.clone(),
+                bearer: state.bearer,
+                planned_bearer: state.planned_bearer,
+                frame_bytes,
+                messages,
+                time,
+                radio: state.radio,
+            }
+        })
+        .collect()
 }
 
 /// Whether frames of `kind` are acknowledged hop by hop.

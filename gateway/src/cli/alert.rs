@@ -470,12 +470,7 @@ fn print_preview(p: &Value) {
         say!("  down the cascade as: {narrow} ({} bytes)", narrow.len());
     }
     for c in p["cascade"].as_array().into_iter().flatten() {
-        let over = match (c["bearer"].as_str(), c["seconds"].as_f64()) {
-            (None, _) => "no route up now: it waits, queued, for the first".to_string(),
-            (Some("ip"), _) => "over ip, at once".to_string(),
-            (Some(bearer), Some(s)) => format!("over {bearer}, about {}", duration(s)),
-            (Some(bearer), None) => format!("over {bearer}, time not yet known"),
-        };
+        let over = hop_over(c, "no route up now: it waits, queued, for the first");
         let voice = match c["radio"].as_str() {
             Some(radio) => format!("; as voice on radio {radio} while played here"),
             None => String::new(),
@@ -487,6 +482,33 @@ fn print_preview(p: &Value) {
             c["messages"],
             c["frame_bytes"]
         );
+        for b in c["beyond"].as_array().into_iter().flatten() {
+            let over = hop_over(b, "no route up there now: it waits");
+            let total = match b["total_seconds"].as_f64() {
+                Some(s) => format!(" ({} from now)", duration(s)),
+                None => String::new(),
+            };
+            let voice = match b["radio"].as_bool() {
+                Some(true) => "; as voice on its radio while played there",
+                _ => "",
+            };
+            say!(
+                "       then {:<13} {} message(s) of a {}-byte frame, {over}{total}{voice}",
+                text(&b["peer"]),
+                b["messages"],
+                b["frame_bytes"]
+            );
+        }
+    }
+}
+
+/// How a planned hop goes: its bearer and time, or `none` while no route is up.
+fn hop_over(hop: &Value, none: &str) -> String {
+    match (hop["bearer"].as_str(), hop["seconds"].as_f64()) {
+        (None, _) => none.to_string(),
+        (Some("ip"), _) => "over ip, at once".to_string(),
+        (Some(bearer), Some(s)) => format!("over {bearer}, about {}", duration(s)),
+        (Some(bearer), None) => format!("over {bearer}, time not yet known"),
     }
 }
 

@@ -93,6 +93,29 @@ pub struct CascadePlan {
     /// The `[[radio]]` on which the alert also goes out as voice, while the link has no
     /// IP and names one (the 370 MHz bearer).
     pub radio: Option<String>,
+    /// How the neighbour would pass it on to each node below it that the alert
+    /// concerns, from the neighbour's last heartbeat; empty while the link has no IP
+    /// or the neighbour has no links down.
+    pub beyond: Vec<BeyondCascadePlan>,
+}
+
+/// The hop after the next: how a neighbour below would pass an alert on to one of its
+/// own neighbours (a street to a village).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct BeyondCascadePlan {
+    /// The area code of that node.
+    pub peer: String,
+    /// The bearer that would carry it there now; none while no route is up.
+    pub bearer: Option<String>,
+    pub frame_bytes: usize,
+    pub messages: usize,
+    /// Seconds until its last message has left the neighbour; none while no route is
+    /// up there or its terminal has not said its pacing.
+    pub seconds: Option<f64>,
+    /// Seconds from now until then, the first hop's included, where both are known.
+    pub total_seconds: Option<f64>,
+    /// The neighbour speaks the alert on a radio for this node too (370 MHz).
+    pub radio: bool,
 }
 
 impl CascadeHandle {
@@ -386,6 +409,7 @@ fn links(
             },
             routes,
             key,
+            radio: link.radio.is_some(),
         });
     }
     Ok((links, routes_out))
@@ -574,6 +598,13 @@ impl Task {
                     }
                 }
                 Woke::TerminalState(k, now_up) => {
+                    let route = &self.terminals[k];
+                    let (pacing, queued) = {
+                        let snapshot = route.handle.snapshot.borrow();
+                        (snapshot.condition.pacing, snapshot.queued)
+                    };
+                    let (link, bearer) = (route.link.clone(), route.bearer);
+                    self.relay.terminal_load(&link, bearer, pacing, queued);
                     if up[k] != now_up {
                         up[k] = now_up;
                         let route = &self.terminals[k];
@@ -1040,8 +1071,25 @@ impl Task {
                 .find(|(link, _)| *link == plan.link)
                 .map(|(_, radio)| radio.clone()),
         };
+        let beyond = plan
+            .beyond
+            .iter()
+            .map(|b| {
+                let hop = b.time.map(|t| t.as_secs_f64());
+                BeyondCascadePlan {
+                    peer: b.peer.to_string(),
+                    bearer: b.bearer.map(|b| b.as_str().to_string()),
+                    frame_bytes: b.frame_bytes,
+                    messages: b.messages,
+                    seconds: hop,
+                    total_seconds: seconds.zip(hop).map(|(first, then)| first + then),
+                    radio: b.radio,
+                }
+            })
+            .collect();
         CascadePlan {
             radio,
+            beyond,
             link: plan.link,
             peer: plan.peer.to_string(),
             bearer: plan.bearer.map(|b| b.as_str().to_string()),

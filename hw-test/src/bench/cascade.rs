@@ -352,6 +352,7 @@ fn one_relay(frames: usize, utc: DateTime<Utc>) -> Result<RelayFigures, CascadeB
         direction,
         routes: vec![ip()],
         key: None,
+        radio: false,
     };
     let now = Instant::now();
     let mut relay = Relay::new(
@@ -374,7 +375,7 @@ fn one_relay(frames: usize, utc: DateTime<Utc>) -> Result<RelayFigures, CascadeB
     ] {
         let beat = seal(
             &header(origin, 1, utc)?,
-            &Body::Heartbeat(Heartbeat),
+            &Body::Heartbeat(Heartbeat::default()),
             Sealer::Sm2(key),
         )
         .map_err(setup("heartbeat"))?;
@@ -558,6 +559,7 @@ impl Net {
                             direction: *direction,
                             routes: vec![ip()],
                             key: None,
+                            radio: false,
                         }
                     })
                     .collect();

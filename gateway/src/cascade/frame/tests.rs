@@ -88,11 +88,27 @@ impl Rng {
                 bearer: BearerKind::ALL[self.below(5) as usize],
             }),
             Kind::FieldReport => Body::FieldReport(FieldReport { text: self.text() }),
-            Kind::Heartbeat => Body::Heartbeat(Heartbeat),
+            Kind::Heartbeat => Body::Heartbeat(Heartbeat {
+                below: (0..self.below(4)).map(|_| self.link_state()).collect(),
+            }),
             Kind::StreamGrant => Body::StreamGrant(StreamGrant {
                 ssrc: self.next() as u32,
                 level: self.level(),
             }),
+        }
+    }
+
+    fn link_state(&mut self) -> LinkState {
+        let bearer = |rng: &mut Rng| BearerKind::ALL[rng.below(5) as usize];
+        LinkState {
+            peer: self.area(),
+            bearer: (self.below(3) > 0).then(|| bearer(self)),
+            planned_bearer: bearer(self),
+            message_bytes: self.next() as u16,
+            pacing: (self.below(2) == 0)
+                .then(|| (self.below(0xffff) as u16, self.below(0xffff) as u16)),
+            queued: self.next() as u16,
+            radio: self.below(2) == 0,
         }
     }
 
@@ -385,7 +401,7 @@ fn small_frames_have_the_sizes_docs_frames_md_gives() {
     let receipt = samples::village_receipt();
     for (header, body, tagged, signed) in [
         (&district, Body::Cancel(Cancel { number: 88 }), 31, 87),
-        (&district, Body::Heartbeat(Heartbeat), 27, 83),
+        (&district, Body::Heartbeat(Heartbeat::default()), 28, 84),
         (&village, receipt, 48, 104),
     ] {
         let hmac = seal(header, &body, Sealer::Hmac(&link, TagLength::Eight)).expect("sealed");
@@ -397,4 +413,66 @@ fn small_frames_have_the_sizes_docs_frames_md_gives() {
             body.kind()
         );
     }
+}
+
+#[test]
+fn a_heartbeat_up_tells_each_link_below_in_17_bytes_and_refuses_what_it_cannot_mean() {
+    let link = LinkKey::from_bytes([1; 32]);
+    let (district, _) = short_red_alert();
+    let street = Header {
+        origin: area("410503001"),
+        ..district
+    };
+    let village = |peer: &str, bearer| LinkState {
+        peer: area(peer),
+        bearer,
+        planned_bearer: BearerKind::Beidou,
+        message_bytes: 78,
+        pacing: Some((2, 60)),
+        queued: 3,
+        radio: true,
+    };
+    let body = Body::Heartbeat(Heartbeat {
+        below: vec![
+            village("410503001001", Some(BearerKind::Beidou)),
+            village("410503001002", None),
+        ],
+    });
+    let sealed = seal(&street, &body, Sealer::Hmac(&link, TagLength::Eight)).expect("sealed");
+    // 29 bytes empty from a street (a 9-digit origin), then per link: area 6, bearers 2,
+    // message size, pacing and queue 8, flags 1.
+    assert_eq!(sealed.len(), 29 + 2 * 17);
+    assert_eq!(decode(&sealed).expect("decodes").body, body);
+
+    // The byte after the second link's peer (header 19, count 1, first link 17): none
+    // up, then its planned route.
+    let at = 19 + 1 + 17 + 6;
+    assert_eq!(sealed[at], 0xff);
+    let mut no_such_bearer = sealed.clone();
+    no_such_bearer[at + 1] = 9;
+    assert!(matches!(
+        decode(&no_such_bearer),
+        Err(FrameError::BadValue {
+            field: Field::LinkBearer,
+            ..
+        })
+    ));
+    let mut half_known_pacing = sealed.clone();
+    half_known_pacing[at + 4..at + 6].copy_from_slice(&[0xff, 0xff]);
+    assert!(matches!(
+        decode(&half_known_pacing),
+        Err(FrameError::BadValue {
+            field: Field::LinkPacing,
+            ..
+        })
+    ));
+    let mut unknown_flag = sealed.clone();
+    unknown_flag[at + 10] = 2;
+    assert!(matches!(
+        decode(&unknown_flag),
+        Err(FrameError::BadValue {
+            field: Field::LinkFlags,
+            ..
+        })
+    ));
 }

@@ -84,6 +84,7 @@ fn relay_with_replay(
             direction: Direction::Down,
             routes: vec![ip(), beidou()],
             key: Some(link_key(1)),
+            radio: false,
         }],
         STREET => vec![
             LinkConfig {
@@ -92,13 +93,15 @@ fn relay_with_replay(
                 direction: Direction::Up,
                 routes: vec![ip(), beidou()],
                 key: Some(link_key(1)),
+                radio: false,
             },
             LinkConfig {
                 name: "village-1".into(),
                 peer: area("410503001001"),
                 direction: Direction::Down,
-                routes: vec![ip()],
+                routes: vec![ip(), beidou()],
                 key: Some(link_key(2)),
+                radio: false,
             },
         ],
         _ => vec![LinkConfig {
@@ -107,6 +110,7 @@ fn relay_with_replay(
             direction: Direction::Up,
             routes: vec![ip()],
             key: Some(link_key(2)),
+            radio: false,
         }],
     };
     for link in &links {
@@ -596,6 +600,67 @@ fn a_plan_names_the_route_and_messages_an_alert_would_take_and_sends_nothing() {
             .plan(&elsewhere, until, net.utc, net.now)
             .is_empty()
     );
+}
+
+#[test]
+fn a_plan_tells_how_the_street_would_pass_the_alert_on_from_its_last_heartbeat() {
+    let mut net = Net::new();
+    // The street's first heartbeat up went before it had heard the village's.
+    net.run(12);
+    let text = "山洪预警：沿河村民立即转移到高处，不要涉水，等待通知。";
+    let body = red_alert(9, "410503001001", text);
+    let until = net.utc + chrono::Duration::hours(1);
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    let signed = plan[0].frame_bytes;
+    assert_eq!(plan[0].beyond.len(), 1, "{plan:?}");
+    let village = &plan[0].beyond[0];
+    assert_eq!(village.peer, area("410503001001"));
+    assert_eq!(village.bearer, Some(BearerKind::Ip));
+    assert_eq!(
+        village.frame_bytes, signed,
+        "passed on as the district signed it"
+    );
+    assert_eq!(village.time, Some(Duration::ZERO));
+    assert!(!village.radio);
+
+    // IP to the village cut, its BeiDou route up with a queue: the street's next
+    // heartbeat says so, and the time is the terminal's pacing for the tagged frame.
+    net.cut.insert((1, BearerKind::Ip));
+    net.run(40);
+    net.relays[STREET].bearer_state("village-1", BearerKind::Beidou, true, net.now);
+    let pacing = Pacing {
+        first: Duration::from_secs(2),
+        each_more: Duration::from_secs(60),
+    };
+    net.relays[STREET].terminal_load("village-1", BearerKind::Beidou, Some(pacing), 1);
+    net.run(10);
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    let village = &plan[0].beyond[0];
+    assert_eq!(village.bearer, Some(BearerKind::Beidou));
+    let tagged = signed - SIGNATURE_BYTES + 8;
+    assert_eq!(village.frame_bytes, tagged);
+    assert_eq!(village.messages, messages(tagged, 78));
+    assert!(village.messages >= 2, "{village:?}");
+    let behind_one = pacing.time_for(1, village.messages);
+    assert_eq!(village.time, Some(behind_one));
+
+    // Another village's heartbeat says nothing of it; an alert elsewhere under the
+    // street has no hop beyond; and with IP to the street cut, the street's state is
+    // not known.
+    let street_only = red_alert(11, "410503001", text);
+    let plan = net.relays[DISTRICT].plan(&street_only, until, net.utc, net.now);
+    assert_eq!(
+        plan[0].beyond.len(),
+        1,
+        "a street's alert concerns its villages"
+    );
+    let other = red_alert(12, "410503001002", text);
+    let plan = net.relays[DISTRICT].plan(&other, until, net.utc, net.now);
+    assert!(plan[0].beyond.is_empty(), "{plan:?}");
+    net.cut.insert((0, BearerKind::Ip));
+    net.run(40);
+    let plan = net.relays[DISTRICT].plan(&body, until, net.utc, net.now);
+    assert!(plan[0].beyond.is_empty(), "{plan:?}");
 }
 
 /// What the district sends when polled `after` the net's time, its clock reading `utc`.
