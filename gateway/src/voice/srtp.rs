@@ -27,7 +27,8 @@
 //!   memory. At most [`MAX_RECEIVED_SSRCS`] SSRCs keep their state; the one heard from
 //!   least recently is forgotten first.
 //! * Nothing here panics on bytes from the network: lengths are checked before the
-//!   library reads them.
+//!   library reads them, RFC 8285 header extension elements included (the library's
+//!   RTP header reader trusts their lengths).
 
 use std::collections::HashMap;
 
@@ -61,6 +62,8 @@ pub enum SrtpRefusal {
     TooShort { len: usize },
     #[error("not RTP version 2")]
     NotRtp,
+    #[error("an RTP header whose CSRCs or extension overrun the packet")]
+    BadHeader,
     #[error("an SRTCP packet sent unencrypted")]
     Unencrypted,
     #[error("authentication failed (wrong key, altered, or plain RTP)")]
@@ -113,6 +116,9 @@ impl SrtpLink {
         if packet.len() < RTP_HEADER_LEN || packet[0] >> 6 != 2 {
             return Err(ProtectError("not an RTP packet".into()));
         }
+        if !header_fits(packet) {
+            return Err(ProtectError(SrtpRefusal::BadHeader.to_string()));
+        }
         self.outbound
             .encrypt_rtp(packet)
             .map(|b| b.to_vec())
@@ -138,6 +144,9 @@ impl SrtpLink {
         }
         if packet[0] >> 6 != 2 {
             return Err(SrtpRefusal::NotRtp);
+        }
+        if !header_fits(&packet[..packet.len() - AUTH_TAG_LEN]) {
+            return Err(SrtpRefusal::BadHeader);
         }
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
         self.rtp_in.open(&self.key, ssrc, |c| c.decrypt_rtp(packet))
@@ -193,6 +202,58 @@ impl Received {
         self.contexts.insert(ssrc, (fresh, uses));
         Ok(plain.to_vec())
     }
+}
+
+/// Whether an RTP packet's CSRC list and header extension lie inside it, and each
+/// element of an RFC 8285 extension (one-byte profile `0xBEDE` §4.2, two-byte profile
+/// `0x1000` §4.3, the one the library reads as such) inside the extension: what the
+/// library's header reader assumes without checking. The packet is at least the
+/// fixed header.
+fn header_fits(packet: &[u8]) -> bool {
+    let csrcs = usize::from(packet[0] & 0x0f);
+    let mut at = RTP_HEADER_LEN + 4 * csrcs;
+    if packet.len() < at {
+        return false;
+    }
+    if packet[0] & 0x10 == 0 {
+        return true;
+    }
+    let Some(&[p0, p1, l0, l1]) = packet.get(at..at + 4) else {
+        return false;
+    };
+    at += 4;
+    let end = at + 4 * usize::from(u16::from_be_bytes([l0, l1]));
+    if packet.len() < end {
+        return false;
+    }
+    let two_byte = match u16::from_be_bytes([p0, p1]) {
+        0xBEDE => false,
+        0x1000 => true,
+        _ => return true,
+    };
+    while at < end {
+        let first = packet[at];
+        at += 1;
+        if first == 0 {
+            continue; // padding
+        }
+        let length = if two_byte {
+            let Some(&length) = packet[..end].get(at) else {
+                return false;
+            };
+            at += 1;
+            usize::from(length)
+        } else if first >> 4 == 0x0f {
+            return true; // the reserved ID ends the reading (§4.2)
+        } else {
+            usize::from(first & 0x0f) + 1
+        };
+        at += length;
+        if at > end {
+            return false;
+        }
+    }
+    true
 }
 
 fn context(key: &SrtpKey) -> Result<Context, ProtectError> {
@@ -365,6 +426,49 @@ mod tests {
             assert!(street.unprotect_rtcp(&bytes).is_err());
         }
         assert_eq!(street.unprotect_rtp(&[0u8; 30]), Err(SrtpRefusal::NotRtp));
+    }
+
+    /// Found by the `srtp_link` fuzz target: the library read an extension element's
+    /// length past the end of the packet and panicked.
+    #[test]
+    fn header_extensions_that_overrun_are_refused_before_the_library_reads_them() {
+        let key = key(3);
+        let mut district = SrtpLink::new(&key).expect("link");
+        let mut street = SrtpLink::new(&key).expect("link");
+        // X set, one 4-byte word of extension under each profile, then a payload.
+        let with_extension = |profile: u16, words: &[u8; 4]| {
+            let mut p = rtp(0x5150_0001, profile, &[]);
+            p[0] |= 0x10;
+            p.extend_from_slice(&profile.to_be_bytes());
+            p.extend_from_slice(&1u16.to_be_bytes());
+            p.extend_from_slice(words);
+            p.extend_from_slice(&[0xaa; 40]);
+            p
+        };
+        // One-byte: ID 1, 2 bytes, padding. Two-byte: ID 1, 1 byte, padding.
+        for good in [
+            with_extension(0xBEDE, &[0x11, 0xab, 0xcd, 0x00]),
+            with_extension(0x1000, &[0x01, 0x01, 0xab, 0x00]),
+        ] {
+            let sent = district.protect_rtp(&good).expect("protected");
+            assert_eq!(street.unprotect_rtp(&sent).expect("opened"), good);
+        }
+        // An element longer than the extension; under the two-byte profile, longer
+        // than the packet (the fuzzer's case); a length byte beyond the extension.
+        for bad in [
+            with_extension(0xBEDE, &[0x1f, 0, 0, 0]),
+            with_extension(0x1000, &[0x01, 0xff, 0, 0]),
+            with_extension(0x1000, &[0, 0, 0, 0x01]),
+        ] {
+            assert!(district.protect_rtp(&bad).is_err());
+            let mut tagged = bad.clone();
+            tagged.extend_from_slice(&[0; AUTH_TAG_LEN]);
+            assert_eq!(street.unprotect_rtp(&tagged), Err(SrtpRefusal::BadHeader));
+        }
+        let mut cut = with_extension(0x1000, &[0; 4]);
+        cut.truncate(RTP_HEADER_LEN + 6);
+        cut.extend_from_slice(&[0; AUTH_TAG_LEN]);
+        assert_eq!(street.unprotect_rtp(&cut), Err(SrtpRefusal::BadHeader));
     }
 
     #[test]
