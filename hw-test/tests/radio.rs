@@ -935,7 +935,8 @@ fn talkgroup_selection_and_ptt_by_command_go_over_the_radios_command_channel() {
 
 /// The cascade's 370 MHz bearer: a street that plays alerts, whose link to a village
 /// has no IP (nothing is heard from the village), speaks an alert for that village on
-/// the radio its link names; the talkgroup gets the whole alert and PTT drops after it.
+/// the radio its link names; the talkgroup gets the whole alert and PTT drops after it;
+/// a village gateway whose radio hears that transmission plays it on its loudspeaker.
 #[test]
 fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() {
     let dir = common::scratch("radio-alert");
@@ -1023,14 +1024,68 @@ fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() 
     assert_eq!(keyed_ms(&reports[0]).len(), 1, "one over: {}", reports[0]);
 
     // What went out is the chime and the speech: seconds of sound, not silence.
-    let heard = codecs::audio_file::read_audio(dir.join("tg-v-tx.wav")).expect("tx recording");
-    let seconds = heard.duration().as_secs_f64();
+    let air = dir.join("tg-v-tx.wav");
+    let sent = codecs::audio_file::read_audio(&air).expect("tx recording");
+    let seconds = sent.duration().as_secs_f64();
     assert!(seconds > 3.0, "transmitted {seconds:.2} s");
-    let samples = heard.to_i16();
+    assert_loud(&sent.to_i16(), "transmitted");
+
+    // The village end: its radio on the talkgroup hears what the street sent (the
+    // simulator plays the street's transmission as received audio), and a patch from
+    // that radio to the village's zone puts it on the village's loudspeaker.
+    let rtp = hw_test::process::free_port_pair().expect("port");
+    let pole = hw_test::process::free_port_pair().expect("port");
+    let mut village = Rig::start(
+        "radio-alert-village",
+        &[RadioSpec::new(
+            "village-rx",
+            &format!("1 transmit {}\n", air.display()),
+        )],
+        &format!(
+            "[rtp]\nlisten = \"127.0.0.1:{rtp}\"\n\n\
+             [[downstream]]\nname = \"pole\"\naddress = \"127.0.0.1:{pole}\"\n\n\
+             [patching]\nstate_dir = \"state\"\nhang_ms = 300\n\n\
+             [[zone]]\nname = \"village\"\narea = \"410503001\"\n\n\
+             [[patch]]\nname = \"air-to-poles\"\nmembers = [\"village-rx\", \"village\"]\n\n"
+        ),
+        &[],
+    );
+    let (_, bench) = common::binaries();
+    let mut speaker = Command::new(&bench);
+    speaker
+        .args(["speaker", "--name", "pole", "--codec", "opus", "--listen"])
+        .arg(format!("127.0.0.1:{pole}"))
+        .args([
+            "--streams",
+            "1",
+            "--silence-limit-s",
+            "2",
+            "--wait-limit-s",
+            "30",
+        ])
+        .arg("--wav")
+        .arg(village.dir.join("pole.wav"));
+    village.start_other("pole", speaker, "listening", false);
+    for pole in &mut village.others {
+        let _ = pole.wait(Duration::from_secs(60));
+    }
+    let dir = village.dir.clone();
+    village.finish();
+    let played = codecs::audio_file::read_audio(dir.join("pole.wav")).expect("pole's recording");
+    let played_s = played.duration().as_secs_f64();
+    assert!(
+        played_s > seconds - 1.0,
+        "the loudspeaker played {played_s:.2} s of {seconds:.2} s sent"
+    );
+    assert_loud(&played.to_i16(), "played at the village");
+}
+
+/// Asserts that at least a tenth of `samples` are above -30 dBFS: sound, not silence.
+fn assert_loud(samples: &[i16], what: &str) {
     let loud = samples.iter().filter(|s| s.unsigned_abs() > 1000).count();
     assert!(
         loud as f64 > samples.len() as f64 * 0.1,
-        "{loud} of {} samples above -30 dBFS",
+        "{what}: {loud} of {} samples above -30 dBFS",
         samples.len()
     );
 }

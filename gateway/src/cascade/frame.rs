@@ -542,7 +542,9 @@ pub enum Field {
     LinkCount,
     LinkPeer,
     LinkBearer,
+    LinkMessageBytes,
     LinkPacing,
+    LinkQueued,
     LinkFlags,
     Scheme,
     Tag,
@@ -575,7 +577,9 @@ impl fmt::Display for Field {
             Field::LinkCount => "count of links below",
             Field::LinkPeer => "link peer",
             Field::LinkBearer => "link bearer",
+            Field::LinkMessageBytes => "link message bytes",
             Field::LinkPacing => "link pacing",
+            Field::LinkQueued => "link queue",
             Field::LinkFlags => "link flags",
             Field::Scheme => "authentication scheme",
             Field::Tag => "authentication tag",
@@ -958,7 +962,7 @@ fn heartbeat(input: &[u8]) -> Parsed<'_, Heartbeat> {
             }
         };
         let (r, planned_bearer) = bearer_code(rest, Field::LinkBearer)?;
-        let (r, message_bytes) = u16_field(r, Field::LinkPacing)?;
+        let (r, message_bytes) = u16_field(r, Field::LinkMessageBytes)?;
         let pacing_at = r;
         let (r, first) = u16_field(r, Field::LinkPacing)?;
         let (r, each) = u16_field(r, Field::LinkPacing)?;
@@ -969,7 +973,7 @@ fn heartbeat(input: &[u8]) -> Parsed<'_, Heartbeat> {
             }
             known => Some(known),
         };
-        let (r, queued) = u16_field(r, Field::LinkPacing)?;
+        let (r, queued) = u16_field(r, Field::LinkQueued)?;
         let flags_at = r;
         let (r, flags) = u8_field(r, Field::LinkFlags)?;
         if flags > 1 {

@@ -290,8 +290,11 @@ struct Link {
     next_heartbeat: Instant,
     /// A clock difference with the peer has been said and not yet healed.
     clock_off: bool,
-    /// A link down: the state of the peer's own links down, from its last heartbeat.
+    /// A link down: the state of the peer's own links down, from its newest heartbeat
+    /// (by its `valid_from`: heartbeats have no replay memory, so an old one replayed
+    /// must not undo a newer one).
     below: Vec<LinkState>,
+    below_from: Option<Timestamp>,
 }
 
 /// The relay of one node; see the [module](self) notes.
@@ -342,6 +345,7 @@ impl Relay {
                 next_heartbeat: now,
                 clock_off: false,
                 below: Vec::new(),
+                below_from: None,
             })
             .collect();
         Relay {
@@ -867,8 +871,11 @@ impl Relay {
                 return;
             }
             Body::Heartbeat(heartbeat) => {
-                if self.links[l].config.direction == Direction::Down {
-                    self.links[l].below = heartbeat.below.clone();
+                let link = &mut self.links[l];
+                let newer = link.below_from.is_none_or(|t| frame.header.valid_from >= t);
+                if link.config.direction == Direction::Down && newer {
+                    link.below = heartbeat.below.clone();
+                    link.below_from = Some(frame.header.valid_from);
                 }
                 return;
             }
@@ -1142,7 +1149,8 @@ fn beyond(below: &[LinkState], targets: &[AreaCode], signed: usize) -> Vec<Beyon
                 frame_bytes,
                 messages,
                 time,
-                radio: state.radio,
+                // Over IP the village hears the frame, not the radio.
+                radio: state.radio && state.bearer != Some(BearerKind::Ip),
             }
         })
         .collect()

@@ -48,7 +48,8 @@ struct RawLink {
     terminal_to: Option<Spanned<String>>,
     /// Seconds a frame over the terminal waits for its acknowledgement.
     terminal_ack_s: Option<u64>,
-    /// A `[[radio]]` of this node that the neighbour's radio hears.
+    /// A `[[radio]]` of this node that the neighbour's radio hears; only on a node
+    /// with `[alerts]`.
     radio: Option<Spanned<String>>,
 }
 
@@ -184,7 +185,10 @@ pub(super) fn cascade(
                 return Err(at.error(
                     r.span(),
                     &key("radio"),
-                    format!("no [[radio]] named {:?}", r.get_ref()),
+                    format!(
+                        "no [[radio]] named {:?} on a node that plays alerts ([alerts]): the radio speaks what this node plays",
+                        r.get_ref()
+                    ),
                 ));
             }
             Some(r) if up => {

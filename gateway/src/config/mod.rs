@@ -706,6 +706,11 @@ impl Config {
                     .iter()
                     .flat_map(|p| p.radios.iter().map(|r| r.name.clone()))
                     .collect();
+                // A radio on a link speaks what this node's playout plays.
+                let radios = match &alerts {
+                    Some(_) => radios,
+                    None => Vec::new(),
+                };
                 Some(cascade::cascade(c, &terminal_names, &radios, &at, base)?)
             }
             None => None,
@@ -821,7 +826,9 @@ codec = "pcmu"
     #[test]
     fn a_cascade_link_names_a_radio_of_this_node_only_going_down() {
         let text = format!(
-            "{STREET}\n[patching]\nstate_dir = \"state\"\n\n\
+            "{STREET}\n[api]\nlisten = \"127.0.0.1:8471\"\noperators = \"operators.toml\"\n\n\
+             [alerts]\nstate_dir = \"state\"\n\n\
+             [patching]\nstate_dir = \"state\"\n\n\
              [[radio]]\nname = \"tg-v\"\nlines = \"external:tg-v.sock\"\nptt = \"rts\"\n\n\
              [cascade]\nkey = \"street.sm2.key\"\nstate_dir = \"cascade\"\nlisten = \"127.0.0.1:7400\"\n\n\
              [[cascade.link]]\nname = \"village-1\"\npeer = \"410503001001\"\n\
@@ -834,6 +841,9 @@ codec = "pcmu"
         let e = parse(&text.replace("radio = \"tg-v\"", "radio = \"tg-x\"")).expect_err("invalid");
         assert_eq!(e.key, "cascade.link[0].radio");
         assert!(e.message.contains("no [[radio]] named \"tg-x\""), "{e}");
+        let silent = text.replace("[alerts]\nstate_dir = \"state\"\n", "");
+        let e = parse(&silent).expect_err("a radio on a node that plays nothing");
+        assert!(e.message.contains("plays alerts ([alerts])"), "{e}");
         let up = text.replace(
             "410503001001\"\ndirection = \"down\"",
             "410503\"\ndirection = \"up\"",

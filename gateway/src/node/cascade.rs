@@ -188,7 +188,13 @@ pub struct Sinks {
 pub struct CascadeHandle {
     pub requests: mpsc::UnboundedSender<Request>,
     pub store: Arc<Mutex<CascadeStore>>,
+    /// Each link's route in use, by link name (absent or `None`: none up), for what
+    /// must know it without waiting on the cascade's task (the alert playout).
+    pub routes: watch::Receiver<LinkRoutes>,
 }
+
+/// The route each link uses now, by link name.
+pub type LinkRoutes = std::collections::BTreeMap<String, Option<BearerKind>>;
 
 impl CascadeHandle {
     /// The latest field reports that reached this node.
@@ -311,6 +317,7 @@ impl Cascade {
         let store = Arc::new(Mutex::new(store));
         let (requests, inbox) = mpsc::unbounded_channel();
         let (stop, stopping) = watch::channel(false);
+        let (routes_tx, routes) = watch::channel(LinkRoutes::new());
         let outbox = terminals.map(|t| t.outbox.clone());
         let ip_links = cascade
             .links
@@ -338,10 +345,15 @@ impl Cascade {
             playout: sinks.playout,
             grants: sinks.grants,
             skew_s: cascade.skew.as_secs(),
+            routes: routes_tx,
             clock: FrameClock::new(cascade.time_from.as_deref(), terminals, cascade.skew),
         };
         Ok(Some(Cascade {
-            handle: CascadeHandle { requests, store },
+            handle: CascadeHandle {
+                requests,
+                store,
+                routes,
+            },
             stop,
             task: tokio::spawn(task.run()),
         }))
@@ -439,6 +451,7 @@ struct Task {
     grants: Option<mpsc::UnboundedSender<Grant>>,
     /// The clock difference allowed with an origin, seconds, for the log.
     skew_s: u64,
+    routes: watch::Sender<LinkRoutes>,
     clock: FrameClock,
 }
 
@@ -877,10 +890,15 @@ impl Task {
                 } => {
                     error!(%link, %origin, sequence, kind = kind.as_str(), reason, "cascade frame cannot go over this link: dropped")
                 }
-                Output::Route { link, bearer } => match bearer {
-                    Some(b) => info!(%link, bearer = ?b, "cascade link route"),
-                    None => warn!(%link, "cascade link has no route up"),
-                },
+                Output::Route { link, bearer } => {
+                    match bearer {
+                        Some(b) => info!(%link, bearer = ?b, "cascade link route"),
+                        None => warn!(%link, "cascade link has no route up"),
+                    }
+                    self.routes.send_modify(|routes| {
+                        routes.insert(link, bearer);
+                    });
+                }
                 Output::ClockOff { link, offset_s } => {
                     error!(%link, offset_s, skew_s = self.skew_s,
                         "THIS NODE'S CLOCK IS {offset_s} s behind its neighbour's on link {link} (or the neighbour's is ahead), beyond the allowed skew: every frame from there is refused until the clocks agree; check the system time and NTP on both");

@@ -441,43 +441,93 @@ struct Playout {
     radio: Option<RadioBearer>,
 }
 
-/// The cascade's 370 MHz bearer at an alert node: each play of an alert that concerns
-/// a neighbour below whose link has no IP now and names a radio (the cascade's plan
-/// says which) goes out on that radio too, ahead of any patch on it.
+/// The cascade's 370 MHz bearer at an alert node: each play here of an alert that
+/// concerns a neighbour below whose link names a radio and has no IP now (the cascade's
+/// route watch says which) goes out on that radio too, ahead of any patch on it.
+///
+/// It never waits on the cascade or the patching task: the route comes from a watch
+/// channel, and announcements are sent without an answer.
 struct RadioBearer {
     patching: mpsc::UnboundedSender<super::patching::PatchRequest>,
-    /// What the cascade's plan needs of each held alert: level, areas, text, end.
-    terms: HashMap<i64, RadioTerms>,
+    /// Link name, neighbour's area, radio port.
+    links: Vec<(String, AreaCode, String)>,
+    /// The level and areas of each held alert (not a live broadcast).
+    terms: HashMap<i64, (crate::alert::model::Level, Vec<AreaCode>)>,
+    /// The last play of each alert handed to the radios: a resumed or out-of-step
+    /// session of the same play is not spoken again.
+    spoken: HashMap<i64, u32>,
 }
-
-type RadioTerms = (
-    crate::alert::model::Level,
-    Vec<AreaCode>,
-    String,
-    DateTime<Utc>,
-);
 
 impl RadioBearer {
     fn new(
         config: &Config,
         patching: Option<mpsc::UnboundedSender<super::patching::PatchRequest>>,
     ) -> Option<RadioBearer> {
-        let links: Vec<_> = config
+        let links: Vec<(String, AreaCode, String)> = config
             .cascade
             .iter()
             .flat_map(|c| &c.links)
-            .filter_map(|l| Some((&l.name, l.radio.as_ref()?)))
+            .filter_map(|l| Some((l.name.clone(), l.peer.clone(), l.radio.clone()?)))
             .collect();
         if links.is_empty() {
             return None;
         }
-        for (link, radio) in links {
+        for (link, _, radio) in &links {
             info!(%link, %radio, "alerts for this link go out on the radio while it has no IP");
         }
         Some(RadioBearer {
             patching: patching?,
+            links,
             terms: HashMap::new(),
+            spoken: HashMap::new(),
         })
+    }
+
+    /// Hands play `play` of `alert` to every radio whose link concerns it and has no IP
+    /// now, once per radio and play.
+    fn speak(
+        &mut self,
+        alert: i64,
+        play: u32,
+        samples: &Arc<Vec<i16>>,
+        routes: &super::cascade::LinkRoutes,
+    ) {
+        let Some((level, areas)) = self.terms.get(&alert) else {
+            return;
+        };
+        if self.spoken.get(&alert).is_some_and(|last| *last >= play) {
+            return;
+        }
+        self.spoken.insert(alert, play);
+        let ip = Some(Some(crate::cascade::frame::BearerKind::Ip));
+        let mut ports: Vec<&str> = Vec::new();
+        for (link, peer, port) in &self.links {
+            let concerned = areas.iter().any(|a| a.concerns(peer));
+            if !concerned || routes.get(link).copied() == ip || ports.contains(&port.as_str()) {
+                continue;
+            }
+            ports.push(port);
+            info!(alert, play, %link, radio = %port,
+                "the link below has no IP: the alert goes out on its radio");
+            let _ = self.patching.send(super::patching::PatchRequest::Announce {
+                port: port.clone(),
+                alert,
+                level: *level,
+                samples: samples.clone(),
+            });
+        }
+    }
+
+    /// Forgets `alert`; stops it on the radios when it ended short of its plays
+    /// (cancelled, expired, failed), not when it is done: its last play runs out.
+    fn ended(&mut self, alert: i64, state: AlertState) {
+        self.terms.remove(&alert);
+        self.spoken.remove(&alert);
+        if state != AlertState::Done {
+            let _ = self
+                .patching
+                .send(super::patching::PatchRequest::EndAnnouncement { alert });
+        }
     }
 }
 
@@ -657,15 +707,9 @@ impl Playout {
         self.grant_terms
             .insert(id, (record.alert.level, record.alert.expires));
         if let (Some(radio), None) = (&mut self.radio, &record.alert.broadcast) {
-            radio.terms.insert(
-                id,
-                (
-                    record.alert.level,
-                    record.alert.areas.clone(),
-                    crate::alert::shorten::cascade_text(&record.alert),
-                    record.alert.expires,
-                ),
-            );
+            radio
+                .terms
+                .insert(id, (record.alert.level, record.alert.areas.clone()));
         }
         self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());
@@ -747,10 +791,7 @@ impl Playout {
                         self.programmes.remove(&alert);
                         self.grant_terms.remove(&alert);
                         if let Some(radio) = &mut self.radio {
-                            radio.terms.remove(&alert);
-                            let _ = radio
-                                .patching
-                                .send(super::patching::PatchRequest::EndAnnouncement { alert });
+                            radio.ended(alert, state);
                         }
                         // Dropping a live source stops it.
                         self.broadcasts.remove(&alert);
@@ -865,48 +906,8 @@ impl Playout {
         self.send_due_frames(Instant::now());
         // An early sender report lets receivers map the stream to wall-clock time.
         self.send_sender_reports(Instant::now(), None, Some(session));
-        self.speak_on_radio(alert, samples).await;
-    }
-
-    /// Speaks this play of `alert` on the radio of every link below that concerns it
-    /// and has no IP now.
-    async fn speak_on_radio(&self, alert: i64, samples: Arc<Vec<i16>>) {
-        let (Some(radio), Some(cascade)) = (&self.radio, &self.cascade) else {
-            return;
-        };
-        let Some((level, areas, text, until)) = radio.terms.get(&alert).cloned() else {
-            return;
-        };
-        for plan in cascade.plan(level, areas, text, until).await {
-            let Some(port) = plan.radio else {
-                continue;
-            };
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let request = super::patching::PatchRequest::Announce {
-                port: port.clone(),
-                alert,
-                samples: samples.clone(),
-                reply,
-            };
-            if radio.patching.send(request).is_err() {
-                return;
-            }
-            match answer.await {
-                Ok(Ok(())) => info!(
-                    alert,
-                    link = %plan.link,
-                    radio = %port,
-                    "the link below has no IP: the alert goes out on its radio"
-                ),
-                Ok(Err(reason)) => error!(
-                    alert,
-                    link = %plan.link,
-                    radio = %port,
-                    %reason,
-                    "the link below has no IP and its radio cannot send the alert"
-                ),
-                Err(_) => return,
-            }
+        if let (Some(radio), Some(cascade)) = (&mut self.radio, &self.cascade) {
+            radio.speak(alert, plays_started, &samples, &cascade.routes.borrow());
         }
     }
 
@@ -939,12 +940,6 @@ impl Playout {
             return;
         };
         let alert = session.alert;
-        // A play cut short (pre-empted, cancelled, expired) stops on the radio too.
-        if let (Some(radio), false) = (&self.radio, reason == StopReason::Finished) {
-            let _ = radio
-                .patching
-                .send(super::patching::PatchRequest::EndAnnouncement { alert });
-        }
         let now = Instant::now();
         for group in &mut session.groups {
             let leaving: Vec<OutputId> = group

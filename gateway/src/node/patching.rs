@@ -73,13 +73,14 @@ pub enum PatchRequest {
     Remove(String, oneshot::Sender<Result<PatchStatus, PatchError>>),
     /// Re-read the configuration, as SIGHUP does.
     Reload(oneshot::Sender<Result<String, String>>),
-    /// Speak alert `alert`'s programme on radio `port`, ahead of any patch; answers
-    /// why not when the port is unknown or down.
+    /// Speak one play of alert `alert` (at `level`) on radio `port`, ahead of any
+    /// patch ([`crate::patch::announce`]). Not answered: the alert playout must never
+    /// wait on this task; a port that is unknown or down is logged here.
     Announce {
         port: String,
         alert: i64,
+        level: crate::alert::model::Level,
         samples: std::sync::Arc<Vec<i16>>,
-        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Stop every announcement of alert `alert`.
     EndAnnouncement {
@@ -242,8 +243,11 @@ fn log_announcements(events: &[AnnounceEvent]) {
                 alert,
                 seconds,
             } => info!(%port, alert, seconds, "alert going out as voice on the radio"),
-            AnnounceEvent::Replaced { port, alert } => {
-                info!(%port, alert, "alert on the radio replaced by a higher one")
+            AnnounceEvent::Waiting { port, alert, ahead } => {
+                info!(%port, alert, ahead, "alert waits for the radio behind what is on air")
+            }
+            AnnounceEvent::Interrupted { port, alert } => {
+                info!(%port, alert, "alert on the radio interrupted by a higher one: it goes out again after")
             }
             AnnounceEvent::Finished { port, alert } => {
                 info!(%port, alert, "alert sent as voice on the radio")
@@ -453,8 +457,8 @@ impl State {
             PatchRequest::Announce {
                 port,
                 alert,
+                level,
                 samples,
-                reply,
             } => {
                 let id = MemberId(port);
                 let timeout = match self.ports.get(&id).map(|p| &p.config) {
@@ -462,7 +466,9 @@ impl State {
                     _ => None,
                 };
                 let radio = timeout.is_some();
-                let length = Duration::from_secs_f64(samples.len() as f64 / 48_000.0);
+                let length = Duration::from_secs_f64(
+                    samples.len() as f64 / crate::patch::announce::SAMPLE_RATE as f64,
+                );
                 if let Some(timeout) = timeout.filter(|t| length > *t) {
                     warn!(
                         port = %id,
@@ -472,21 +478,24 @@ impl State {
                         "the alert is longer than the radio's transmit time-out: the talkgroup hears only its start"
                     );
                 }
-                let answer = match self.faults.get(&id).cloned().flatten() {
-                    _ if !radio => Err(format!("no radio port named {id}")),
-                    Some(fault) => Err(format!("radio port {id} is down: {fault}")),
+                match self.faults.get(&id).cloned().flatten() {
+                    _ if !radio => {
+                        error!(port = %id, alert, "no radio port of that name: the alert cannot go out on it");
+                    }
+                    Some(fault) => {
+                        error!(port = %id, alert, %fault, "the radio is down: the alert cannot go out on it");
+                    }
                     None => {
-                        let events = self.announcements.start(id, alert, samples, now);
+                        let events = self.announcements.start(id, alert, level, samples, now);
                         log_announcements(&events);
                         self.announce(now);
-                        Ok(())
                     }
-                };
-                let _ = reply.send(answer);
+                }
             }
             PatchRequest::EndAnnouncement { alert } => {
-                let events = self.announcements.end(alert);
+                let events = self.announcements.end(alert, now);
                 log_announcements(&events);
+                self.announce(now);
             }
             PatchRequest::Upsert(mut spec, reply) => {
                 if spec.number == 0 {
