@@ -663,6 +663,54 @@ fn a_plan_tells_how_the_street_would_pass_the_alert_on_from_its_last_heartbeat()
     assert!(plan[0].beyond.is_empty(), "{plan:?}");
 }
 
+#[test]
+fn an_older_heartbeat_replayed_does_not_undo_what_a_newer_one_said_of_the_links_below() {
+    let mut net = Net::new();
+    net.run(12);
+    let heartbeat = |net: &Net, seconds_ago: i64, bearer| {
+        let at = net.utc - chrono::Duration::seconds(seconds_ago);
+        let header = Header {
+            origin: area("410503001"),
+            sequence: 0,
+            valid_from: Timestamp::from_datetime(at).expect("time"),
+            valid_until: Timestamp::from_datetime(at + chrono::Duration::seconds(35))
+                .expect("time"),
+        };
+        let below = vec![LinkState {
+            peer: area("410503001001"),
+            bearer,
+            planned_bearer: BearerKind::Ip,
+            message_bytes: 1200,
+            pacing: None,
+            queued: 0,
+            radio: false,
+        }];
+        seal(
+            &header,
+            &Body::Heartbeat(Heartbeat { below }),
+            Sealer::Sm2(&net.keys[STREET]),
+        )
+        .expect("sealed")
+    };
+    let (newer, older) = (
+        heartbeat(&net, 1, None),
+        heartbeat(&net, 5, Some(BearerKind::Ip)),
+    );
+    let body = red_alert(9, "410503001001", "山洪预警");
+    let until = net.utc + chrono::Duration::hours(1);
+    let village_bearer = |net: &mut Net, message: &[u8]| {
+        let (now, utc) = (net.now, net.utc);
+        net.relays[DISTRICT].on_message("street-1", BearerKind::Ip, message, now, utc);
+        net.relays[DISTRICT].plan(&body, until, utc, now)[0].beyond[0].bearer
+    };
+    assert_eq!(village_bearer(&mut net, &newer), None);
+    assert_eq!(
+        village_bearer(&mut net, &older),
+        None,
+        "the older heartbeat, accepted (heartbeats have no replay memory), changes nothing"
+    );
+}
+
 /// What the district sends when polled `after` the net's time, its clock reading `utc`.
 fn district_sends(net: &mut Net, after: Duration, utc: DateTime<Utc>) -> Vec<Vec<u8>> {
     let now = net.now + after;
