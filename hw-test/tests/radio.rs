@@ -933,13 +933,13 @@ fn talkgroup_selection_and_ptt_by_command_go_over_the_radios_command_channel() {
     assert!(log.contains("talkgroup selected"), "{log}");
 }
 
-/// A street with `[alerts]` whose link to village 410503001001 names radio `tg-v` and
-/// has no IP (nothing is heard from the village), with one loudspeaker in `pole_area`
-/// and alerts played `repeat` times: a blue alert for the village, previewed and sent.
-/// Checks that the talkgroup gets all of it in one over and gives the recording of
-/// what went out on the air and its length in seconds.
-fn street_speaks_an_alert_on_its_radio(test: &str, pole_area: &str, repeat: u32) -> (PathBuf, f64) {
-    let dir = common::scratch(test);
+/// The cascade's 370 MHz bearer: a street that plays alerts, whose link to a village
+/// has no IP (nothing is heard from the village), speaks an alert for that village on
+/// the radio its link names; the talkgroup gets the whole alert and PTT drops after it;
+/// a village gateway whose radio hears that transmission plays it on its loudspeaker.
+#[test]
+fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() {
+    let dir = common::scratch("radio-alert");
     for state in ["state", "alerts", "cascade"] {
         let _ = std::fs::remove_dir_all(dir.join(state));
     }
@@ -961,13 +961,13 @@ fn street_speaks_an_alert_on_its_radio(test: &str, pole_area: &str, repeat: u32)
     let port = |_| hw_test::process::free_port_pair().expect("port");
     let [api, rtp, frames, pole, village] = [0; 5].map(port);
     let rig = Rig::start(
-        test,
+        "radio-alert",
         &[RadioSpec::new("tg-v", "")],
         &format!(
             "[rtp]\nlisten = \"127.0.0.1:{rtp}\"\n\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\noperators = \"operators.toml\"\n\n\
-             [alerts]\nstate_dir = \"alerts\"\nattention = \"chime\"\nrepeat = {repeat}\n\n\
-             [[downstream]]\nname = \"pole\"\naddress = \"127.0.0.1:{pole}\"\narea = \"{pole_area}\"\n\n\
+             [alerts]\nstate_dir = \"alerts\"\nattention = \"chime\"\nrepeat = 1\n\n\
+             [[downstream]]\nname = \"pole\"\naddress = \"127.0.0.1:{pole}\"\narea = \"410503001001\"\n\n\
              [cascade]\nkey = \"keys/street.sm2.key\"\nstate_dir = \"cascade\"\n\
              listen = \"127.0.0.1:{frames}\"\nheartbeat_s = 1\n\n\
              [[cascade.link]]\nname = \"village-1\"\npeer = \"410503001001\"\ndirection = \"down\"\n\
@@ -980,12 +980,10 @@ fn street_speaks_an_alert_on_its_radio(test: &str, pole_area: &str, repeat: u32)
     let logged = |what: &str| {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .matches(what)
-            .count()
+            .contains(what)
     };
-    assert_eq!(
+    assert!(
         logged("alerts for this link go out on the radio while it has no IP"),
-        1,
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
@@ -1010,22 +1008,17 @@ fn street_speaks_an_alert_on_its_radio(test: &str, pole_area: &str, repeat: u32)
     let said = String::from_utf8_lossy(&preview.stdout);
     assert!(preview.status.success(), "{preview:?}");
     assert!(said.contains("as voice on radio tg-v"), "{said}");
-    assert_eq!(logged("alert sent as voice on the radio"), 0);
+    assert!(!logged("alert sent as voice on the radio"));
 
     let sent = send(&["--json"]);
     assert!(sent.status.success(), "{sent:?}");
 
     let keyed = rig.wait_for("tg-v", Duration::from_secs(30), is_ptt(true));
-    rig.wait_after("tg-v", Some(&keyed), Duration::from_secs(90), is_ptt(false));
-    assert_eq!(
-        logged("the link below has no IP: the alert goes out on its radio"),
-        repeat as usize
-    );
-    assert_eq!(
-        logged("alert sent as voice on the radio"),
-        repeat as usize,
-        "every play"
-    );
+    rig.wait_after("tg-v", Some(&keyed), Duration::from_secs(60), is_ptt(false));
+    assert!(logged(
+        "the link below has no IP: the alert goes out on its radio"
+    ));
+    assert!(logged("alert sent as voice on the radio"));
     let dir = rig.dir.clone();
     let (reports, _) = rig.finish();
     assert_eq!(keyed_ms(&reports[0]).len(), 1, "one over: {}", reports[0]);
@@ -1034,21 +1027,8 @@ fn street_speaks_an_alert_on_its_radio(test: &str, pole_area: &str, repeat: u32)
     let air = dir.join("tg-v-tx.wav");
     let sent = codecs::audio_file::read_audio(&air).expect("tx recording");
     let seconds = sent.duration().as_secs_f64();
-    assert!(
-        seconds > 3.0 * f64::from(repeat),
-        "transmitted {seconds:.2} s"
-    );
+    assert!(seconds > 3.0, "transmitted {seconds:.2} s");
     assert_loud(&sent.to_i16(), "transmitted");
-    (air, seconds)
-}
-
-/// The cascade's 370 MHz bearer: a street that plays an alert for a village whose link
-/// has no IP speaks it on the radio its link names; the talkgroup gets the whole alert
-/// and PTT drops after it; a village gateway whose radio hears that transmission plays
-/// it on its loudspeaker.
-#[test]
-fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() {
-    let (air, seconds) = street_speaks_an_alert_on_its_radio("radio-alert", "410503001001", 1);
 
     // The village end: its radio on the talkgroup hears what the street sent (the
     // simulator plays the street's transmission as received audio), and a patch from
@@ -1098,15 +1078,6 @@ fn an_alert_for_a_village_whose_link_has_no_ip_goes_out_as_voice_on_its_radio() 
         "the loudspeaker played {played_s:.2} s of {seconds:.2} s sent"
     );
     assert_loud(&played.to_i16(), "played at the village");
-}
-
-/// An alert for a village alone, at a street with no loudspeaker in that village: the
-/// street takes it for the radio all the same, and both plays go out back to back.
-#[test]
-fn an_alert_for_a_village_the_street_has_no_loudspeaker_in_still_goes_out_on_its_radio() {
-    let (_, seconds) = street_speaks_an_alert_on_its_radio("radio-alert-only", "410503001002", 2);
-    // Two plays of the chime (2 s) and the speech (about 4.6 s).
-    assert!(seconds > 12.0, "transmitted {seconds:.2} s for two plays");
 }
 
 /// Asserts that at least a tenth of `samples` are above -30 dBFS: sound, not silence.

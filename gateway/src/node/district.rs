@@ -143,13 +143,6 @@ pub fn rules(config: &Config, alerts: &AlertsConfig) -> Rules {
                 takes_exercises: d.exercises,
             })
             .collect(),
-        radio_areas: config
-            .cascade
-            .iter()
-            .flat_map(|c| &c.links)
-            .filter(|l| l.radio.is_some())
-            .map(|l| l.peer.clone())
-            .collect(),
     }
 }
 
@@ -519,7 +512,6 @@ impl RadioBearer {
             let _ = self.patching.send(super::patching::PatchRequest::Announce {
                 port: port.clone(),
                 alert,
-                play,
                 level: *level,
                 samples: samples.clone(),
             });
@@ -630,10 +622,6 @@ impl Playout {
             Command::Cancelled(id) => {
                 // Plays that finished before the cancel still await their receipts.
                 self.cancelled.insert(id);
-                // Plays handed to the radios alone are in no scheduler's hands.
-                if let Some(radio) = &mut self.radio {
-                    radio.ended(id, AlertState::Cancelled);
-                }
                 // An alert that came down the cascade is its origin's to cancel below.
                 let own = !self.from_cascade.contains_key(&id);
                 if let (Some(cascade), Ok(number), true) = (&self.cascade, u32::try_from(id), own) {
@@ -722,15 +710,6 @@ impl Playout {
             radio
                 .terms
                 .insert(id, (record.alert.level, record.alert.areas.clone()));
-            // Taken for a radio alone (no destination of this node in its area): the
-            // scheduler has nothing to play, so every play goes to the radios now, to
-            // follow one another there.
-            if let (true, Some(cascade)) = (job.outputs.is_empty(), &self.cascade) {
-                let routes = cascade.routes.borrow().clone();
-                for play in job.plays_started + 1..=job.repeat {
-                    radio.speak(id, play, &programme.samples, &routes);
-                }
-            }
         }
         self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());

@@ -79,8 +79,6 @@ pub enum PatchRequest {
     Announce {
         port: String,
         alert: i64,
-        /// The play number, 1 for the first of the alert's repeats.
-        play: u32,
         level: crate::alert::model::Level,
         samples: std::sync::Arc<Vec<i16>>,
     },
@@ -459,7 +457,6 @@ impl State {
             PatchRequest::Announce {
                 port,
                 alert,
-                play,
                 level,
                 samples,
             } => {
@@ -489,9 +486,7 @@ impl State {
                         error!(port = %id, alert, %fault, "the radio is down: the alert cannot go out on it");
                     }
                     None => {
-                        let events =
-                            self.announcements
-                                .start(id, (alert, play), level, samples, now);
+                        let events = self.announcements.start(id, alert, level, samples, now);
                         log_announcements(&events);
                         self.announce(now);
                     }

@@ -15,8 +15,7 @@
 //!   A play of a higher level than the one on air takes the port at once, and the one
 //!   it interrupted is heard again from its start afterwards; a play of the same or a
 //!   lower level waits behind every play of its level or higher, in the order they came.
-//!   A play (an alert and its play number) is taken once per port: the same play
-//!   handed over again, by a second link on the same radio, changes nothing.
+//!   At most one play of an alert waits per port: a second is the same programme again.
 //! * [`Announcements::end`] stops and forgets every play of an alert that was
 //!   cancelled or expired, on air or waiting.
 //! * Frames are due at fixed 20 ms steps from a play's start; a late poll sends every
@@ -41,8 +40,6 @@ pub const FRAME_SAMPLES: usize = 960;
 #[derive(Debug)]
 struct Announcement {
     alert: i64,
-    /// Its play number: 1 for the first of the alert's repeats.
-    play: u32,
     level: Level,
     samples: Arc<Vec<i16>>,
     /// The first sample not yet sent.
@@ -101,29 +98,26 @@ pub struct Announcements {
 }
 
 impl Announcements {
-    /// Play `play` of `alert` at `level` for `port`, from `now` or after what goes
-    /// first.
+    /// A play of `alert` at `level` for `port`, from `now` or after what goes first.
     pub fn start(
         &mut self,
         port: MemberId,
-        (alert, play): (i64, u32),
+        alert: i64,
         level: Level,
         samples: Arc<Vec<i16>>,
         now: Instant,
     ) -> Vec<AnnounceEvent> {
         let state = self.ports.entry(port.clone()).or_default();
-        let same = |a: &Announcement| a.alert == alert && a.play == play;
-        if state.waiting.iter().chain(&state.on_air).any(same) {
-            return Vec::new();
-        }
         let play = Announcement {
             alert,
-            play,
             level,
             samples,
             next: 0,
             due: now,
         };
+        if state.waiting.iter().any(|a| a.alert == alert) {
+            return Vec::new();
+        }
         let seconds = play.seconds();
         let started = AnnounceEvent::Started {
             port: port.clone(),
@@ -137,8 +131,10 @@ impl Announcements {
             }
             Some(mut interrupted) if level > interrupted.level => {
                 let off = interrupted.alert;
-                interrupted.next = 0;
-                state.waiting.push_front(interrupted);
+                if !state.waiting.iter().any(|a| a.alert == off) {
+                    interrupted.next = 0;
+                    state.waiting.push_front(interrupted);
+                }
                 state.on_air = Some(play);
                 vec![AnnounceEvent::Interrupted { port, alert: off }, started]
             }
@@ -275,7 +271,7 @@ mod tests {
     fn an_alert_goes_out_frame_by_frame_in_real_time_then_ends() {
         let t0 = Instant::now();
         let mut a = Announcements::default();
-        a.start(port("tg-v"), (7, 1), Level::Red, programme(3), t0);
+        a.start(port("tg-v"), 7, Level::Red, programme(3), t0);
         assert!(a.is_announcing(&port("tg-v")));
 
         let (frames, events) = a.poll(t0);
@@ -309,9 +305,9 @@ mod tests {
     fn a_cancelled_alert_stops_on_every_port_and_leaves_others() {
         let t0 = Instant::now();
         let mut a = Announcements::default();
-        a.start(port("tg-1"), (7, 1), Level::Red, programme(50), t0);
-        a.start(port("tg-2"), (7, 1), Level::Red, programme(50), t0);
-        a.start(port("tg-3"), (8, 1), Level::Red, programme(50), t0);
+        a.start(port("tg-1"), 7, Level::Red, programme(50), t0);
+        a.start(port("tg-2"), 7, Level::Red, programme(50), t0);
+        a.start(port("tg-3"), 8, Level::Red, programme(50), t0);
         let stopped = a.end(7, t0);
         assert_eq!(stopped.len(), 2);
         assert!(!a.is_announcing(&port("tg-1")));
@@ -325,15 +321,9 @@ mod tests {
     fn a_higher_alert_interrupts_and_the_interrupted_one_is_heard_again_whole_after() {
         let t0 = Instant::now();
         let mut a = Announcements::default();
-        a.start(port("tg-v"), (7, 1), Level::Blue, marked(7, 10), t0);
+        a.start(port("tg-v"), 7, Level::Blue, marked(7, 10), t0);
         assert_eq!(heard(&mut a, t0, 3, "tg-v"), vec![7, 7, 7]);
-        let events = a.start(
-            port("tg-v"),
-            (9, 1),
-            Level::Red,
-            marked(9, 2),
-            t0 + FRAME * 3,
-        );
+        let events = a.start(port("tg-v"), 9, Level::Red, marked(9, 2), t0 + FRAME * 3);
         assert_eq!(
             events[0],
             AnnounceEvent::Interrupted {
@@ -349,11 +339,11 @@ mod tests {
     }
 
     #[test]
-    fn plays_of_the_same_or_a_lower_level_wait_their_turn_and_none_is_doubled() {
+    fn plays_of_the_same_or_a_lower_level_wait_their_turn_and_are_not_doubled() {
         let t0 = Instant::now();
         let mut a = Announcements::default();
-        a.start(port("tg-v"), (1, 1), Level::Orange, marked(1, 2), t0);
-        let waiting = a.start(port("tg-v"), (2, 1), Level::Blue, marked(2, 2), t0);
+        a.start(port("tg-v"), 1, Level::Orange, marked(1, 2), t0);
+        let waiting = a.start(port("tg-v"), 2, Level::Blue, marked(2, 2), t0);
         assert_eq!(
             waiting,
             vec![AnnounceEvent::Waiting {
@@ -363,16 +353,11 @@ mod tests {
             }]
         );
         // An orange one goes ahead of the blue one, behind the orange on air.
-        a.start(port("tg-v"), (3, 1), Level::Orange, marked(3, 2), t0);
-        // The second play of alert 1 waits; the same play handed over again (a second
-        // link on this radio), and the first one again, change nothing.
-        a.start(port("tg-v"), (1, 2), Level::Orange, marked(1, 2), t0);
+        a.start(port("tg-v"), 3, Level::Orange, marked(3, 2), t0);
+        // The second play of alert 1 waits; a third while that one waits is the same.
+        a.start(port("tg-v"), 1, Level::Orange, marked(1, 2), t0);
         assert!(
-            a.start(port("tg-v"), (1, 2), Level::Orange, marked(1, 2), t0)
-                .is_empty()
-        );
-        assert!(
-            a.start(port("tg-v"), (1, 1), Level::Orange, marked(1, 2), t0)
+            a.start(port("tg-v"), 1, Level::Orange, marked(1, 2), t0)
                 .is_empty()
         );
         assert_eq!(
@@ -386,9 +371,9 @@ mod tests {
     fn ending_the_alert_on_air_puts_the_next_on_air_and_ending_a_waiting_one_drops_it() {
         let t0 = Instant::now();
         let mut a = Announcements::default();
-        a.start(port("tg-v"), (1, 1), Level::Red, marked(1, 5), t0);
-        a.start(port("tg-v"), (2, 1), Level::Red, marked(2, 2), t0);
-        a.start(port("tg-v"), (3, 1), Level::Red, marked(3, 2), t0);
+        a.start(port("tg-v"), 1, Level::Red, marked(1, 5), t0);
+        a.start(port("tg-v"), 2, Level::Red, marked(2, 2), t0);
+        a.start(port("tg-v"), 3, Level::Red, marked(3, 2), t0);
         assert_eq!(heard(&mut a, t0, 1, "tg-v"), vec![1]);
         let events = a.end(3, t0 + FRAME);
         assert_eq!(

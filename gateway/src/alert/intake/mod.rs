@@ -38,10 +38,6 @@ pub struct Rules {
     /// How many times an alert is spoken unless the form says otherwise.
     pub default_repeat: u32,
     pub destinations: Vec<Destination>,
-    /// Areas of neighbours below that a radio of this node reaches while their link has
-    /// no IP (the cascade's 370 MHz bearer): an actual alert for one of them is taken
-    /// even where no destination of this node is in its area, so the radio can speak it.
-    pub radio_areas: Vec<AreaCode>,
 }
 
 /// What kind of request it is.
@@ -589,11 +585,7 @@ impl Rules {
             }
             targets.push(d.name.clone());
         }
-        let for_a_radio = purpose == Purpose::Actual
-            && areas
-                .iter()
-                .any(|a| self.radio_areas.iter().any(|r| a.covers(r)));
-        if targets.is_empty() && !for_a_radio {
+        if targets.is_empty() {
             return Err(if skipped.is_empty() {
                 Refusal::NoTarget {
                     names: self.geocode_names.join(" or "),

@@ -26,7 +26,6 @@ fn rules() -> Rules {
             destination("street-005", "410503005", DownstreamKind::Gateway, false),
             destination("pole-hall", "410503", DownstreamKind::Loudspeaker, true),
         ],
-        radio_areas: vec![],
     }
 }
 
@@ -399,49 +398,4 @@ fn an_alert_frame_stamped_by_a_clock_a_little_ahead_plays_now() {
         during(),
         "not held for the origin's time"
     );
-}
-
-#[test]
-fn a_frame_for_a_village_only_a_radio_reaches_is_taken_with_no_loudspeaker_of_its_own() {
-    // A street whose one loudspeaker is in its own square, with a radio to village 002.
-    let street = Rules {
-        node_name: "street-410503001".into(),
-        destinations: vec![destination(
-            "square",
-            "410503001",
-            DownstreamKind::Loudspeaker,
-            true,
-        )],
-        radio_areas: vec!["410503001002".parse().expect("code")],
-        ..rules()
-    };
-    let admitted = street
-        .admit_frame(
-            &frame("山洪预警。", &["410503001002"]),
-            vec![],
-            "chime",
-            during(),
-        )
-        .expect("taken for the radio");
-    assert!(admitted.targets.is_empty(), "{:?}", admitted.targets);
-    // Another village, which no radio reaches, is still no target here; nor is an
-    // exercise, which a radio does not carry.
-    assert!(matches!(
-        street.admit_frame(
-            &frame("山洪预警。", &["410503001003"]),
-            vec![],
-            "chime",
-            during()
-        ),
-        Err(Refusal::NoTarget { .. })
-    ));
-    assert!(matches!(
-        street.admit_frame(
-            &frame("演练：山洪预警。", &["410503001002"]),
-            vec![],
-            "chime",
-            during()
-        ),
-        Err(Refusal::NoTarget { .. })
-    ));
 }
