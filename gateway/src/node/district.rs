@@ -483,13 +483,13 @@ impl RadioBearer {
         })
     }
 
-    /// Hands play `play` of `alert` to every radio whose link concerns it and has no IP
-    /// now, once per radio and play.
+    /// Hands play `play` of `alert`, which ends at `until`, to every radio whose link
+    /// concerns it and has no IP now, once per radio and play.
     fn speak(
         &mut self,
-        alert: i64,
-        play: u32,
+        (alert, play): (i64, u32),
         samples: &Arc<Vec<i16>>,
+        until: Instant,
         routes: &super::cascade::LinkRoutes,
     ) {
         let Some((level, areas)) = self.terms.get(&alert) else {
@@ -511,9 +511,12 @@ impl RadioBearer {
                 "the link below has no IP: the alert goes out on its radio");
             let _ = self.patching.send(super::patching::PatchRequest::Announce {
                 port: port.clone(),
-                alert,
-                level: *level,
-                samples: samples.clone(),
+                play: crate::patch::announce::Play {
+                    alert,
+                    level: *level,
+                    samples: samples.clone(),
+                    until,
+                },
             });
         }
     }
@@ -906,8 +909,13 @@ impl Playout {
         self.send_due_frames(Instant::now());
         // An early sender report lets receivers map the stream to wall-clock time.
         self.send_sender_reports(Instant::now(), None, Some(session));
-        if let (Some(radio), Some(cascade)) = (&mut self.radio, &self.cascade) {
-            radio.speak(alert, plays_started, &samples, &cascade.routes.borrow());
+        let until = self
+            .grant_terms
+            .get(&alert)
+            .map(|(_, e)| self.instant_of(*e));
+        if let (Some(radio), Some(cascade), Some(until)) = (&mut self.radio, &self.cascade, until) {
+            let routes = cascade.routes.borrow();
+            radio.speak((alert, plays_started), &samples, until, &routes);
         }
     }
 

@@ -27,7 +27,7 @@ use super::link::{self, NetSettings};
 use super::radio::{self, MemberConfig, PortCommand, PortEvent, PortHandle};
 use super::recorder::{Recorder, RecorderConfig};
 use crate::config::{Config, PatchingConfig};
-use crate::patch::announce::{AnnounceEvent, Announcements};
+use crate::patch::announce::{AnnounceEvent, Announcements, Play};
 use crate::patch::bus::{BusOutput, PatchBus, PatchError};
 use crate::patch::dtmf::{DtmfCommands, PatchCommand};
 use crate::patch::floor::FloorEvent;
@@ -36,6 +36,10 @@ use crate::patch::{MemberId, PatchMode, PatchSpec};
 
 /// How long stopping waits for the ports to release PTT and close.
 const STOP_LIMIT: Duration = Duration::from_secs(3);
+
+/// Between two alert plays on a radio, beyond its PTT hang: enough for PTT to drop, so
+/// each play is an over of its own under the transmit time-out.
+const ANNOUNCEMENT_GAP_MARGIN: Duration = Duration::from_millis(500);
 
 /// A patch as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -73,14 +77,13 @@ pub enum PatchRequest {
     Remove(String, oneshot::Sender<Result<PatchStatus, PatchError>>),
     /// Re-read the configuration, as SIGHUP does.
     Reload(oneshot::Sender<Result<String, String>>),
-    /// Speak one play of alert `alert` (at `level`) on radio `port`, ahead of any
-    /// patch ([`crate::patch::announce`]). Not answered: the alert playout must never
-    /// wait on this task; a port that is unknown or down is logged here.
+    /// Speak one play of an alert on radio `port`, ahead of any patch
+    /// ([`crate::patch::announce`]). Not answered: the alert playout must never wait on
+    /// this task; an unknown port is logged here, and a port that is down keeps the play
+    /// until it is back (or the alert ends).
     Announce {
         port: String,
-        alert: i64,
-        level: crate::alert::model::Level,
-        samples: std::sync::Arc<Vec<i16>>,
+        play: Play,
     },
     /// Stop every announcement of alert `alert`.
     EndAnnouncement {
@@ -244,10 +247,10 @@ fn log_announcements(events: &[AnnounceEvent]) {
                 seconds,
             } => info!(%port, alert, seconds, "alert going out as voice on the radio"),
             AnnounceEvent::Waiting { port, alert, ahead } => {
-                info!(%port, alert, ahead, "alert waits for the radio behind what is on air")
+                info!(%port, alert, ahead, "alert waits for the radio (behind what is on air, or for the radio to come back)")
             }
             AnnounceEvent::Interrupted { port, alert } => {
-                info!(%port, alert, "alert on the radio interrupted by a higher one: it goes out again after")
+                info!(%port, alert, "alert on the radio interrupted (by a higher one, or the radio going down): it goes out again whole after")
             }
             AnnounceEvent::Finished { port, alert } => {
                 info!(%port, alert, "alert sent as voice on the radio")
@@ -369,11 +372,15 @@ impl State {
         let now = Instant::now();
         match event {
             PortEvent::Up(name) => {
+                let events = self.announcements.resume(&name, now);
+                log_announcements(&events);
                 self.faults.insert(name, None);
+                self.announce(now);
             }
             PortEvent::Down(name, reason) => {
                 self.bus.on_carrier(&name, false, now);
                 self.receiving.insert(name.clone(), false);
+                log_announcements(&self.announcements.pause(&name));
                 self.faults.insert(name, Some(reason));
             }
             PortEvent::Carrier(name, open) => {
@@ -454,43 +461,34 @@ impl State {
             PatchRequest::List(reply) => {
                 let _ = reply.send((self.patch_statuses(), self.port_statuses()));
             }
-            PatchRequest::Announce {
-                port,
-                alert,
-                level,
-                samples,
-            } => {
+            PatchRequest::Announce { port, play } => {
                 let id = MemberId(port);
-                let timeout = match self.ports.get(&id).map(|p| &p.config) {
-                    Some(MemberConfig::Radio(r)) => Some(r.tx.timeout),
-                    _ => None,
+                let alert = play.alert;
+                let Some(MemberConfig::Radio(radio)) = self.ports.get(&id).map(|p| &p.config)
+                else {
+                    error!(port = %id, alert, "no radio port of that name: the alert cannot go out on it");
+                    return;
                 };
-                let radio = timeout.is_some();
                 let length = Duration::from_secs_f64(
-                    samples.len() as f64 / crate::patch::announce::SAMPLE_RATE as f64,
+                    play.samples.len() as f64 / crate::patch::announce::SAMPLE_RATE as f64,
                 );
-                if let Some(timeout) = timeout.filter(|t| length > *t) {
+                if length > radio.tx.timeout {
                     warn!(
                         port = %id,
                         alert,
                         seconds = length.as_secs(),
-                        timeout_s = timeout.as_secs(),
+                        timeout_s = radio.tx.timeout.as_secs(),
                         "the alert is longer than the radio's transmit time-out: the talkgroup hears only its start"
                     );
                 }
-                match self.faults.get(&id).cloned().flatten() {
-                    _ if !radio => {
-                        error!(port = %id, alert, "no radio port of that name: the alert cannot go out on it");
-                    }
-                    Some(fault) => {
-                        error!(port = %id, alert, %fault, "the radio is down: the alert cannot go out on it");
-                    }
-                    None => {
-                        let events = self.announcements.start(id, alert, level, samples, now);
-                        log_announcements(&events);
-                        self.announce(now);
-                    }
+                // PTT drops between two plays: each is an over of its own.
+                let gap = radio.tx.hang + ANNOUNCEMENT_GAP_MARGIN;
+                if let Some(Some(fault)) = self.faults.get(&id) {
+                    warn!(port = %id, alert, %fault, "the radio is down: the alert waits for it");
                 }
+                let events = self.announcements.start(id, play, gap, now);
+                log_announcements(&events);
+                self.announce(now);
             }
             PatchRequest::EndAnnouncement { alert } => {
                 let events = self.announcements.end(alert, now);
