@@ -752,6 +752,23 @@ fn with_ip_to_the_street_cut_an_alert_plays_at_street_and_village_and_both_recei
         ],
         "the street heard it over BeiDou, the village from the street over IP"
     );
+    // The street reported by its receipt frame: it is not waited for as a relay.
+    let (_, out, _) = district.cli(&["alert", "status", &id, "--json"]);
+    let view: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        view["summary"]["silent_gateways"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        view["summary"]
+    );
+    assert!(
+        !view["summary"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no report yet"),
+        "{}",
+        view["summary"]
+    );
 
     // IP heals and the street is killed and started again: nothing plays twice.
     for cut in ["street-district.cut", "district-street.cut"] {

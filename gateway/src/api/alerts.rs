@@ -515,11 +515,15 @@ pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, Ap
         count("missed"),
     );
     let loudspeakers = receipts.len() - skipped;
+    let area_receipts = state.store.area_receipts(record.id).await?;
+    // A gateway has reported when its loudspeakers' receipts came from it (`[upstream]
+    // api`) or a receipt frame came up the cascade from its area or below.
     let silent_gateways: Vec<String> = state
         .destinations
         .iter()
         .filter(|d| d.kind == "gateway" && record.alert.targets.contains(&d.name))
         .filter(|d| !receipts.iter().any(|r| r.via == d.name))
+        .filter(|d| !area_receipts.iter().any(|a| a.area.starts_with(&d.area)))
         .map(|d| d.name.clone())
         .collect();
     let mut text = format!("{played} of {loudspeakers} loudspeakers played");
@@ -540,7 +544,6 @@ pub async fn view(state: &ApiState, record: AlertRecord) -> Result<AlertView, Ap
             silent_gateways.join(", ")
         ));
     }
-    let area_receipts = state.store.area_receipts(record.id).await?;
     if !area_receipts.is_empty() {
         let sum =
             |f: fn(&AreaReceipt) -> u16| area_receipts.iter().map(|a| u32::from(f(a))).sum::<u32>();
