@@ -604,36 +604,43 @@ impl Relay {
 
     /// The next time the relay must be polled: a heartbeat, a frame's retry on a link
     /// with a route up, a reassembly to expire, an IP route's heartbeats running out,
-    /// a failing route's pause ending. Never a time already passed.
+    /// a failing route's pause ending. Never a time already passed: a heartbeat or a
+    /// retry that came due while the relay was busy with a message (it is only sent
+    /// by [`Relay::poll`]) is due now; an expiry already passed is no deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         let now = self.now;
-        self.links
-            .iter()
-            .flat_map(|link| {
-                // Frames of a link with no route up wait for one: a route coming up
-                // sends them, so their retry times are no deadline.
-                let routed = self.active_route(link, now).is_some();
-                let tries = link.queue.iter().filter(|_| routed).map(|q| q.next_try);
-                let reassembly = link
-                    .routes
-                    .iter()
-                    .filter_map(|r| r.reassembler.next_deadline());
-                let deaths = link.routes.iter().filter_map(|r| {
-                    (r.route.bearer == BearerKind::Ip)
-                        .then_some(r.heard)
-                        .flatten()
-                        .map(|h| h + self.timing.dead_after)
-                });
-                let pauses = link.routes.iter().filter_map(|r| r.failing_until);
-                std::iter::once(link.next_heartbeat)
-                    .chain(tries)
-                    .chain(reassembly)
-                    .chain(deaths)
-                    .chain(pauses)
-                    .filter(|at| *at >= now)
-                    .collect::<Vec<_>>()
-            })
-            .min()
+        let due = self.links.iter().flat_map(|link| {
+            // Frames of a link with no route up wait for one: a route coming up sends
+            // them, so their retry times are no deadline.
+            let routed = self.active_route(link, now).is_some();
+            let tries = link
+                .queue
+                .iter()
+                .filter(move |_| routed)
+                .map(|q| q.next_try);
+            std::iter::once(link.next_heartbeat)
+                .chain(tries)
+                .map(move |at| at.max(now))
+        });
+        let expiries = self.links.iter().flat_map(|link| {
+            let reassembly = link
+                .routes
+                .iter()
+                .filter_map(|r| r.reassembler.next_deadline());
+            let deaths = link.routes.iter().filter_map(|r| {
+                (r.route.bearer == BearerKind::Ip)
+                    .then_some(r.heard)
+                    .flatten()
+                    .map(|h| h + self.timing.dead_after)
+            });
+            let pauses = link.routes.iter().filter_map(|r| r.failing_until);
+            reassembly
+                .chain(deaths)
+                .chain(pauses)
+                .filter(|at| *at >= now)
+                .collect::<Vec<_>>()
+        });
+        due.chain(expiries).min()
     }
 
     pub fn drain(&mut self) -> Vec<Output> {

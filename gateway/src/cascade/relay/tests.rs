@@ -711,6 +711,33 @@ fn an_older_heartbeat_replayed_does_not_undo_what_a_newer_one_said_of_the_links_
     );
 }
 
+/// Found by the over-IP benchmark: a datagram handled just after a heartbeat came due
+/// (the task woke for the datagram, not for the deadline) moved the relay's clock past
+/// it, and the heartbeat, no longer a future deadline, was never sent again; the peer
+/// then took the link for dead.
+#[test]
+fn a_heartbeat_that_came_due_while_a_message_was_handled_is_due_at_once() {
+    let mut net = Net::new();
+    net.run(1);
+    let _ = net.relays[DISTRICT].drain();
+    let late = net.now + Duration::from_millis(10_500);
+    let utc = net.utc;
+    net.relays[DISTRICT].on_message("street-1", BearerKind::Ip, b"not a frame", late, utc);
+    let _ = net.relays[DISTRICT].drain();
+    assert_eq!(net.relays[DISTRICT].next_deadline(), Some(late));
+    net.relays[DISTRICT].poll(late, utc);
+    let heartbeats = net.relays[DISTRICT]
+        .drain()
+        .into_iter()
+        .filter(|o| matches!(o, Output::Send { link, .. } if link == "street-1"))
+        .count();
+    assert_eq!(heartbeats, 1, "the heartbeat goes out at that poll");
+    assert!(
+        net.relays[DISTRICT].next_deadline() > Some(late),
+        "and the next one is in the future"
+    );
+}
+
 /// What the district sends when polled `after` the net's time, its clock reading `utc`.
 fn district_sends(net: &mut Net, after: Duration, utc: DateTime<Utc>) -> Vec<Vec<u8>> {
     let now = net.now + after;
