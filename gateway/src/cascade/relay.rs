@@ -60,7 +60,7 @@ use super::frame::{
     SIGNATURE_BYTES, TagLength, Timestamp, Trailer, decode,
 };
 use super::keys::{LinkKey, NodeKey};
-use super::replay::{ReplayState, SequenceAllocator};
+use super::replay::{OriginWindow, SequenceAllocator};
 use crate::alert::model::AreaCode;
 use crate::satellite::session::Pacing;
 
@@ -139,8 +139,13 @@ pub enum Persist {
         origin: AreaCode,
         sequence: u32,
     },
-    /// The receiver's replay memory.
-    Replay(ReplayState),
+    /// The receiver's replay memory of one origin, after a frame from it was accepted:
+    /// only that origin's window, so a district that hears a thousand villages writes
+    /// one window per frame, not a thousand.
+    Replay {
+        origin: AreaCode,
+        window: OriginWindow,
+    },
     /// This node's sequence reservation: no number below it is used again.
     Sequence(u32),
 }
@@ -905,9 +910,12 @@ impl Relay {
                 bearer,
             });
         }
-        self.out.push(Output::Persist(Persist::Replay(
-            self.acceptor.replay_state().clone(),
-        )));
+        if let Some(window) = self.acceptor.replay_state().origins.get(&origin) {
+            self.out.push(Output::Persist(Persist::Replay {
+                origin: origin.clone(),
+                window: window.clone(),
+            }));
+        }
         if acknowledged(kind) {
             self.acknowledge(l, r, origin, sequence, now, utc);
         }

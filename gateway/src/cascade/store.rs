@@ -2,7 +2,9 @@
 //! directory, opened for durable commits (`crate::durable`).
 //!
 //! * `queued`: frames waiting for a link's acknowledgement, as bytes;
-//! * `state`: the replay memory (JSON) and this node's sequence reservation;
+//! * `replay`: the replay memory, one window (JSON) per origin;
+//! * `state`: this node's sequence reservation (and, in a store written by an earlier
+//!   version, the whole replay memory, still read);
 //! * `originated`: this node's alerts and cancels already sent down, so a restart does
 //!   not send them again;
 //! * `reports`: field reports that reached this node.
@@ -33,6 +35,10 @@ CREATE TABLE IF NOT EXISTS state (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS replay (
+    origin TEXT PRIMARY KEY,
+    window TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS originated (
     key INTEGER PRIMARY KEY
 );
@@ -60,6 +66,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("cascade database holds a replay memory that does not read: {0}")]
     Replay(serde_json::Error),
+    #[error("cascade database holds a replay window for {0:?}, which is not an area code")]
+    ReplayOrigin(String),
     #[error("cascade database holds a sequence reservation that does not read: {0:?}")]
     Sequence(String),
 }
@@ -118,9 +126,12 @@ impl CascadeStore {
                     params![link, origin.as_str(), sequence],
                 )?;
             }
-            Persist::Replay(state) => {
-                let json = serde_json::to_string(state).map_err(StoreError::Replay)?;
-                self.put("replay", &json)?;
+            Persist::Replay { origin, window } => {
+                let json = serde_json::to_string(window).map_err(StoreError::Replay)?;
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO replay (origin, window) VALUES (?1, ?2)",
+                    params![origin.as_str(), json],
+                )?;
             }
             Persist::Sequence(reserved) => self.put("sequence", &reserved.to_string())?,
         }
@@ -153,11 +164,28 @@ impl CascadeStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The replay memory: each origin's window as last stored. A store written before
+    /// windows were kept per origin holds the whole memory in `state`; it is read first,
+    /// and the per-origin rows over it.
     pub fn replay(&self) -> Result<ReplayState, StoreError> {
-        match self.get("replay")? {
-            Some(json) => serde_json::from_str(&json).map_err(StoreError::Replay),
-            None => Ok(ReplayState::default()),
+        let mut state = match self.get("replay")? {
+            Some(json) => serde_json::from_str(&json).map_err(StoreError::Replay)?,
+            None => ReplayState::default(),
+        };
+        let mut statement = self
+            .connection
+            .prepare("SELECT origin, window FROM replay")?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (origin, json) = row?;
+            let Ok(origin) = origin.parse() else {
+                return Err(StoreError::ReplayOrigin(origin));
+            };
+            let window = serde_json::from_str(&json).map_err(StoreError::Replay)?;
+            state.origins.insert(origin, window);
         }
+        Ok(state)
     }
 
     /// The last sequence reservation, `None` on the node's first start.
@@ -252,7 +280,13 @@ mod tests {
             store.apply(&Persist::Sequence(33)).expect("stored");
             let mut replay = ReplayState::default();
             replay.record(&origin, 7, 99, 64);
-            store.apply(&Persist::Replay(replay)).expect("stored");
+            let window = replay.origins[&origin].clone();
+            store
+                .apply(&Persist::Replay {
+                    origin: origin.clone(),
+                    window,
+                })
+                .expect("stored");
             let now = Utc::now();
             store
                 .add_report("410503001001", 3, "桥梁冲毁", "village-1", "beidou", now)

@@ -8,6 +8,7 @@ use chrono::TimeZone;
 use super::*;
 use crate::alert::model::Level;
 use crate::cascade::accept::{AcceptConfig, Keyring};
+use crate::cascade::replay::ReplayState;
 use crate::cascade::frame::{Alert, Content};
 
 const DISTRICT: usize = 0;
@@ -501,15 +502,14 @@ fn a_street_restarted_mid_relay_sends_what_it_had_stored_and_the_village_plays_i
             _ => None,
         })
         .collect();
-    let replay = net
-        .persisted
-        .iter()
-        .rev()
-        .find_map(|(n, p)| match (n, p) {
-            (&STREET, Persist::Replay(r)) => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
+    // The street's replay memory as its store would read it back: each origin's
+    // window as last persisted.
+    let mut replay = ReplayState::default();
+    for (n, p) in &net.persisted {
+        if let (&STREET, Persist::Replay { origin, window }) = (n, p) {
+            replay.origins.insert(origin.clone(), window.clone());
+        }
+    }
     let mut street = relay_with_replay(STREET, &net.keys, net.now, reserved, replay);
     for (link, bytes) in stored {
         let sequence = decode(&bytes).expect("frame").header.sequence;
@@ -843,7 +843,7 @@ fn a_new_frame_is_delivered_before_the_replay_memory_is_stored_and_both_before_i
             .unwrap_or_else(|| panic!("missing in {outputs:?}"))
     };
     let delivered = position(&|o| matches!(o, Output::Deliver { .. }));
-    let remembered = position(&|o| matches!(o, Output::Persist(Persist::Replay(_))));
+    let remembered = position(&|o| matches!(o, Output::Persist(Persist::Replay { .. })));
     let acknowledged = position(&|o| matches!(o, Output::Send { link, .. } if link == "district"));
     assert!(
         delivered < remembered && remembered < acknowledged,
