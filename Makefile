@@ -31,3 +31,4 @@ bench: deps
 	$(BIN)/emcomm-bench alerts --loudspeakers 1000 --rounds 5
 	$(BIN)/emcomm-bench patching --patches 1 10 50 --seconds 10
 	$(BIN)/emcomm-bench cascade
+	$(BIN)/emcomm-bench cascade-ip

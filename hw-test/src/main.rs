@@ -171,6 +171,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the cascade over IP in this process: the daemon's cascade task at each
+    /// node of a district, its streets and their villages, on loopback UDP with SQLite
+    /// stores; one alert to every village and every receipt back, per round.
+    CascadeIp {
+        #[arg(long, default_value_t = 10)]
+        streets: usize,
+        /// Villages per street.
+        #[arg(long, default_value_t = 100)]
+        villages: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark radio patching: mouth-to-ear latency on three paths, and the CPU of N
     /// patches of two radios each, the gateway pinned to CPU core 1.
     Patching {
@@ -627,23 +642,26 @@ fn main() -> ExitCode {
                 villages,
                 rounds,
             };
-            match cascade::run(&options) {
-                Ok(figures) if json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&figures).unwrap_or_default()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(figures) => {
-                    print!("{}", cascade::table(&figures));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cascade: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report("cascade", cascade::run(&options), json, cascade::table)
+        }
+        Command::CascadeIp {
+            streets,
+            villages,
+            rounds,
+            json,
+        } => {
+            use hw_test::bench::cascade_ip;
+            let options = cascade_ip::CascadeIpOptions {
+                streets,
+                villages,
+                rounds,
+            };
+            report(
+                "cascade-ip",
+                cascade_ip::run(&options),
+                json,
+                cascade_ip::table,
+            )
         }
         Command::Patching {
             emcomm,
@@ -1270,6 +1288,32 @@ fn simulator_exit(what: &str, result: Result<(), hw_test::sat_sim::SatSimError>)
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a benchmark's figures, as JSON or as its table, or its error: the exit code.
+fn report<F: serde::Serialize, E: std::fmt::Display>(
+    name: &str,
+    result: Result<F, E>,
+    json: bool,
+    table: fn(&F) -> String,
+) -> ExitCode {
+    match result {
+        Ok(figures) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&figures).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(figures) => {
+            print!("{}", table(&figures));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -252,6 +252,47 @@ impl CascadeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::model::AreaCode;
+
+    #[test]
+    fn a_replay_memory_stored_whole_by_an_earlier_version_is_read_under_the_new_windows() {
+        let dir =
+            std::env::temp_dir().join(format!("emcomm-cascade-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (village, street): (AreaCode, AreaCode) = (
+            "410503001001".parse().expect("area"),
+            "410503001".parse().expect("area"),
+        );
+        {
+            let store = CascadeStore::open(&dir).expect("open");
+            let mut old = ReplayState::default();
+            old.record(&village, 5, 50, 64);
+            old.record(&street, 9, 90, 64);
+            let json = serde_json::to_string(&old).expect("json");
+            store.put("replay", &json).expect("the old form");
+            // Since then: a newer frame from the street, stored the new way.
+            let mut newer = old.clone();
+            newer.record(&street, 10, 100, 64);
+            let window = newer.origins[&street].clone();
+            store
+                .apply(&Persist::Replay {
+                    origin: street.clone(),
+                    window,
+                })
+                .expect("stored");
+        }
+        let replay = CascadeStore::open(&dir)
+            .expect("reopen")
+            .replay()
+            .expect("read");
+        assert_eq!(
+            replay.origins[&village].highest, 5,
+            "kept from the old form"
+        );
+        assert_eq!(replay.origins[&street].highest, 10, "the newer window wins");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn queued_frames_replay_memory_and_sequence_survive_a_reopen_and_done_removes() {

@@ -215,7 +215,8 @@ fn rate(seconds: f64, mut step: impl FnMut() -> bool) -> Result<f64, CascadeBenc
     Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of `sorted` values (the nearest index); NaN when there are none.
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -223,7 +224,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn sorted(values: &[f64]) -> Vec<f64> {
+pub(crate) fn sorted(values: &[f64]) -> Vec<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v

@@ -2,5 +2,6 @@
 
 pub mod alerts;
 pub mod cascade;
+pub mod cascade_ip;
 pub mod fanout;
 pub mod radio;

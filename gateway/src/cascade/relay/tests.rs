@@ -8,8 +8,8 @@ use chrono::TimeZone;
 use super::*;
 use crate::alert::model::Level;
 use crate::cascade::accept::{AcceptConfig, Keyring};
-use crate::cascade::replay::ReplayState;
 use crate::cascade::frame::{Alert, Content};
+use crate::cascade::replay::ReplayState;
 
 const DISTRICT: usize = 0;
 const STREET: usize = 1;
