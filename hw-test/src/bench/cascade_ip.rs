@@ -490,3 +490,32 @@ pub fn table(f: &CascadeIpFigures) -> String {
             .join(" ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_cascade_over_ip_brings_every_alert_and_receipt_home_each_round() {
+        let options = CascadeIpOptions {
+            streets: 2,
+            villages: 2,
+            rounds: 2,
+        };
+        let figures = run(&options).expect("runs");
+        assert_eq!(figures.nodes, 1 + 2 + 2 * 2);
+        assert_eq!(figures.receipts_ms.len(), 2);
+        assert_eq!(figures.delivered_ms.len(), 2);
+        for (delivered, receipts) in figures.delivered_ms.iter().zip(&figures.receipts_ms) {
+            assert!(delivered <= receipts, "{figures:?}");
+        }
+        let json = serde_json::to_string(&figures).expect("serialises");
+        let back: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back["rounds"], 2);
+        assert!(
+            table(&figures).contains("7 nodes, 2 rounds"),
+            "{}",
+            table(&figures)
+        );
+    }
+}
