@@ -60,20 +60,36 @@ pub enum FragmentError {
     FrameTooLarge { frame: usize, message: usize },
 }
 
-/// The messages that carry `frame` over a bearer whose message holds `message_bytes`.
-pub fn fragment(frame: &[u8], message_bytes: usize) -> Result<Vec<Vec<u8>>, FragmentError> {
-    if frame.len() <= message_bytes {
-        return Ok(vec![frame.to_vec()]);
+/// How many messages carry a frame of `frame_bytes` over a bearer whose message holds
+/// `message_bytes`, and the frame bytes each fragment holds (`None` when one message
+/// carries it whole).
+fn pieces(frame_bytes: usize, message_bytes: usize) -> Result<(u8, Option<usize>), FragmentError> {
+    if frame_bytes <= message_bytes {
+        return Ok((1, None));
     }
     let piece = message_bytes
         .checked_sub(HEADER_BYTES)
         .filter(|p| *p > 0)
         .ok_or(FragmentError::MessageTooSmall(message_bytes))?;
+    let count =
+        u8::try_from(frame_bytes.div_ceil(piece)).map_err(|_| FragmentError::FrameTooLarge {
+            frame: frame_bytes,
+            message: message_bytes,
+        })?;
+    Ok((count, Some(piece)))
+}
+
+/// How many messages [`fragment`] would make of a frame of `frame_bytes`.
+pub fn fragment_count(frame_bytes: usize, message_bytes: usize) -> Result<usize, FragmentError> {
+    pieces(frame_bytes, message_bytes).map(|(count, _)| usize::from(count))
+}
+
+/// The messages that carry `frame` over a bearer whose message holds `message_bytes`.
+pub fn fragment(frame: &[u8], message_bytes: usize) -> Result<Vec<Vec<u8>>, FragmentError> {
+    let (count, Some(piece)) = pieces(frame.len(), message_bytes)? else {
+        return Ok(vec![frame.to_vec()]);
+    };
     let pieces = frame.chunks(piece);
-    let count = u8::try_from(pieces.len()).map_err(|_| FragmentError::FrameTooLarge {
-        frame: frame.len(),
-        message: message_bytes,
-    })?;
     let key = frame_key(frame);
     Ok(pieces
         .enumerate()

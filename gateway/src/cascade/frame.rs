@@ -950,18 +950,11 @@ fn heartbeat(input: &[u8]) -> Parsed<'_, Heartbeat> {
     let mut below = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
         let (r, peer) = area(rest, Field::LinkPeer)?;
-        let bearer = match r.first() {
-            Some(&NO_BEARER) => {
-                rest = &r[1..];
-                None
-            }
-            _ => {
-                let (r, bearer) = bearer_code(r, Field::LinkBearer)?;
-                rest = r;
-                Some(bearer)
-            }
+        let (r, bearer) = match r.first() {
+            Some(&NO_BEARER) => (&r[1..], None),
+            _ => bearer_code(r, Field::LinkBearer).map(|(r, b)| (r, Some(b)))?,
         };
-        let (r, planned_bearer) = bearer_code(rest, Field::LinkBearer)?;
+        let (r, planned_bearer) = bearer_code(r, Field::LinkBearer)?;
         let (r, message_bytes) = u16_field(r, Field::LinkMessageBytes)?;
         let pacing_at = r;
         let (r, first) = u16_field(r, Field::LinkPacing)?;

@@ -54,7 +54,7 @@ use thiserror::Error;
 
 use super::accept::{Accepted, Acceptor};
 use super::auth::{SealError, Sealer, reseal, seal};
-use super::fragment::{Pushed, Reassembler, ReassemblyConfig, fragment};
+use super::fragment::{Pushed, Reassembler, ReassemblyConfig, fragment, fragment_count};
 use super::frame::{
     Acknowledgement, BearerKind, Body, Frame, Header, Heartbeat, Kind, LinkState, MAX_TARGETS,
     SIGNATURE_BYTES, TagLength, Timestamp, Trailer, decode,
@@ -1130,7 +1130,7 @@ impl Relay {
 /// Messages a sealed frame of `bytes` takes on a route of `message_bytes`; 0 when it
 /// would need more fragments than a frame may have.
 fn messages(bytes: usize, message_bytes: usize) -> usize {
-    fragment(&vec![0; bytes], message_bytes).map_or(0, |m| m.len())
+    fragment_count(bytes, message_bytes).unwrap_or(0)
 }
 
 /// How a neighbour whose links are `below` would pass on a frame for `targets` that is

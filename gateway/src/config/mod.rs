@@ -702,15 +702,13 @@ impl Config {
             .collect();
         let cascade = match &raw.cascade {
             Some(c) => {
+                // A radio on a link speaks what this node's playout plays: none
+                // without [alerts].
                 let radios: Vec<String> = patching
                     .iter()
+                    .filter(|_| alerts.is_some())
                     .flat_map(|p| p.radios.iter().map(|r| r.name.clone()))
                     .collect();
-                // A radio on a link speaks what this node's playout plays.
-                let radios = match &alerts {
-                    Some(_) => radios,
-                    None => Vec::new(),
-                };
                 Some(cascade::cascade(c, &terminal_names, &radios, &at, base)?)
             }
             None => None,

@@ -620,8 +620,6 @@ impl Task {
                     self.relay.terminal_load(&link, bearer, pacing, queued);
                     if up[k] != now_up {
                         up[k] = now_up;
-                        let route = &self.terminals[k];
-                        let (link, bearer) = (route.link.clone(), route.bearer);
                         self.relay.bearer_state(&link, bearer, now_up, now);
                     }
                 }

@@ -451,8 +451,9 @@ struct RadioBearer {
     patching: mpsc::UnboundedSender<super::patching::PatchRequest>,
     /// Link name, neighbour's area, radio port.
     links: Vec<(String, AreaCode, String)>,
-    /// The level and areas of each held alert (not a live broadcast).
-    terms: HashMap<i64, (crate::alert::model::Level, Vec<AreaCode>)>,
+    /// The areas of each held alert (not a live broadcast); its level and end are in
+    /// the playout's `grant_terms`.
+    areas: HashMap<i64, Vec<AreaCode>>,
     /// The last play of each alert handed to the radios: a resumed or out-of-step
     /// session of the same play is not spoken again.
     spoken: HashMap<i64, u32>,
@@ -478,21 +479,21 @@ impl RadioBearer {
         Some(RadioBearer {
             patching: patching?,
             links,
-            terms: HashMap::new(),
+            areas: HashMap::new(),
             spoken: HashMap::new(),
         })
     }
 
-    /// Hands play `play` of `alert`, which ends at `until`, to every radio whose link
-    /// concerns it and has no IP now, once per radio and play.
+    /// Hands play `play` of `alert`, at `level` and ending at `until`, to every radio
+    /// whose link concerns it and has no IP now, once per radio and play.
     fn speak(
         &mut self,
         (alert, play): (i64, u32),
+        (level, until): (crate::alert::model::Level, Instant),
         samples: &Arc<Vec<i16>>,
-        until: Instant,
         routes: &super::cascade::LinkRoutes,
     ) {
-        let Some((level, areas)) = self.terms.get(&alert) else {
+        let Some(areas) = self.areas.get(&alert) else {
             return;
         };
         if self.spoken.get(&alert).is_some_and(|last| *last >= play) {
@@ -513,7 +514,7 @@ impl RadioBearer {
                 port: port.clone(),
                 play: crate::patch::announce::Play {
                     alert,
-                    level: *level,
+                    level,
                     samples: samples.clone(),
                     until,
                 },
@@ -524,7 +525,7 @@ impl RadioBearer {
     /// Forgets `alert`; stops it on the radios when it ended short of its plays
     /// (cancelled, expired, failed), not when it is done: its last play runs out.
     fn ended(&mut self, alert: i64, state: AlertState) {
-        self.terms.remove(&alert);
+        self.areas.remove(&alert);
         self.spoken.remove(&alert);
         if state != AlertState::Done {
             let _ = self
@@ -710,9 +711,7 @@ impl Playout {
         self.grant_terms
             .insert(id, (record.alert.level, record.alert.expires));
         if let (Some(radio), None) = (&mut self.radio, &record.alert.broadcast) {
-            radio
-                .terms
-                .insert(id, (record.alert.level, record.alert.areas.clone()));
+            radio.areas.insert(id, record.alert.areas.clone());
         }
         self.send_down_the_cascade(id, &record.alert);
         let events = self.scheduler.add(job, self.clock.now());
@@ -909,13 +908,13 @@ impl Playout {
         self.send_due_frames(Instant::now());
         // An early sender report lets receivers map the stream to wall-clock time.
         self.send_sender_reports(Instant::now(), None, Some(session));
-        let until = self
+        let terms = self
             .grant_terms
             .get(&alert)
-            .map(|(_, e)| self.instant_of(*e));
-        if let (Some(radio), Some(cascade), Some(until)) = (&mut self.radio, &self.cascade, until) {
+            .map(|(level, end)| (*level, self.instant_of(*end)));
+        if let (Some(radio), Some(cascade), Some(terms)) = (&mut self.radio, &self.cascade, terms) {
             let routes = cascade.routes.borrow();
-            radio.speak((alert, plays_started), &samples, until, &routes);
+            radio.speak((alert, plays_started), terms, &samples, &routes);
         }
     }
 

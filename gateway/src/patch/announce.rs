@@ -193,14 +193,11 @@ impl Announcements {
                     alert,
                 });
             }
-            if on_air && !self.down.contains(port) {
-                state.on_air = None;
-                let gap = state.gap;
-                next_on_air(port, state, now + gap, now, &mut events);
+            if on_air {
+                state.after_on_air(port, now, now, &mut events);
             }
         }
-        self.ports
-            .retain(|_, s| s.on_air.is_some() || !s.waiting.is_empty());
+        self.forget_idle_ports();
         events
     }
 
@@ -231,8 +228,7 @@ impl Announcements {
         {
             next_on_air(port, state, now, now, &mut events);
         }
-        self.ports
-            .retain(|_, s| s.on_air.is_some() || !s.waiting.is_empty());
+        self.forget_idle_ports();
         events
     }
 
@@ -260,9 +256,7 @@ impl Announcements {
                         port: port.clone(),
                         alert: a.alert(),
                     });
-                    state.on_air = None;
-                    let gap = state.gap;
-                    next_on_air(port, state, now + gap, now, &mut events);
+                    state.after_on_air(port, now, now, &mut events);
                     continue;
                 }
                 while a.due <= now && a.next < a.play.samples.len() {
@@ -281,14 +275,33 @@ impl Announcements {
                     port: port.clone(),
                     alert,
                 });
-                state.on_air = None;
-                let gap = state.gap;
-                next_on_air(port, state, ended + gap, now, &mut events);
+                state.after_on_air(port, ended, now, &mut events);
             }
         }
+        self.forget_idle_ports();
+        (frames, events)
+    }
+
+    /// Drops the ports with nothing on air or waiting.
+    fn forget_idle_ports(&mut self) {
         self.ports
             .retain(|_, s| s.on_air.is_some() || !s.waiting.is_empty());
-        (frames, events)
+    }
+}
+
+impl Port {
+    /// Takes the play on air off, and puts the next on air `gap` after `ended`. (A port
+    /// that is down has nothing on air: [`Announcements::pause`] moved it back.)
+    fn after_on_air(
+        &mut self,
+        port: &MemberId,
+        ended: Instant,
+        now: Instant,
+        events: &mut Vec<AnnounceEvent>,
+    ) {
+        self.on_air = None;
+        let at = ended + self.gap;
+        next_on_air(port, self, at, now, events);
     }
 }
 
